@@ -1,0 +1,230 @@
+//! Which identity a command acts for: `--identity`, else the nearest
+//! `.ravi/config.json` from the working directory upward, else
+//! `config.json` in the config directory.
+//!
+//! The file is `{"identity_uuid": "...", "identity_name": "..."}` and is
+//! written atomically (temporary file, fsync, rename), so concurrent writers
+//! never leave a torn file.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Name of the per-directory folder holding a local config.
+pub const LOCAL_DIR: &str = ".ravi";
+/// Name of the config file.
+pub const CONFIG_FILE: &str = "config.json";
+/// Largest config file ravi reads.
+const MAX_CONFIG_LEN: u64 = 64 * 1024;
+
+/// The identity selection stored in a config file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityConfig {
+    /// The identity's uuid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_uuid: Option<String>,
+    /// The identity's name (informational when a uuid is present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_name: Option<String>,
+}
+
+impl IdentityConfig {
+    /// The selector to look the identity up by: the uuid, else the name.
+    pub fn selector(&self) -> Option<&str> {
+        self.identity_uuid
+            .as_deref()
+            .or(self.identity_name.as_deref())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Parses a config file's contents.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] naming the file if it is not valid JSON of
+    /// this shape.
+    pub fn parse(bytes: &[u8], origin: &Path) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            Error::invalid(format!(
+                "{} is not a valid ravi config: {e}",
+                origin.display()
+            ))
+        })
+    }
+}
+
+/// Where the selection came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// `--identity` on the command line.
+    Explicit(String),
+    /// A config file.
+    File {
+        /// The selector read from it.
+        selector: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// Nothing selected an identity.
+    None,
+}
+
+/// Reads a config file, `None` if it does not exist.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for an unreadable or malformed file.
+pub fn read_config(path: &Path) -> Result<Option<IdentityConfig>> {
+    let meta = match fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+    };
+    if meta.len() > MAX_CONFIG_LEN {
+        return Err(Error::invalid(format!("{} is too large", path.display())));
+    }
+    let bytes =
+        fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+    IdentityConfig::parse(&bytes, path).map(Some)
+}
+
+/// The nearest `.ravi/config.json` from `start` upward, skipping `skip_dir`
+/// (the home directory, whose `.ravi` is the global config directory).
+pub fn find_local_config(start: &Path, skip_dir: Option<&Path>) -> Option<PathBuf> {
+    start.ancestors().find_map(|dir| {
+        if skip_dir.is_some_and(|s| s == dir) {
+            return None;
+        }
+        let candidate = dir.join(LOCAL_DIR).join(CONFIG_FILE);
+        candidate.is_file().then_some(candidate)
+    })
+}
+
+/// Resolves which identity to use.
+///
+/// # Errors
+/// [`Error::InvalidInput`] if a config file that is found is malformed.
+pub fn resolve_identity(
+    explicit: Option<&str>,
+    cwd: &Path,
+    config_dir: &Path,
+    home: Option<&Path>,
+) -> Result<Selection> {
+    if let Some(s) = explicit.filter(|s| !s.is_empty()) {
+        return Ok(Selection::Explicit(s.to_string()));
+    }
+    let global = config_dir.join(CONFIG_FILE);
+    let local = find_local_config(cwd, home).filter(|p| *p != global);
+    for path in local.into_iter().chain(std::iter::once(global)) {
+        if let Some(cfg) = read_config(&path)? {
+            if let Some(sel) = cfg.selector() {
+                return Ok(Selection::File {
+                    selector: sel.to_string(),
+                    path,
+                });
+            }
+        }
+    }
+    Ok(Selection::None)
+}
+
+/// Writes a config file atomically: a uniquely named temporary file in the
+/// same directory (0600), fsynced, then renamed over the target.
+///
+/// # Errors
+/// [`Error::Io`] if the directory or file cannot be written.
+pub fn write_config(path: &Path, cfg: &IdentityConfig) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let io = |e| Error::io(format!("cannot write {}", path.display()), e);
+    {
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(dir).map_err(io)?;
+    }
+    let mut json = serde_json::to_vec_pretty(cfg)
+        .map_err(|e| Error::Storage(format!("cannot encode config: {e}")))?;
+    json.push(b'\n');
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".config.json.")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    tmp.write_all(&json).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    if let Ok(d) = fs::File::open(dir) {
+        // Make the rename durable; failure here loses nothing already visible.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(uuid: &str) -> IdentityConfig {
+        IdentityConfig {
+            identity_uuid: Some(uuid.into()),
+            identity_name: None,
+        }
+    }
+
+    #[test]
+    fn precedence() {
+        let root = tempfile::tempdir().unwrap();
+        let home = root.path().join("home");
+        let global_dir = root.path().join("cfg");
+        let work = root.path().join("work/a/b");
+        fs::create_dir_all(&work).unwrap();
+        assert_eq!(
+            resolve_identity(None, &work, &global_dir, Some(&home)).unwrap(),
+            Selection::None
+        );
+        write_config(&global_dir.join(CONFIG_FILE), &cfg("g")).unwrap();
+        assert!(matches!(
+            resolve_identity(None, &work, &global_dir, Some(&home)).unwrap(),
+            Selection::File { selector, .. } if selector == "g"
+        ));
+        write_config(&root.path().join("work/.ravi/config.json"), &cfg("l")).unwrap();
+        assert!(matches!(
+            resolve_identity(None, &work, &global_dir, Some(&home)).unwrap(),
+            Selection::File { selector, .. } if selector == "l"
+        ));
+        assert_eq!(
+            resolve_identity(Some("x"), &work, &global_dir, Some(&home)).unwrap(),
+            Selection::Explicit("x".into())
+        );
+    }
+
+    #[test]
+    fn home_dot_ravi_is_not_a_local_config() {
+        let root = tempfile::tempdir().unwrap();
+        let home = root.path().to_path_buf();
+        write_config(&home.join(".ravi/config.json"), &cfg("home")).unwrap();
+        let other = root.path().join("other-cfg");
+        let work = home.join("proj");
+        fs::create_dir_all(&work).unwrap();
+        assert_eq!(
+            resolve_identity(None, &work, &other, Some(&home)).unwrap(),
+            Selection::None
+        );
+    }
+
+    #[test]
+    fn malformed_config_is_input_error() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join(CONFIG_FILE), b"{not json").unwrap();
+        let err = resolve_identity(None, root.path(), root.path(), None).unwrap_err();
+        assert_eq!(err.class(), crate::ErrorClass::InvalidInput);
+    }
+}

@@ -1,0 +1,40 @@
+//! vault-core: the end-to-end-encrypted vault engine behind `ravi`.
+//!
+//! A [`Vault`] is a SQLite file. Unlocking it with its passphrase gives an
+//! [`Unlocked`] vault (the root key); opening an identity gives an
+//! [`IdentityVault`] (that identity's key) whose passwords and secrets are
+//! sealed records. See `docs/SPEC.md` for every format and derivation.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+pub mod config;
+mod envelope;
+mod error;
+mod generator;
+mod keys;
+pub mod names;
+mod primitives;
+mod records;
+mod secret;
+pub mod store;
+mod vault;
+
+pub use envelope::{
+    ENVELOPE_VERSION, PAD_MIN_BUCKET, SealContext, open, pad, padded_len, seal, seal_with_nonce,
+    unpad,
+};
+pub use error::{Candidate, Error, ErrorClass, Result};
+pub use generator::{DEFAULT_LENGTH, GeneratorOptions, generate_password};
+pub use keys::{
+    KdfParams, LABEL_INDEX_KEY, LABEL_RECORD, LABEL_SEAL_KEY, LABEL_WRAP_IDENTITY_KEY,
+    LABEL_WRAP_ROOT_KEY, Passphrase, SecretKey,
+};
+pub use records::{
+    KIND_PASSWORD, KIND_SECRET, NewPassword, PasswordEdit, PasswordEntry, SecretEntry,
+};
+pub use secret::SecretString;
+pub use vault::{
+    DEFAULT_INBOX_DOMAIN, Identity, IdentityVault, InitOptions, NewIdentity, Unlocked, Vault,
+    VaultInfo,
+};

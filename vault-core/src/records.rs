@@ -1,0 +1,127 @@
+//! Record kinds and their sealed plaintext bodies.
+//!
+//! A record's plaintext is a JSON object (fields below), padded and sealed
+//! by [`crate::envelope`]. Its name (domain or key) is also stored, keyed,
+//! in the row's blind index; opening re-checks the two agree.
+
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::secret::SecretString;
+
+/// Record kind of a password entry.
+pub const KIND_PASSWORD: u8 = 1;
+/// Record kind of a key/value secret.
+pub const KIND_SECRET: u8 = 2;
+
+/// The sealed body of a password entry.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordBody {
+    pub domain: String,
+    pub username: Option<String>,
+    pub password: String,
+    pub notes: Option<String>,
+    pub created_dt: String,
+    pub updated_dt: String,
+}
+
+/// The sealed body of a secret.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretBody {
+    pub key: String,
+    pub value: String,
+    pub notes: Option<String>,
+    pub created_dt: String,
+    pub updated_dt: String,
+}
+
+/// A password entry, as returned to callers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PasswordEntry {
+    /// The entry's uuid.
+    pub uuid: String,
+    /// The registrable domain it is filed under.
+    pub domain: String,
+    /// The username, if any.
+    pub username: Option<String>,
+    /// The password.
+    pub password: SecretString,
+    /// Free-form notes.
+    pub notes: Option<String>,
+    /// Creation time (RFC 3339 UTC).
+    pub created_dt: String,
+    /// Last change (RFC 3339 UTC).
+    pub updated_dt: String,
+}
+
+impl PasswordEntry {
+    pub(crate) fn from_body(uuid: String, b: &PasswordBody) -> Self {
+        PasswordEntry {
+            uuid,
+            domain: b.domain.clone(),
+            username: b.username.clone(),
+            password: SecretString::new(b.password.clone()),
+            notes: b.notes.clone(),
+            created_dt: b.created_dt.clone(),
+            updated_dt: b.updated_dt.clone(),
+        }
+    }
+}
+
+/// A secret, as returned to callers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecretEntry {
+    /// The secret's uuid.
+    pub uuid: String,
+    /// Its key (unique per identity).
+    pub key: String,
+    /// Its value.
+    pub value: SecretString,
+    /// Free-form notes.
+    pub notes: Option<String>,
+    /// Creation time (RFC 3339 UTC).
+    pub created_dt: String,
+    /// Last change (RFC 3339 UTC).
+    pub updated_dt: String,
+}
+
+impl SecretEntry {
+    pub(crate) fn from_body(uuid: String, b: &SecretBody) -> Self {
+        SecretEntry {
+            uuid,
+            key: b.key.clone(),
+            value: SecretString::new(b.value.clone()),
+            notes: b.notes.clone(),
+            created_dt: b.created_dt.clone(),
+            updated_dt: b.updated_dt.clone(),
+        }
+    }
+}
+
+/// A new password entry.
+#[derive(Clone, Debug, Default)]
+pub struct NewPassword {
+    /// Domain, host or URL; cleaned to the registrable domain.
+    pub domain: String,
+    /// Username.
+    pub username: Option<String>,
+    /// The password.
+    pub password: SecretString,
+    /// Notes.
+    pub notes: Option<String>,
+}
+
+/// Changes to a password entry; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct PasswordEdit {
+    /// New domain (cleaned like [`NewPassword::domain`]).
+    pub domain: Option<String>,
+    /// New username.
+    pub username: Option<String>,
+    /// New password.
+    pub password: Option<SecretString>,
+    /// New notes.
+    pub notes: Option<String>,
+}
