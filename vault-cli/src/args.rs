@@ -1,0 +1,247 @@
+//! Command-line grammar of `ravi`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  internal error (I/O, storage, bug)
+  2  usage error or invalid input
+  3  not found (vault, identity, record)
+  4  locked or denied (no passphrase given, wrong passphrase)
+  5  integrity failure (tampered or damaged vault)
+  6  conflict or ambiguous (duplicate name, several matches)
+
+Secrets given on the command line (--password, VALUE) are visible to other
+users of the machine through the process list; prefer --password-stdin,
+--value-stdin, the *-file options, or environment variables.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "ravi",
+    version,
+    about = "End-to-end-encrypted vaults for AI-agent identities",
+    after_help = EXIT_CODES_HELP
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Vault file [default: ~/.ravi/vault.db]
+    #[arg(long, global = true, env = "RAVI_VAULT", value_name = "PATH")]
+    pub vault: Option<PathBuf>,
+    /// Identity to act for (name or uuid); overrides config files
+    #[arg(long, global = true, value_name = "NAME|UUID")]
+    pub identity: Option<String>,
+    /// Print one JSON document on stdout (errors as JSON on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Read the vault passphrase from this file (else RAVI_PASSPHRASE, else a prompt)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new vault
+    Init(InitArgs),
+    /// Create, list, show, select and delete identities
+    #[command(subcommand)]
+    Identity(IdentityCommand),
+    /// Print the selected identity's email or phone number
+    #[command(subcommand)]
+    Get(GetCommand),
+    /// Service passwords of the selected identity
+    #[command(subcommand)]
+    Passwords(PasswordsCommand),
+    /// Key/value secrets of the selected identity
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Domain of assigned inbox addresses (<name>@<domain>)
+    #[arg(long, value_name = "DOMAIN")]
+    pub inbox_domain: Option<String>,
+    /// Argon2id memory in MiB [default: 64]; lower only for tests
+    #[arg(long, value_name = "N")]
+    pub kdf_memory_mib: Option<u32>,
+    /// Argon2id passes [default: 3]
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+    /// Argon2id lanes [default: 4]
+    #[arg(long, value_name = "N")]
+    pub kdf_parallelism: Option<u32>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IdentityCommand {
+    /// Create an identity
+    Create {
+        /// Unique name (also the inbox local part)
+        #[arg(long)]
+        name: String,
+        /// Inbox address [default: <name>@<inbox domain>]
+        #[arg(long)]
+        email: Option<String>,
+        /// Phone number, E.164 (e.g. +14155550123)
+        #[arg(long)]
+        phone: Option<String>,
+    },
+    /// List identities
+    List,
+    /// Show one identity [default: the selected one]
+    Show {
+        #[arg(value_name = "NAME|UUID")]
+        selector: Option<String>,
+    },
+    /// Select an identity for later commands (writes config.json)
+    Use {
+        #[arg(value_name = "NAME|UUID")]
+        selector: String,
+        /// Write ./.ravi/config.json instead of the config directory's file
+        #[arg(long)]
+        local: bool,
+    },
+    /// Delete an identity, its key and all its records
+    Delete {
+        #[arg(value_name = "NAME|UUID")]
+        selector: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GetCommand {
+    /// The identity's inbox address: {"email": ...}
+    Email,
+    /// The identity's phone number: {"phone_number": ...}
+    Phone,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct GenerateArgs {
+    /// Generated password length
+    #[arg(long, value_name = "N", default_value_t = vault_core::DEFAULT_LENGTH)]
+    pub length: usize,
+    /// No special characters
+    #[arg(long)]
+    pub no_special: bool,
+    /// No digits
+    #[arg(long)]
+    pub no_digits: bool,
+    /// Characters never to use
+    #[arg(long, value_name = "CHARS")]
+    pub exclude_chars: Option<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PasswordInput {
+    /// The password on argv (visible to other local users; prefer --password-stdin)
+    #[arg(long, conflicts_with_all = ["password_stdin", "password_file", "generate"])]
+    pub password: Option<String>,
+    /// Read the password from stdin
+    #[arg(long, conflicts_with_all = ["password_file", "generate"])]
+    pub password_stdin: bool,
+    /// Read the password from a file
+    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
+    pub password_file: Option<PathBuf>,
+    /// Generate a password (the default for create when none is given)
+    #[arg(long)]
+    pub generate: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PasswordsCommand {
+    /// Store a password for a domain or URL
+    Create {
+        #[arg(value_name = "DOMAIN|URL")]
+        domain: String,
+        #[arg(long)]
+        username: Option<String>,
+        #[command(flatten)]
+        input: PasswordInput,
+        #[command(flatten)]
+        generator: GenerateArgs,
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// List entries (passwords hidden)
+    List,
+    /// Show one entry with its password
+    Get {
+        #[arg(value_name = "UUID|DOMAIN")]
+        selector: String,
+        /// Pick the entry with this username
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Change an entry
+    Edit {
+        #[arg(value_name = "UUID|DOMAIN")]
+        selector: String,
+        /// Pick the entry with this username
+        #[arg(long)]
+        username: Option<String>,
+        /// New domain or URL
+        #[arg(long, value_name = "DOMAIN|URL")]
+        new_domain: Option<String>,
+        /// New username
+        #[arg(long, value_name = "USERNAME")]
+        new_username: Option<String>,
+        #[command(flatten)]
+        input: PasswordInput,
+        #[command(flatten)]
+        generator: GenerateArgs,
+        /// New notes
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// Delete an entry
+    Delete {
+        #[arg(value_name = "UUID|DOMAIN")]
+        selector: String,
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Generate a password without storing it
+    Generate {
+        #[command(flatten)]
+        generator: GenerateArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Set a secret (replaces the value of an existing key)
+    Set {
+        key: String,
+        /// The value on argv (visible to other local users; prefer --value-stdin)
+        #[arg(conflicts_with_all = ["value_stdin", "value_file"])]
+        value: Option<String>,
+        /// Read the value from stdin
+        #[arg(long, conflicts_with = "value_file")]
+        value_stdin: bool,
+        /// Read the value from a file
+        #[arg(long, value_name = "FILE")]
+        value_file: Option<PathBuf>,
+        #[arg(long)]
+        notes: Option<String>,
+    },
+    /// Show one secret with its value
+    Get { key: String },
+    /// List secrets (values hidden)
+    List,
+    /// Delete a secret
+    Delete {
+        #[arg(value_name = "KEY|UUID")]
+        selector: String,
+    },
+}
