@@ -1,0 +1,242 @@
+//! Helpers: a built `ravi` binary and a throwaway vault environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// Exit codes documented in the README and `ravi --help`.
+pub const EXIT_INTERNAL: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+pub const EXIT_NOT_FOUND: i32 = 3;
+pub const EXIT_LOCKED: i32 = 4;
+pub const EXIT_INTEGRITY: i32 = 5;
+pub const EXIT_CONFLICT: i32 = 6;
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// Builds `ravi` once (with the same cargo that runs the tests) and returns
+/// its path, so the tests always exercise the current source.
+pub fn ravi_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "vault-cli",
+                "--bin",
+                "ravi",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "building ravi failed");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
+            .last()
+            .expect("cargo reports the ravi executable")
+    })
+}
+
+/// A temporary home, config directory, vault path and work directory.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub home: PathBuf,
+    pub vault: PathBuf,
+    pub config_dir: PathBuf,
+    pub work: PathBuf,
+}
+
+/// The result of one `ravi` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {:?}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+
+    pub fn error_json(&self) -> Value {
+        serde_json::from_str(self.stderr.trim())
+            .unwrap_or_else(|e| panic!("stderr is not JSON ({e}): {:?}", self.stderr))
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn fails(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "panic: {}", self.stderr);
+        assert!(
+            !self.stderr.contains("RUST_BACKTRACE"),
+            "backtrace: {}",
+            self.stderr
+        );
+        self
+    }
+}
+
+impl Env {
+    /// A fresh environment with no vault yet.
+    pub fn empty() -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        Env {
+            vault: dir.path().join("vaults/vault.db"),
+            config_dir: dir.path().join("cfg"),
+            home,
+            work,
+            dir,
+        }
+    }
+
+    /// A fresh environment with an initialised vault (weak Argon2id
+    /// parameters, chosen explicitly for test speed).
+    pub fn new() -> Env {
+        let env = Env::empty();
+        env.run(&[
+            "init",
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+            "--inbox-domain",
+            "agents.example.com",
+        ])
+        .ok();
+        env
+    }
+
+    /// A fresh vault with one identity selected through the config directory.
+    pub fn with_identity(name: &str) -> (Env, Value) {
+        let env = Env::new();
+        let ident = env
+            .run(&["identity", "create", "--name", name, "--json"])
+            .ok()
+            .json();
+        env.run(&["identity", "use", name]).ok();
+        (env, ident)
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(ravi_bin());
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("RAVI_") {
+                c.env_remove(k);
+            }
+        }
+        c.env("HOME", &self.home)
+            .env("RAVI_VAULT", &self.vault)
+            .env("RAVI_CONFIG_DIR", &self.config_dir)
+            .env("RAVI_PASSPHRASE", PASSPHRASE)
+            .env_remove("RUST_BACKTRACE")
+            .current_dir(&self.work)
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_command(self.command().args(args))
+    }
+
+    pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ravi");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        to_run(child.wait_with_output().unwrap())
+    }
+
+    /// Every file of the vault (main, -wal, -shm) and of the config dirs.
+    pub fn stored_bytes(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        for root in [
+            self.vault.parent().unwrap(),
+            &self.config_dir,
+            &self.home,
+            &self.work,
+        ] {
+            collect(root, &mut out);
+        }
+        out
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(&self.vault).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
+        c
+    }
+}
+
+fn collect(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect(&p, out);
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p, b));
+        }
+    }
+}
+
+pub fn run_command(c: &mut Command) -> Run {
+    to_run(c.output().expect("run ravi"))
+}
+
+fn to_run(o: Output) -> Run {
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}

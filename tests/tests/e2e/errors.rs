@@ -1,0 +1,193 @@
+use crate::common::*;
+
+#[test]
+fn wrong_or_missing_passphrase_is_locked() {
+    let (env, _) = Env::with_identity("alice");
+    env.run(&["secrets", "set", "K", "v"]).ok();
+    let mut c = env.command();
+    c.env("RAVI_PASSPHRASE", "not the passphrase")
+        .args(["secrets", "get", "K", "--json"]);
+    let r = run_command(&mut c).fails(EXIT_LOCKED);
+    assert_eq!(r.error_json()["error"]["code"], "locked");
+    assert!(
+        r.error_json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wrong passphrase")
+    );
+    assert!(r.stdout.is_empty());
+
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE")
+        .args(["secrets", "get", "K"]);
+    let r = run_command(&mut c).fails(EXIT_LOCKED);
+    assert!(r.stderr.contains("locked"));
+
+    // the passphrase from a file
+    let f = env.dir.path().join("pass");
+    std::fs::write(&f, format!("{PASSPHRASE}\n")).unwrap();
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE").args([
+        "--passphrase-file",
+        f.to_str().unwrap(),
+        "secrets",
+        "get",
+        "K",
+    ]);
+    assert_eq!(run_command(&mut c).ok().stdout.trim(), "v");
+    // a file beats the environment
+    let mut c = env.command();
+    c.env("RAVI_PASSPHRASE", "wrong").args([
+        "secrets",
+        "get",
+        "K",
+        "--passphrase-file",
+        f.to_str().unwrap(),
+    ]);
+    run_command(&mut c).ok();
+    let mut c = env.command();
+    c.args(["secrets", "get", "K", "--passphrase-file", "/nonexistent"]);
+    run_command(&mut c).fails(EXIT_INTERNAL);
+}
+
+#[test]
+fn vault_lifecycle_errors() {
+    let env = Env::empty();
+    let r = env
+        .run(&["identity", "list", "--json"])
+        .fails(EXIT_NOT_FOUND);
+    assert!(
+        r.error_json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ravi init")
+    );
+    assert!(!env.vault.exists(), "a failed open must not create a file");
+    env.run(&[
+        "init",
+        "--kdf-memory-mib",
+        "1",
+        "--kdf-iterations",
+        "1",
+        "--kdf-parallelism",
+        "1",
+        "--inbox-domain",
+        "nodots",
+    ])
+    .fails(EXIT_INVALID);
+    env.run(&["init", "--kdf-memory-mib", "0"])
+        .fails(EXIT_INVALID);
+    let mut c = env.command();
+    c.env("RAVI_PASSPHRASE", "").args([
+        "init",
+        "--kdf-memory-mib",
+        "1",
+        "--kdf-iterations",
+        "1",
+        "--kdf-parallelism",
+        "1",
+    ]);
+    run_command(&mut c).fails(EXIT_INVALID);
+    let r = env
+        .run(&[
+            "init",
+            "--kdf-memory-mib",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-parallelism",
+            "1",
+            "--json",
+        ])
+        .ok();
+    assert!(
+        r.stderr.contains("weaker"),
+        "weak parameters warn: {}",
+        r.stderr
+    );
+    let info = r.json();
+    assert_eq!(info["kdf"]["memory_kib"], 1024);
+    assert_eq!(info["inbox_domain"], "ravi.invalid");
+    env.run(&[
+        "init",
+        "--kdf-memory-mib",
+        "1",
+        "--kdf-iterations",
+        "1",
+        "--kdf-parallelism",
+        "1",
+    ])
+    .fails(EXIT_CONFLICT);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&env.vault).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let mode = std::fs::metadata(env.vault.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700);
+    }
+    // the stored pragmas
+    let db = env.db();
+    let mode: String = db
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let v: i64 = db
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 1);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let (env, _) = Env::with_identity("alice");
+    env.db().pragma_update(None, "user_version", 99).unwrap();
+    let r = env
+        .run(&["identity", "list", "--json"])
+        .fails(EXIT_CONFLICT);
+    assert!(
+        r.error_json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("newer")
+    );
+}
+
+#[test]
+fn not_a_vault_file() {
+    let env = Env::empty();
+    std::fs::create_dir_all(env.vault.parent().unwrap()).unwrap();
+    std::fs::write(&env.vault, vec![0x55u8; 8192]).unwrap();
+    let r = env
+        .run(&["identity", "list", "--json"])
+        .fails(EXIT_INTEGRITY);
+    assert_eq!(r.error_json()["error"]["code"], "integrity");
+}
+
+#[test]
+fn usage_errors_and_help() {
+    let env = Env::empty();
+    let r = env.run(&["--help"]).ok();
+    for code in [
+        "2  usage",
+        "3  not found",
+        "4  locked",
+        "5  integrity",
+        "6  conflict",
+        "1  internal",
+    ] {
+        assert!(r.stdout.contains(code), "help lists exit code {code}");
+    }
+    env.run(&["frobnicate"]).fails(EXIT_INVALID);
+    let e = env
+        .run(&["frobnicate", "--json"])
+        .fails(EXIT_INVALID)
+        .error_json();
+    assert_eq!(e["error"]["code"], "invalid_input");
+    env.run(&["identity", "create"]).fails(EXIT_INVALID);
+    env.run(&["--version"]).ok();
+}
