@@ -118,13 +118,11 @@ pub fn resolve_identity(
     let global = config_dir.join(CONFIG_FILE);
     let local = find_local_config(cwd, home).filter(|p| *p != global);
     for path in local.into_iter().chain(std::iter::once(global)) {
-        if let Some(cfg) = read_config(&path)? {
-            if let Some(sel) = cfg.selector() {
-                return Ok(Selection::File {
-                    selector: sel.to_string(),
-                    path,
-                });
-            }
+        if let Some(sel) = read_config(&path)?.and_then(|c| c.selector().map(str::to_string)) {
+            return Ok(Selection::File {
+                selector: sel,
+                path,
+            });
         }
     }
     Ok(Selection::None)

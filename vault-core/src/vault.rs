@@ -512,11 +512,11 @@ impl IdentityVault<'_> {
         selector: &str,
         username: Option<&str>,
     ) -> Result<(RecordRow, PasswordEntry)> {
-        if let Ok(u) = Uuid::try_parse(selector) {
-            if let Some(row) = tx.record(&self.identity.uuid, KIND_PASSWORD, &u.to_string())? {
-                let entry = self.open_password(&row)?;
-                return Ok((row, entry));
-            }
+        if let Ok(u) = Uuid::try_parse(selector)
+            && let Some(row) = tx.record(&self.identity.uuid, KIND_PASSWORD, &u.to_string())?
+        {
+            let entry = self.open_password(&row)?;
+            return Ok((row, entry));
         }
         let domain = names::clean_domain(selector)?;
         let bi = self.blind_index(KIND_PASSWORD, &domain);
@@ -674,11 +674,11 @@ impl IdentityVault<'_> {
                 return Ok((row, e));
             }
         }
-        if let Ok(u) = Uuid::try_parse(selector) {
-            if let Some(row) = tx.record(&self.identity.uuid, KIND_SECRET, &u.to_string())? {
-                let e = self.open_secret(&row)?;
-                return Ok((row, e));
-            }
+        if let Ok(u) = Uuid::try_parse(selector)
+            && let Some(row) = tx.record(&self.identity.uuid, KIND_SECRET, &u.to_string())?
+        {
+            let e = self.open_secret(&row)?;
+            return Ok((row, e));
         }
         Err(Error::NotFound(format!("no secret {selector:?}")))
     }

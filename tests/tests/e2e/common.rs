@@ -40,7 +40,7 @@ pub fn ravi_bin() -> &'static Path {
             .lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
-            .last()
+            .next_back()
             .expect("cargo reports the ravi executable")
     })
 }

@@ -1,4 +1,5 @@
 //! End-to-end tests of the `ravi` binary on temporary vaults.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod at_rest;
 mod common;
