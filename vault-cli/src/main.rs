@@ -327,7 +327,14 @@ fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
                      "iterations": info.kdf.iterations, "parallelism": info.kdf.parallelism },
             "created_dt": info.created_dt,
         }),
-        format!("Created vault {} at {}", info.vault_id, info.path.display()),
+        format!(
+            "Created vault {} at {} (Argon2id {} MiB, t={}, p={})",
+            info.vault_id,
+            info.path.display(),
+            info.kdf.memory_kib / 1024,
+            info.kdf.iterations,
+            info.kdf.parallelism
+        ),
     );
     Ok(())
 }
