@@ -721,3 +721,88 @@ impl IdentityVault<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WEAK: KdfParams = KdfParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn vault(dir: &tempfile::TempDir) -> Vault {
+        let opts = InitOptions {
+            kdf: WEAK,
+            inbox_domain: "example.com".into(),
+        };
+        Vault::init(&dir.path().join("v.db"), &pass("pw"), &opts).unwrap()
+    }
+
+    fn pass(s: &str) -> Passphrase {
+        Passphrase::new(s.into()).unwrap()
+    }
+
+    #[test]
+    fn unlock_and_use_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(&dir);
+        assert!(matches!(
+            v.unlock(&pass("nope")),
+            Err(Error::WrongPassphrase)
+        ));
+        let u = v.unlock(&pass("pw")).unwrap();
+        let id = u
+            .create_identity(&NewIdentity {
+                name: "Alice".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(id.inbox, "alice@example.com");
+        let iv = u.open_identity(&id).unwrap();
+        let p = iv
+            .create_password(&NewPassword {
+                domain: "https://accounts.example.org/login".into(),
+                username: Some("alice".into()),
+                password: "hunter2".into(),
+                notes: None,
+            })
+            .unwrap();
+        assert_eq!(p.domain, "example.org");
+        // Debug of an entry never shows the password
+        assert!(!format!("{p:?}").contains("hunter2"));
+        assert_eq!(iv.get_password("example.org", None).unwrap(), p);
+        let (s, created) = iv.set_secret("TOKEN", &"t1".into(), Some("n")).unwrap();
+        assert!(created);
+        let (s2, created) = iv.set_secret("TOKEN", &"t2".into(), None).unwrap();
+        assert!(!created);
+        assert_eq!(
+            (s2.uuid.as_str(), s2.notes.as_deref()),
+            (s.uuid.as_str(), Some("n"))
+        );
+        assert_eq!(iv.get_secret("TOKEN").unwrap().value.expose(), "t2");
+
+        // a reopened vault reads the same
+        drop(iv);
+        drop(u);
+        drop(v);
+        let v = Vault::open(&dir.path().join("v.db")).unwrap();
+        let u = v.unlock(&pass("pw")).unwrap();
+        let iv = u.open_identity(&v.find_identity("alice").unwrap()).unwrap();
+        assert_eq!(iv.secrets().unwrap().len(), 1);
+        assert_eq!(iv.passwords().unwrap()[0].password.expose(), "hunter2");
+        assert!(matches!(iv.get_secret("nope"), Err(Error::NotFound(_))));
+        u.delete_identity("alice").unwrap();
+        assert!(matches!(v.find_identity("alice"), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn debug_of_unlocked_state_is_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vault(&dir);
+        let u = v.unlock(&pass("pw")).unwrap();
+        let dbg = format!("{u:?}");
+        assert!(!dbg.contains("SecretKey") && dbg.ends_with(".. }"), "{dbg}");
+    }
+}
