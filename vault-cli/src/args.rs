@@ -64,6 +64,9 @@ pub enum Command {
     /// Key/value secrets of the selected identity
     #[command(subcommand)]
     Secrets(SecretsCommand),
+    /// TOTP (2FA) seeds of the selected identity, and their codes
+    #[command(subcommand)]
+    Totp(TotpCommand),
 }
 
 #[derive(Args, Debug)]
@@ -244,4 +247,61 @@ pub enum SecretsCommand {
         #[arg(value_name = "KEY|UUID")]
         selector: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TotpCommand {
+    /// Enrol a TOTP seed from an otpauth:// URI or a Base32 secret
+    Add(TotpAddArgs),
+    /// The current code and how long it stays valid
+    Code {
+        name: String,
+        /// If fewer seconds remain, wait for the next window (must be below the period)
+        #[arg(long, value_name = "SECS")]
+        min_validity: Option<u64>,
+        /// Compute the code for this Unix time instead of now (no waiting)
+        #[arg(long, value_name = "UNIX_TIME")]
+        at: Option<u64>,
+    },
+    /// List enrolments (never shows seeds)
+    List,
+    /// Show one enrolment's parameters (no seed)
+    Show { name: String },
+    /// Export the otpauth:// URI (contains the seed)
+    Uri { name: String },
+    /// Delete an enrolment
+    Delete { name: String },
+}
+
+#[derive(Args, Debug)]
+pub struct TotpAddArgs {
+    /// Name [default: the URI's issuer]; a URL or host is cleaned to its domain
+    pub name: Option<String>,
+    /// otpauth://totp/... URI (on argv: visible to other local users)
+    #[arg(long, group = "source")]
+    pub uri: Option<String>,
+    /// Read the otpauth:// URI from stdin
+    #[arg(long, group = "source")]
+    pub uri_stdin: bool,
+    /// Base32 secret (on argv: visible to other local users)
+    #[arg(long, group = "source")]
+    pub secret: Option<String>,
+    /// Read the Base32 secret from stdin
+    #[arg(long, group = "source")]
+    pub secret_stdin: bool,
+    /// SHA1, SHA256, SHA512 or STEAM [default: SHA1]
+    #[arg(long, conflicts_with_all = ["uri", "uri_stdin"])]
+    pub algorithm: Option<String>,
+    /// Code length, 6-8 [default: 6; 5 for STEAM]
+    #[arg(long, conflicts_with_all = ["uri", "uri_stdin"])]
+    pub digits: Option<u8>,
+    /// Time step in seconds, 1-300 [default: 30]
+    #[arg(long, value_name = "SECS", conflicts_with_all = ["uri", "uri_stdin"])]
+    pub period: Option<u64>,
+    /// Issuer (service name)
+    #[arg(long, conflicts_with_all = ["uri", "uri_stdin"])]
+    pub issuer: Option<String>,
+    /// Account name
+    #[arg(long, conflicts_with_all = ["uri", "uri_stdin"])]
+    pub account: Option<String>,
 }

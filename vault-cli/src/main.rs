@@ -14,12 +14,12 @@ use vault_core::config::{self, IdentityConfig, Selection};
 use vault_core::{
     Error, ErrorClass, GeneratorOptions, Identity, IdentityVault, InitOptions, KdfParams,
     NewIdentity, NewPassword, PasswordEdit, PasswordEntry, Result, SecretEntry, SecretString,
-    Vault,
+    TotpAlgorithm, TotpEntry, TotpParams, Vault,
 };
 
 use args::{
     Cli, Command, GenerateArgs, GetCommand, GlobalArgs, IdentityCommand, InitArgs, PasswordInput,
-    PasswordsCommand, SecretsCommand,
+    PasswordsCommand, SecretsCommand, TotpAddArgs, TotpCommand,
 };
 
 fn exit_code(class: ErrorClass) -> u8 {
@@ -283,6 +283,7 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         Command::Passwords(PasswordsCommand::Generate { generator }) => generate(generator, out),
         Command::Passwords(c) => with_identity(g, |iv| passwords(iv, c, out)),
         Command::Secrets(c) => with_identity(g, |iv| secrets(iv, c, out)),
+        Command::Totp(c) => with_identity(g, |iv| totp(iv, c, out)),
     }
 }
 
@@ -555,6 +556,136 @@ fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> Resu
             let mut doc = secret_json(&e, false);
             doc["deleted"] = json!(true);
             out.emit(doc, format!("Deleted secret {}", e.key));
+        }
+    }
+    Ok(())
+}
+
+fn totp_json(e: &TotpEntry) -> Value {
+    json!({
+        "uuid": e.uuid, "name": e.name, "issuer": e.issuer, "account": e.account,
+        "algorithm": e.algorithm, "digits": e.digits, "period": e.period,
+        "created_dt": e.created_dt, "updated_dt": e.updated_dt,
+    })
+}
+
+fn totp_text(e: &TotpEntry) -> String {
+    format!(
+        "name:      {}\nuuid:      {}\nissuer:    {}\naccount:   {}\nalgorithm: {}\ndigits:    {}\nperiod:    {}s",
+        e.name,
+        e.uuid,
+        e.issuer.as_deref().unwrap_or("-"),
+        e.account.as_deref().unwrap_or("-"),
+        e.algorithm,
+        e.digits,
+        e.period
+    )
+}
+
+fn totp_params(a: &TotpAddArgs) -> Result<TotpParams> {
+    let TotpAddArgs {
+        uri,
+        uri_stdin,
+        secret,
+        secret_stdin,
+        algorithm,
+        digits,
+        period,
+        issuer,
+        account,
+        ..
+    } = a;
+    if let Some(u) = uri {
+        return TotpParams::from_uri(u);
+    }
+    if *uri_stdin {
+        return TotpParams::from_uri(input::secret_from_stdin("URI")?.expose());
+    }
+    let b32 = match (secret, secret_stdin) {
+        (Some(s), _) => SecretString::from(s.as_str()),
+        (None, true) => input::secret_from_stdin("secret")?,
+        (None, false) => {
+            return Err(Error::InvalidInput(
+                "no TOTP seed given: pass --uri, --uri-stdin, --secret or --secret-stdin".into(),
+            ));
+        }
+    };
+    let mut p = TotpParams::with_defaults(vault_core::totp::decode_base32_secret(b32.expose())?);
+    if let Some(a) = algorithm {
+        p.algorithm = TotpAlgorithm::parse(a)?;
+        if p.algorithm == TotpAlgorithm::Steam {
+            p.digits = 5;
+        }
+    }
+    if let Some(d) = digits {
+        p.digits = *d;
+    }
+    if let Some(s) = period {
+        p.period = *s;
+    }
+    p.issuer = issuer.clone().filter(|i| !i.is_empty());
+    p.account = account.clone().filter(|a| !a.is_empty());
+    p.validate()?;
+    Ok(p)
+}
+
+fn totp(iv: &IdentityVault<'_>, c: &TotpCommand, out: &mut Output) -> Result<()> {
+    match c {
+        TotpCommand::Add(a) => {
+            let params = totp_params(a)?;
+            if params.is_weak_secret() {
+                eprintln!(
+                    "ravi: warning: the TOTP secret has only {} bits; 128 or more is recommended",
+                    params.secret.len() * 8
+                );
+            }
+            let e = iv.add_totp(a.name.as_deref(), &params)?;
+            out.emit(totp_json(&e), totp_text(&e));
+        }
+        TotpCommand::Code {
+            name,
+            min_validity,
+            at,
+        } => {
+            let code = iv.totp_code(name, *at, *min_validity)?;
+            out.emit(
+                json!({
+                    "name": code.name, "code": code.code, "digits": code.digits,
+                    "period": code.period, "algorithm": code.algorithm,
+                    "remaining_seconds": code.remaining_seconds, "valid_until": code.valid_until,
+                }),
+                code.code.clone(),
+            );
+        }
+        TotpCommand::List => {
+            let all = iv.totps()?;
+            let text = all
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}\t{}\t{}",
+                        e.name,
+                        e.issuer.as_deref().unwrap_or("-"),
+                        e.uuid
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out.emit(Value::Array(all.iter().map(totp_json).collect()), text);
+        }
+        TotpCommand::Show { name } => {
+            let e = iv.get_totp(name)?;
+            out.emit(totp_json(&e), totp_text(&e));
+        }
+        TotpCommand::Uri { name } => {
+            let uri = iv.totp_uri(name)?;
+            out.emit(json!({ "uri": uri }), uri.expose());
+        }
+        TotpCommand::Delete { name } => {
+            let e = iv.delete_totp(name)?;
+            let mut doc = totp_json(&e);
+            doc["deleted"] = json!(true);
+            out.emit(doc, format!("Deleted TOTP {}", e.name));
         }
     }
     Ok(())

@@ -18,6 +18,7 @@ mod primitives;
 mod records;
 mod secret;
 pub mod store;
+pub mod totp;
 mod vault;
 
 pub use envelope::{
@@ -31,9 +32,11 @@ pub use keys::{
     LABEL_WRAP_ROOT_KEY, Passphrase, SecretKey,
 };
 pub use records::{
-    KIND_PASSWORD, KIND_SECRET, NewPassword, PasswordEdit, PasswordEntry, SecretEntry,
+    KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword, PasswordEdit, PasswordEntry, SecretEntry,
+    TotpEntry,
 };
 pub use secret::SecretString;
+pub use totp::{TotpAlgorithm, TotpCode, TotpParams};
 pub use vault::{
     DEFAULT_INBOX_DOMAIN, Identity, IdentityVault, InitOptions, NewIdentity, Unlocked, Vault,
     VaultInfo,

@@ -125,3 +125,60 @@ pub struct PasswordEdit {
     /// New notes.
     pub notes: Option<String>,
 }
+
+/// Record kind of a TOTP enrolment.
+pub const KIND_TOTP: u8 = 3;
+
+/// The sealed body of a TOTP enrolment. `secret` is unpadded Base32.
+#[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TotpBody {
+    pub name: String,
+    pub secret: String,
+    pub algorithm: String,
+    pub digits: u8,
+    pub period: u64,
+    pub issuer: Option<String>,
+    pub account: Option<String>,
+    pub created_dt: String,
+    pub updated_dt: String,
+}
+
+/// A TOTP enrolment as shown to callers: parameters, never the seed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TotpEntry {
+    /// The enrolment's uuid.
+    pub uuid: String,
+    /// Its name (unique per identity).
+    pub name: String,
+    /// Issuer, if known.
+    pub issuer: Option<String>,
+    /// Account, if known.
+    pub account: Option<String>,
+    /// `SHA1`, `SHA256`, `SHA512` or `STEAM`.
+    pub algorithm: String,
+    /// Code length.
+    pub digits: u8,
+    /// Time step in seconds.
+    pub period: u64,
+    /// Creation time (RFC 3339 UTC).
+    pub created_dt: String,
+    /// Last change (RFC 3339 UTC).
+    pub updated_dt: String,
+}
+
+impl TotpEntry {
+    pub(crate) fn from_body(uuid: String, b: &TotpBody) -> Self {
+        TotpEntry {
+            uuid,
+            name: b.name.clone(),
+            issuer: b.issuer.clone(),
+            account: b.account.clone(),
+            algorithm: b.algorithm.clone(),
+            digits: b.digits,
+            period: b.period,
+            created_dt: b.created_dt.clone(),
+            updated_dt: b.updated_dt.clone(),
+        }
+    }
+}
