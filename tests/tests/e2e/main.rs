@@ -9,3 +9,4 @@ mod parallel;
 mod passwords;
 mod secrets;
 mod tamper;
+mod totp;

@@ -9,10 +9,18 @@ fn blob(env: &Env, sql: &str, key: &str) -> Vec<u8> {
     env.db().query_row(sql, [key], |r| r.get(0)).unwrap()
 }
 
-/// A vault with identity `alice` holding one password and one secret, and
-/// identity `bob` holding one secret.
+/// A vault with identity `alice` holding one password, one secret and one
+/// TOTP seed, and identity `bob` holding one secret.
 fn populated() -> (Env, String, String, String) {
     let (env, _) = Env::with_identity("alice");
+    env.run(&[
+        "totp",
+        "add",
+        "svc",
+        "--secret",
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+    ])
+    .ok();
     let pw = env
         .run(&[
             "passwords",
@@ -47,7 +55,15 @@ fn populated() -> (Env, String, String, String) {
 #[test]
 fn every_byte_of_every_record_ciphertext() {
     let (env, pw, sec, _) = populated();
-    for (uuid, cmd) in [(&pw, "passwords"), (&sec, "secrets")] {
+    let totp = env.run(&["totp", "show", "svc", "--json"]).ok().json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (uuid, cmd, get) in [
+        (&pw, "passwords", "get"),
+        (&sec, "secrets", "get"),
+        (&totp, "totp", "show"),
+    ] {
         let original = blob(&env, "SELECT ciphertext FROM records WHERE uuid = ?1", uuid);
         for i in 0..original.len() {
             let mut bad = original.clone();
@@ -58,7 +74,7 @@ fn every_byte_of_every_record_ciphertext() {
                     params![bad, uuid],
                 )
                 .unwrap();
-            let r = env.run(&[cmd, "get", uuid, "--json"]).fails(EXIT_INTEGRITY);
+            let r = env.run(&[cmd, get, uuid, "--json"]).fails(EXIT_INTEGRITY);
             assert_eq!(r.error_json()["error"]["code"], "integrity", "byte {i}");
             env.run(&[cmd, "list"]).fails(EXIT_INTEGRITY);
         }
@@ -68,8 +84,9 @@ fn every_byte_of_every_record_ciphertext() {
                 params![original, uuid],
             )
             .unwrap();
-        env.run(&[cmd, "get", uuid]).ok();
+        env.run(&[cmd, get, uuid]).ok();
     }
+    env.run(&["totp", "code", "svc"]).ok();
     // truncated and empty ciphertexts too
     let original = blob(&env, "SELECT ciphertext FROM records WHERE uuid = ?1", &sec);
     for bad in [
