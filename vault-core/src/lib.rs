@@ -12,13 +12,16 @@ pub mod config;
 mod envelope;
 mod error;
 mod generator;
+mod identity_vault;
 mod keys;
 pub mod names;
 mod primitives;
 mod records;
+mod sealer;
 mod secret;
 pub mod store;
 pub mod totp;
+mod totp_records;
 mod vault;
 
 pub use envelope::{
@@ -27,6 +30,7 @@ pub use envelope::{
 };
 pub use error::{Candidate, Error, ErrorClass, Result};
 pub use generator::{DEFAULT_LENGTH, GeneratorOptions, generate_password};
+pub use identity_vault::IdentityVault;
 pub use keys::{
     KdfParams, LABEL_INDEX_KEY, LABEL_RECORD, LABEL_SEAL_KEY, LABEL_WRAP_IDENTITY_KEY,
     LABEL_WRAP_ROOT_KEY, Passphrase, SecretKey,
@@ -38,6 +42,5 @@ pub use records::{
 pub use secret::SecretString;
 pub use totp::{TotpAlgorithm, TotpCode, TotpParams};
 pub use vault::{
-    DEFAULT_INBOX_DOMAIN, Identity, IdentityVault, InitOptions, NewIdentity, Unlocked, Vault,
-    VaultInfo,
+    DEFAULT_INBOX_DOMAIN, Identity, InitOptions, NewIdentity, Unlocked, Vault, VaultInfo,
 };

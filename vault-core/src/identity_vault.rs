@@ -1,0 +1,308 @@
+//! The records of one identity: passwords and secrets (TOTP seeds are in
+//! `totp_records.rs`), each operation one transaction.
+
+use uuid::Uuid;
+
+use crate::error::{Candidate, Error, Result};
+use crate::names;
+use crate::records::{
+    KIND_PASSWORD, KIND_SECRET, NewPassword, PasswordBody, PasswordEdit, PasswordEntry, SecretBody,
+    SecretEntry,
+};
+use crate::sealer::RecordSealer;
+use crate::secret::SecretString;
+use crate::store::{RecordRow, Store, Tx};
+use crate::vault::{Identity, now_rfc3339};
+
+/// The records of one identity, opened with its identity key.
+pub struct IdentityVault<'s> {
+    pub(crate) store: &'s Store,
+    pub(crate) identity: Identity,
+    pub(crate) sealer: RecordSealer,
+}
+
+impl std::fmt::Debug for IdentityVault<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityVault")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdentityVault<'_> {
+    /// The identity these records belong to.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    fn open_password(&self, row: &RecordRow) -> Result<PasswordEntry> {
+        let body: PasswordBody = self.sealer.open_row(row)?;
+        Ok(PasswordEntry::from_body(row.uuid.clone(), &body))
+    }
+
+    fn open_secret(&self, row: &RecordRow) -> Result<SecretEntry> {
+        let body: SecretBody = self.sealer.open_row(row)?;
+        Ok(SecretEntry::from_body(row.uuid.clone(), &body))
+    }
+
+    // ---- passwords ----
+
+    /// Stores a new password entry. Several entries may share a domain.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad domain or an empty password.
+    pub fn create_password(&self, new: &NewPassword) -> Result<PasswordEntry> {
+        let domain = names::clean_domain(&new.domain)?;
+        if new.password.expose().is_empty() {
+            return Err(Error::invalid("the password is empty"));
+        }
+        let now = now_rfc3339();
+        let body = PasswordBody {
+            domain: domain.clone(),
+            username: new.username.clone().filter(|u| !u.is_empty()),
+            password: new.password.expose().to_string(),
+            notes: new.notes.clone().filter(|n| !n.is_empty()),
+            created_dt: now.clone(),
+            updated_dt: now,
+        };
+        let uuid = Uuid::new_v4().to_string();
+        let row = self.sealer.seal_row(KIND_PASSWORD, &uuid, &domain, &body)?;
+        self.store.write(|tx| tx.insert_record(&row))?;
+        Ok(PasswordEntry::from_body(uuid, &body))
+    }
+
+    /// Every password entry of the identity, by domain then username.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if any entry fails to open.
+    pub fn passwords(&self) -> Result<Vec<PasswordEntry>> {
+        let rows = self
+            .store
+            .read(|tx| tx.records_of_kind(&self.identity.uuid, KIND_PASSWORD))?;
+        let mut out = rows
+            .iter()
+            .map(|r| self.open_password(r))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| {
+            (&a.domain, &a.username, &a.created_dt).cmp(&(&b.domain, &b.username, &b.created_dt))
+        });
+        Ok(out)
+    }
+
+    fn find_password_row(
+        &self,
+        tx: &Tx<'_>,
+        selector: &str,
+        username: Option<&str>,
+    ) -> Result<(RecordRow, PasswordEntry)> {
+        if let Ok(u) = Uuid::try_parse(selector)
+            && let Some(row) = tx.record(&self.identity.uuid, KIND_PASSWORD, &u.to_string())?
+        {
+            let entry = self.open_password(&row)?;
+            return Ok((row, entry));
+        }
+        let domain = names::clean_domain(selector)?;
+        let bi = self.sealer.blind_index(KIND_PASSWORD, &domain);
+        let mut matches = Vec::new();
+        for row in tx.records_by_index(&self.identity.uuid, KIND_PASSWORD, &bi)? {
+            let entry = self.open_password(&row)?;
+            if username.is_none_or(|u| entry.username.as_deref() == Some(u)) {
+                matches.push((row, entry));
+            }
+        }
+        match matches.len() {
+            0 => Err(Error::NotFound(match username {
+                Some(u) => format!("no password for {domain} with username {u:?}"),
+                None => format!("no password for {domain}"),
+            })),
+            1 => Ok(matches.remove(0)),
+            n => Err(Error::Ambiguous {
+                message: format!("{n} passwords match {domain}; choose one by uuid or --username"),
+                candidates: matches
+                    .iter()
+                    .map(|(_, e)| Candidate {
+                        uuid: e.uuid.clone(),
+                        username: e.username.clone().unwrap_or_default(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
+
+    /// One password entry, by uuid or by domain (optionally narrowed by
+    /// username).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Ambiguous`] if several entries match.
+    pub fn get_password(&self, selector: &str, username: Option<&str>) -> Result<PasswordEntry> {
+        self.store
+            .read(|tx| self.find_password_row(tx, selector, username))
+            .map(|(_, e)| e)
+    }
+
+    /// Changes a password entry, in one transaction.
+    ///
+    /// # Errors
+    /// As [`IdentityVault::get_password`], plus [`Error::InvalidInput`].
+    pub fn edit_password(
+        &self,
+        selector: &str,
+        username: Option<&str>,
+        edit: &PasswordEdit,
+    ) -> Result<PasswordEntry> {
+        let new_domain = edit
+            .domain
+            .as_deref()
+            .map(names::clean_domain)
+            .transpose()?;
+        if edit
+            .password
+            .as_ref()
+            .is_some_and(|p| p.expose().is_empty())
+        {
+            return Err(Error::invalid("the password is empty"));
+        }
+        self.store.write(|tx| {
+            let (_, old) = self.find_password_row(tx, selector, username)?;
+            let body = PasswordBody {
+                domain: new_domain.clone().unwrap_or(old.domain.clone()),
+                username: match &edit.username {
+                    Some(u) => Some(u.clone()).filter(|u| !u.is_empty()),
+                    None => old.username.clone(),
+                },
+                password: edit
+                    .password
+                    .as_ref()
+                    .unwrap_or(&old.password)
+                    .expose()
+                    .to_string(),
+                notes: match &edit.notes {
+                    Some(n) => Some(n.clone()).filter(|n| !n.is_empty()),
+                    None => old.notes.clone(),
+                },
+                created_dt: old.created_dt.clone(),
+                updated_dt: now_rfc3339(),
+            };
+            let row = self
+                .sealer
+                .seal_row(KIND_PASSWORD, &old.uuid, &body.domain, &body)?;
+            tx.update_record(&row)?;
+            Ok(PasswordEntry::from_body(old.uuid.clone(), &body))
+        })
+    }
+
+    /// Deletes a password entry.
+    ///
+    /// # Errors
+    /// As [`IdentityVault::get_password`].
+    pub fn delete_password(&self, selector: &str, username: Option<&str>) -> Result<PasswordEntry> {
+        self.store.write(|tx| {
+            let (row, entry) = self.find_password_row(tx, selector, username)?;
+            tx.delete_record(&self.identity.uuid, KIND_PASSWORD, &row.uuid)?;
+            Ok(entry)
+        })
+    }
+
+    // ---- secrets ----
+
+    /// Sets a secret; an existing key gets the new value (and the new notes,
+    /// if given). Returns the entry and whether it was newly created.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad key.
+    pub fn set_secret(
+        &self,
+        key: &str,
+        value: &SecretString,
+        notes: Option<&str>,
+    ) -> Result<(SecretEntry, bool)> {
+        names::validate_secret_key(key)?;
+        let bi = self.sealer.blind_index(KIND_SECRET, key);
+        self.store.write(|tx| {
+            let existing = tx.records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?;
+            let now = now_rfc3339();
+            let (uuid, created_dt, old_notes) = match existing.first() {
+                Some(row) => {
+                    let old = self.open_secret(row)?;
+                    (old.uuid, old.created_dt, old.notes)
+                }
+                None => (Uuid::new_v4().to_string(), now.clone(), None),
+            };
+            let body = SecretBody {
+                key: key.to_string(),
+                value: value.expose().to_string(),
+                notes: match notes {
+                    Some(n) => Some(n.to_string()).filter(|n| !n.is_empty()),
+                    None => old_notes,
+                },
+                created_dt,
+                updated_dt: now,
+            };
+            let row = self.sealer.seal_row(KIND_SECRET, &uuid, key, &body)?;
+            if existing.is_empty() {
+                tx.insert_record(&row)?;
+            } else {
+                tx.update_record(&row)?;
+            }
+            Ok((SecretEntry::from_body(uuid, &body), existing.is_empty()))
+        })
+    }
+
+    fn find_secret_row(&self, tx: &Tx<'_>, selector: &str) -> Result<(RecordRow, SecretEntry)> {
+        if names::validate_secret_key(selector).is_ok() {
+            let bi = self.sealer.blind_index(KIND_SECRET, selector);
+            if let Some(row) = tx
+                .records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?
+                .pop()
+            {
+                let e = self.open_secret(&row)?;
+                return Ok((row, e));
+            }
+        }
+        if let Ok(u) = Uuid::try_parse(selector)
+            && let Some(row) = tx.record(&self.identity.uuid, KIND_SECRET, &u.to_string())?
+        {
+            let e = self.open_secret(&row)?;
+            return Ok((row, e));
+        }
+        Err(Error::NotFound(format!("no secret {selector:?}")))
+    }
+
+    /// One secret, by key (or uuid).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is none.
+    pub fn get_secret(&self, selector: &str) -> Result<SecretEntry> {
+        self.store
+            .read(|tx| self.find_secret_row(tx, selector))
+            .map(|(_, e)| e)
+    }
+
+    /// Every secret of the identity, by key.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if any secret fails to open.
+    pub fn secrets(&self) -> Result<Vec<SecretEntry>> {
+        let rows = self
+            .store
+            .read(|tx| tx.records_of_kind(&self.identity.uuid, KIND_SECRET))?;
+        let mut out = rows
+            .iter()
+            .map(|r| self.open_secret(r))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    /// Deletes a secret by key or uuid.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is none.
+    pub fn delete_secret(&self, selector: &str) -> Result<SecretEntry> {
+        self.store.write(|tx| {
+            let (row, e) = self.find_secret_row(tx, selector)?;
+            tx.delete_record(&self.identity.uuid, KIND_SECRET, &row.uuid)?;
+            Ok(e)
+        })
+    }
+}
