@@ -10,7 +10,10 @@
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::keys::{LABEL_RECORD, LABEL_WRAP_IDENTITY_KEY, LABEL_WRAP_ROOT_KEY, SecretKey};
+use crate::keys::{
+    LABEL_RECORD, LABEL_WRAP_GRANT, LABEL_WRAP_IDENTITY_KEY, LABEL_WRAP_ROOT_KEY,
+    LABEL_WRAP_SESSION, SecretKey,
+};
 use crate::primitives::{NONCE_LEN, TAG_LEN, aead_open, aead_seal, random_bytes};
 
 /// The envelope format version this build writes and reads.
@@ -48,6 +51,36 @@ pub enum SealContext<'a> {
         inbox: &'a str,
         /// Phone number or "".
         phone: &'a str,
+    },
+    /// An identity key wrapped to an agent's X25519 key.
+    Grant {
+        /// The vault's id.
+        vault_id: &'a [u8; 16],
+        /// The identity's uuid.
+        identity_id: &'a [u8; 16],
+        /// The grant's uuid.
+        grant_id: &'a [u8; 16],
+        /// The identity key's epoch.
+        epoch: u32,
+        /// The ephemeral X25519 public key.
+        ephemeral: &'a [u8; 32],
+        /// The agent's X25519 public key.
+        recipient: &'a [u8; 32],
+        /// Identity name.
+        name: &'a str,
+        /// Inbox address.
+        inbox: &'a str,
+        /// Phone number or "".
+        phone: &'a str,
+    },
+    /// The root key sealed under a session key.
+    Session {
+        /// The vault's id.
+        vault_id: &'a [u8; 16],
+        /// The session's id (16 bytes).
+        session_id: &'a [u8; 16],
+        /// Expiry, Unix seconds.
+        expires_at: u64,
     },
     /// A record of an identity.
     Record {
@@ -100,6 +133,38 @@ impl SealContext<'_> {
                 field(name.as_bytes());
                 field(inbox.as_bytes());
                 field(phone.as_bytes());
+            }
+            SealContext::Grant {
+                vault_id,
+                identity_id,
+                grant_id,
+                epoch,
+                ephemeral,
+                recipient,
+                name,
+                inbox,
+                phone,
+            } => {
+                field(LABEL_WRAP_GRANT.as_bytes());
+                field(vault_id);
+                field(identity_id);
+                field(grant_id);
+                field(&epoch.to_be_bytes());
+                field(ephemeral);
+                field(recipient);
+                field(name.as_bytes());
+                field(inbox.as_bytes());
+                field(phone.as_bytes());
+            }
+            SealContext::Session {
+                vault_id,
+                session_id,
+                expires_at,
+            } => {
+                field(LABEL_WRAP_SESSION.as_bytes());
+                field(vault_id);
+                field(session_id);
+                field(&expires_at.to_be_bytes());
             }
             SealContext::Record {
                 vault_id,

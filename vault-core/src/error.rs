@@ -59,6 +59,10 @@ pub enum Error {
     /// No credentials were available to open the vault.
     #[error("{0}")]
     Locked(String),
+    /// The credentials in use may not do this (an agent key on a vault-wide
+    /// operation or on an identity it was not granted).
+    #[error("{0}")]
+    Denied(String),
     /// The passphrase did not open the vault's root key. A damaged or
     /// tampered wrapped root key is indistinguishable from a wrong passphrase.
     #[error("wrong passphrase or damaged vault")]
@@ -96,10 +100,19 @@ impl Error {
         match self {
             Error::InvalidInput(_) => ErrorClass::InvalidInput,
             Error::NotFound(_) => ErrorClass::NotFound,
-            Error::Locked(_) | Error::WrongPassphrase => ErrorClass::Locked,
+            Error::Locked(_) | Error::WrongPassphrase | Error::Denied(_) => ErrorClass::Locked,
             Error::Integrity(_) => ErrorClass::Integrity,
             Error::Conflict(_) | Error::Ambiguous { .. } => ErrorClass::Conflict,
             Error::Storage(_) | Error::Io { .. } => ErrorClass::Internal,
+        }
+    }
+
+    /// A short stable identifier for `error.code` in JSON output: the class
+    /// code, except `denied` for [`Error::Denied`].
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Denied(_) => "denied",
+            other => other.class().code(),
         }
     }
 

@@ -30,6 +30,22 @@ impl std::fmt::Debug for IdentityVault<'_> {
 }
 
 impl IdentityVault<'_> {
+    /// Inside a write transaction: the identity still exists and its key
+    /// was not rotated since this vault was opened, so nothing is sealed
+    /// under a key that has just been retired.
+    pub(crate) fn check_epoch(&self, tx: &Tx<'_>) -> Result<()> {
+        match tx.identity_epoch(&self.identity.uuid)? {
+            None => Err(Error::NotFound(format!(
+                "identity {:?} was deleted",
+                self.identity.name
+            ))),
+            Some(e) if e != self.sealer.epoch() => Err(Error::Conflict(
+                "the identity's key was rotated while this command ran; retry".into(),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
     /// The identity these records belong to.
     pub fn identity(&self) -> &Identity {
         &self.identity
@@ -67,7 +83,10 @@ impl IdentityVault<'_> {
         };
         let uuid = Uuid::new_v4().to_string();
         let row = self.sealer.seal_row(KIND_PASSWORD, &uuid, &domain, &body)?;
-        self.store.write(|tx| tx.insert_record(&row))?;
+        self.store.write(|tx| {
+            self.check_epoch(tx)?;
+            tx.insert_record(&row)
+        })?;
         Ok(PasswordEntry::from_body(uuid, &body))
     }
 
@@ -163,6 +182,7 @@ impl IdentityVault<'_> {
             return Err(Error::invalid("the password is empty"));
         }
         self.store.write(|tx| {
+            self.check_epoch(tx)?;
             let (_, old) = self.find_password_row(tx, selector, username)?;
             let body = PasswordBody {
                 domain: new_domain.clone().unwrap_or(old.domain.clone()),
@@ -197,6 +217,7 @@ impl IdentityVault<'_> {
     /// As [`IdentityVault::get_password`].
     pub fn delete_password(&self, selector: &str, username: Option<&str>) -> Result<PasswordEntry> {
         self.store.write(|tx| {
+            self.check_epoch(tx)?;
             let (row, entry) = self.find_password_row(tx, selector, username)?;
             tx.delete_record(&self.identity.uuid, KIND_PASSWORD, &row.uuid)?;
             Ok(entry)
@@ -219,6 +240,7 @@ impl IdentityVault<'_> {
         names::validate_secret_key(key)?;
         let bi = self.sealer.blind_index(KIND_SECRET, key);
         self.store.write(|tx| {
+            self.check_epoch(tx)?;
             let existing = tx.records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?;
             let now = now_rfc3339();
             let (uuid, created_dt, old_notes) = match existing.first() {
@@ -300,6 +322,7 @@ impl IdentityVault<'_> {
     /// [`Error::NotFound`] if there is none.
     pub fn delete_secret(&self, selector: &str) -> Result<SecretEntry> {
         self.store.write(|tx| {
+            self.check_epoch(tx)?;
             let (row, e) = self.find_secret_row(tx, selector)?;
             tx.delete_record(&self.identity.uuid, KIND_SECRET, &row.uuid)?;
             Ok(e)

@@ -19,6 +19,10 @@ use crate::primitives::{KEY_LEN, argon2id, hkdf_sha256, random_bytes};
 pub const LABEL_WRAP_ROOT_KEY: &str = "ravi/v1/wrap/root-key";
 /// Associated-data label of an identity key wrapped under the root key.
 pub const LABEL_WRAP_IDENTITY_KEY: &str = "ravi/v1/wrap/identity-key";
+/// Associated-data label of an identity key wrapped to an agent (a grant).
+pub const LABEL_WRAP_GRANT: &str = "ravi/v1/wrap/grant";
+/// Associated-data label of the root key sealed under a session key.
+pub const LABEL_WRAP_SESSION: &str = "ravi/v1/wrap/session";
 /// Associated-data label of a sealed record.
 pub const LABEL_RECORD: &str = "ravi/v1/record";
 /// HKDF info of the record seal key derived from an identity key.

@@ -8,6 +8,8 @@
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod access;
+mod agent;
 pub mod config;
 mod envelope;
 mod error;
@@ -19,11 +21,14 @@ mod primitives;
 mod records;
 mod sealer;
 mod secret;
+mod session;
 pub mod store;
 pub mod totp;
 mod totp_records;
 mod vault;
 
+pub use access::{Access, Credential, GrantInfo, NewSession, Rotation};
+pub use agent::{AgentPublicKey, AgentSecretKey};
 pub use envelope::{
     ENVELOPE_VERSION, PAD_MIN_BUCKET, SealContext, open, pad, padded_len, seal, seal_with_nonce,
     unpad,
@@ -32,14 +37,15 @@ pub use error::{Candidate, Error, ErrorClass, Result};
 pub use generator::{DEFAULT_LENGTH, GeneratorOptions, generate_password};
 pub use identity_vault::IdentityVault;
 pub use keys::{
-    KdfParams, LABEL_INDEX_KEY, LABEL_RECORD, LABEL_SEAL_KEY, LABEL_WRAP_IDENTITY_KEY,
-    LABEL_WRAP_ROOT_KEY, Passphrase, SecretKey,
+    KdfParams, LABEL_INDEX_KEY, LABEL_RECORD, LABEL_SEAL_KEY, LABEL_WRAP_GRANT,
+    LABEL_WRAP_IDENTITY_KEY, LABEL_WRAP_ROOT_KEY, LABEL_WRAP_SESSION, Passphrase, SecretKey,
 };
 pub use records::{
     KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword, PasswordEdit, PasswordEntry, SecretEntry,
     TotpEntry,
 };
 pub use secret::SecretString;
+pub use session::{DEFAULT_TTL, MAX_TTL, SessionToken, parse_ttl};
 pub use totp::{TotpAlgorithm, TotpCode, TotpParams};
 pub use vault::{
     DEFAULT_INBOX_DOMAIN, Identity, InitOptions, NewIdentity, Unlocked, Vault, VaultInfo,

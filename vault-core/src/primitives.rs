@@ -75,6 +75,34 @@ pub(crate) fn hkdf_sha256(ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
     okm
 }
 
+/// HKDF-SHA256 (RFC 5869) with a salt: `OKM = HKDF(salt, IKM, info, 32)`.
+pub(crate) fn hkdf_sha256_salted(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(salt), ikm);
+    let mut okm = Zeroizing::new([0u8; KEY_LEN]);
+    hk.expand(info, okm.as_mut())
+        .expect("32 bytes is far below HKDF-SHA256's 255*32-byte output limit");
+    okm
+}
+
+/// X25519 (RFC 7748) public key of a secret scalar.
+pub(crate) fn x25519_public(secret: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
+    let s = x25519_dalek::StaticSecret::from(*secret);
+    x25519_dalek::PublicKey::from(&s).to_bytes()
+}
+
+/// X25519 (RFC 7748) shared secret. `None` for a low-order peer key
+/// (all-zero output), which must never be used as key material.
+pub(crate) fn x25519_shared(
+    secret: &[u8; KEY_LEN],
+    public: &[u8; KEY_LEN],
+) -> Option<Zeroizing<[u8; KEY_LEN]>> {
+    let s = x25519_dalek::StaticSecret::from(*secret);
+    let shared = s.diffie_hellman(&x25519_dalek::PublicKey::from(*public));
+    shared
+        .was_contributory()
+        .then(|| Zeroizing::new(shared.to_bytes()))
+}
+
 /// HMAC-SHA256 (RFC 2104) over the concatenation of `parts`.
 pub(crate) fn hmac_sha256(key: &[u8; KEY_LEN], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac =
@@ -175,6 +203,32 @@ mod tests {
             hmac_sha256(&key, &[b"ab", b"cd"]),
             hmac_sha256(&key, &[b"abcd"])
         );
+    }
+
+    /// RFC 7748, section 6.1 (Diffie-Hellman on Curve25519).
+    #[test]
+    fn x25519_rfc7748_kat() {
+        let a: [u8; 32] = unhex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a")
+            .try_into()
+            .unwrap();
+        let b: [u8; 32] = unhex("5dab087e624a8a4b79e17f8b83800ee66f3bb1292618b6fd1c2f8b27ff88e0eb")
+            .try_into()
+            .unwrap();
+        let a_pub = x25519_public(&a);
+        let b_pub = x25519_public(&b);
+        assert_eq!(
+            hex::encode(a_pub),
+            "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+        );
+        assert_eq!(
+            hex::encode(b_pub),
+            "de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f"
+        );
+        let k = "4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742";
+        assert_eq!(hex::encode(x25519_shared(&a, &b_pub).unwrap().as_ref()), k);
+        assert_eq!(hex::encode(x25519_shared(&b, &a_pub).unwrap().as_ref()), k);
+        // a low-order point gives no key
+        assert!(x25519_shared(&a, &[0u8; 32]).is_none());
     }
 
     /// RFC 9106, section 5.3 (Argon2id, with secret and associated data).

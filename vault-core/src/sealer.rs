@@ -56,6 +56,11 @@ impl RecordSealer {
         })
     }
 
+    /// The key epoch this sealer seals under.
+    pub(crate) fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
     /// The blind index of a (normalised) record name:
     /// HMAC-SHA256(index key, kind || name).
     pub(crate) fn blind_index(&self, kind: u8, name: &str) -> [u8; 32] {
@@ -108,6 +113,11 @@ impl RecordSealer {
     /// name matches the row's blind index.
     pub(crate) fn open_json(&self, row: &RecordRow) -> Result<Zeroizing<Vec<u8>>> {
         let what = || Error::tampered(format!("record {}", row.uuid));
+        if row.key_epoch > self.epoch && row.identity_uuid == self.identity_uuid {
+            return Err(Error::Conflict(
+                "the identity's key was rotated while this command ran; retry".into(),
+            ));
+        }
         if row.identity_uuid != self.identity_uuid || row.key_epoch != self.epoch {
             return Err(what());
         }

@@ -14,13 +14,14 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a process waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE vault (
     id               INTEGER PRIMARY KEY CHECK (id = 1),
     vault_id         TEXT    NOT NULL,
@@ -52,7 +53,28 @@ CREATE TABLE records (
 CREATE INDEX records_by_name ON records(identity_uuid, kind, blind_index);
 CREATE UNIQUE INDEX records_unique_name ON records(identity_uuid, kind, blind_index)
     WHERE kind <> 1;
-"#];
+"#,
+    r#"
+CREATE TABLE sessions (
+    session_id       TEXT    PRIMARY KEY,
+    expires_at       INTEGER NOT NULL,
+    created_dt       TEXT    NOT NULL,
+    wrapped_root_key BLOB    NOT NULL
+);
+CREATE TABLE grants (
+    uuid             TEXT    PRIMARY KEY,
+    identity_uuid    TEXT    NOT NULL REFERENCES identities(uuid) ON DELETE CASCADE,
+    recipient        BLOB    NOT NULL,
+    label            TEXT,
+    key_epoch        INTEGER NOT NULL,
+    ephemeral_public BLOB    NOT NULL,
+    wrapped_key      BLOB    NOT NULL,
+    created_dt       TEXT    NOT NULL,
+    UNIQUE (identity_uuid, recipient)
+);
+CREATE INDEX grants_by_recipient ON grants(recipient);
+"#,
+];
 
 /// The vault's header row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +131,40 @@ pub struct RecordRow {
     pub key_epoch: u32,
     /// The sealed record.
     pub ciphertext: Vec<u8>,
+}
+
+/// A session row: the root key sealed under a session key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The session id (hex).
+    pub session_id: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// Creation time, RFC 3339.
+    pub created_dt: String,
+    /// The root key sealed under the session key.
+    pub wrapped_root_key: Vec<u8>,
+}
+
+/// A grant row: an identity key wrapped to an agent's public key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRow {
+    /// The grant's uuid.
+    pub uuid: String,
+    /// The identity's uuid.
+    pub identity_uuid: String,
+    /// The agent's X25519 public key.
+    pub recipient: Vec<u8>,
+    /// A label for humans.
+    pub label: Option<String>,
+    /// The identity key epoch wrapped.
+    pub key_epoch: u32,
+    /// The ephemeral X25519 public key.
+    pub ephemeral_public: Vec<u8>,
+    /// The identity key sealed under the grant's wrap key.
+    pub wrapped_key: Vec<u8>,
+    /// Creation time, RFC 3339.
+    pub created_dt: String,
 }
 
 /// A connection to one vault file.
@@ -302,6 +358,21 @@ pub struct Tx<'a>(&'a Connection);
 
 const IDENTITY_COLS: &str = "uuid, name, inbox, phone, created_dt, key_epoch, wrapped_key";
 const RECORD_COLS: &str = "uuid, identity_uuid, kind, blind_index, key_epoch, ciphertext";
+const GRANT_COLS: &str =
+    "uuid, identity_uuid, recipient, label, key_epoch, ephemeral_public, wrapped_key, created_dt";
+
+fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
+    Ok(GrantRow {
+        uuid: r.get(0)?,
+        identity_uuid: r.get(1)?,
+        recipient: r.get(2)?,
+        label: r.get(3)?,
+        key_epoch: r.get(4)?,
+        ephemeral_public: r.get(5)?,
+        wrapped_key: r.get(6)?,
+        created_dt: r.get(7)?,
+    })
+}
 
 fn identity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {
     Ok(IdentityRow {
@@ -579,6 +650,231 @@ impl Tx<'_> {
         ))?;
         let rows = stmt.query_map(params![identity_uuid, kind], record_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Replaces the vault's KDF parameters, salt and wrapped root key, if the
+    /// wrapped root key is still `expected` (no concurrent change).
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the header changed meanwhile.
+    pub fn replace_vault_key(&self, expected: &[u8], v: &VaultRow) -> Result<()> {
+        let n = self.0.execute(
+            "UPDATE vault SET kdf_memory_kib = ?1, kdf_iterations = ?2, kdf_parallelism = ?3,
+                 kdf_salt = ?4, wrapped_root_key = ?5 WHERE id = 1 AND wrapped_root_key = ?6",
+            params![
+                v.kdf_memory_kib,
+                v.kdf_iterations,
+                v.kdf_parallelism,
+                v.kdf_salt,
+                v.wrapped_root_key,
+                expected
+            ],
+        )?;
+        if n == 0 {
+            return Err(Error::Conflict(
+                "the vault's passphrase changed while this command ran; retry".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Replaces an identity's key epoch and wrapped key, if its epoch is
+    /// still `expected_epoch`.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the identity changed meanwhile.
+    pub fn replace_identity_key(
+        &self,
+        uuid: &str,
+        expected_epoch: u32,
+        new_epoch: u32,
+        wrapped_key: &[u8],
+    ) -> Result<()> {
+        let n = self.0.execute(
+            "UPDATE identities SET key_epoch = ?3, wrapped_key = ?4 WHERE uuid = ?1 AND key_epoch = ?2",
+            params![uuid, expected_epoch, new_epoch, wrapped_key],
+        )?;
+        if n == 0 {
+            return Err(Error::Conflict(
+                "the identity changed while this command ran; retry".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// All records of an identity, every kind.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn records_of_identity(&self, identity_uuid: &str) -> Result<Vec<RecordRow>> {
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT {RECORD_COLS} FROM records WHERE identity_uuid = ?1 ORDER BY uuid"
+        ))?;
+        let rows = stmt.query_map([identity_uuid], record_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Inserts a session.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn insert_session(&self, row: &SessionRow) -> Result<()> {
+        self.0.execute(
+            "INSERT INTO sessions (session_id, expires_at, created_dt, wrapped_root_key)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                row.session_id,
+                i64::try_from(row.expires_at).unwrap_or(i64::MAX),
+                row.created_dt,
+                row.wrapped_root_key
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The session with this id.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn session(&self, session_id: &str) -> Result<Option<SessionRow>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT session_id, expires_at, created_dt, wrapped_root_key
+                 FROM sessions WHERE session_id = ?1",
+                [session_id],
+                |r| {
+                    Ok(SessionRow {
+                        session_id: r.get(0)?,
+                        expires_at: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                        created_dt: r.get(2)?,
+                        wrapped_root_key: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Deletes one session (`Some`) or all of them (`None`); returns how many.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn delete_sessions(&self, session_id: Option<&str>) -> Result<usize> {
+        Ok(match session_id {
+            Some(id) => self
+                .0
+                .execute("DELETE FROM sessions WHERE session_id = ?1", [id])?,
+            None => self.0.execute("DELETE FROM sessions", [])?,
+        })
+    }
+
+    /// Deletes sessions that expired at or before `now`.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn delete_expired_sessions(&self, now: u64) -> Result<usize> {
+        Ok(self.0.execute(
+            "DELETE FROM sessions WHERE expires_at <= ?1",
+            [i64::try_from(now).unwrap_or(i64::MAX)],
+        )?)
+    }
+
+    /// Inserts a grant.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if this agent already has a grant for the identity.
+    pub fn insert_grant(&self, g: &GrantRow) -> Result<()> {
+        self.0
+            .execute(
+                &format!(
+                    "INSERT INTO grants ({GRANT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ),
+                params![
+                    g.uuid,
+                    g.identity_uuid,
+                    g.recipient,
+                    g.label,
+                    g.key_epoch,
+                    g.ephemeral_public,
+                    g.wrapped_key,
+                    g.created_dt
+                ],
+            )
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::Conflict("this agent already has a grant for the identity".into())
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Replaces a grant's epoch, ephemeral key and wrapped key.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn update_grant(&self, g: &GrantRow) -> Result<()> {
+        self.0.execute(
+            "UPDATE grants SET key_epoch = ?2, ephemeral_public = ?3, wrapped_key = ?4 WHERE uuid = ?1",
+            params![g.uuid, g.key_epoch, g.ephemeral_public, g.wrapped_key],
+        )?;
+        Ok(())
+    }
+
+    /// The grants of an identity, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn grants_of(&self, identity_uuid: &str) -> Result<Vec<GrantRow>> {
+        let mut stmt = self.0.prepare(&format!(
+            "SELECT {GRANT_COLS} FROM grants WHERE identity_uuid = ?1 ORDER BY created_dt, uuid"
+        ))?;
+        let rows = stmt.query_map([identity_uuid], grant_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The grant of an identity to this recipient.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn grant_for(&self, identity_uuid: &str, recipient: &[u8]) -> Result<Option<GrantRow>> {
+        Ok(self
+            .0
+            .query_row(
+                &format!(
+                    "SELECT {GRANT_COLS} FROM grants WHERE identity_uuid = ?1 AND recipient = ?2"
+                ),
+                params![identity_uuid, recipient],
+                grant_row,
+            )
+            .optional()?)
+    }
+
+    /// Deletes a grant. Returns whether a row was deleted.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn delete_grant(&self, uuid: &str) -> Result<bool> {
+        Ok(self
+            .0
+            .execute("DELETE FROM grants WHERE uuid = ?1", [uuid])?
+            > 0)
+    }
+
+    /// An identity's current key epoch.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn identity_epoch(&self, uuid: &str) -> Result<Option<u32>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT key_epoch FROM identities WHERE uuid = ?1",
+                [uuid],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// Deletes a record. Returns whether a row was deleted.

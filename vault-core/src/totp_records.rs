@@ -2,6 +2,7 @@
 
 use uuid::Uuid;
 
+use crate::access::unix_now;
 use crate::error::{Error, Result};
 use crate::identity_vault::IdentityVault;
 use crate::records::{KIND_TOTP, TotpBody, TotpEntry};
@@ -9,14 +10,6 @@ use crate::secret::SecretString;
 use crate::store::{RecordRow, Tx};
 use crate::totp::{self, TotpAlgorithm, TotpCode, TotpParams};
 use crate::vault::now_rfc3339;
-
-/// Seconds since the Unix epoch, now.
-fn unix_now() -> Result<u64> {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .map_err(|_| Error::Storage("the system clock is before 1970".into()))
-}
 
 fn params_of(body: &TotpBody) -> Result<TotpParams> {
     let bad = || Error::tampered(format!("TOTP record {:?}", body.name));
@@ -84,7 +77,10 @@ impl IdentityVault<'_> {
         let uuid = Uuid::new_v4().to_string();
         let row = self.sealer.seal_row(KIND_TOTP, &uuid, &name, &body)?;
         self.store
-            .write(|tx| tx.insert_record(&row))
+            .write(|tx| {
+                self.check_epoch(tx)?;
+                tx.insert_record(&row)
+            })
             .map_err(|e| match e {
                 Error::Conflict(_) => Error::Conflict(format!(
                     "a TOTP named {name:?} already exists; delete it first"
@@ -134,6 +130,7 @@ impl IdentityVault<'_> {
     /// [`Error::NotFound`] if there is none.
     pub fn delete_totp(&self, selector: &str) -> Result<TotpEntry> {
         self.store.write(|tx| {
+            self.check_epoch(tx)?;
             let (row, body) = self.find_totp_row(tx, selector)?;
             tx.delete_record(&self.identity.uuid, KIND_TOTP, &row.uuid)?;
             Ok(TotpEntry::from_body(row.uuid, &body))

@@ -102,9 +102,9 @@ pub struct NewIdentity {
 /// sealed records are not.
 #[derive(Debug)]
 pub struct Vault {
-    store: Store,
-    header: VaultRow,
-    vault_id: [u8; 16],
+    pub(crate) store: Store,
+    pub(crate) header: VaultRow,
+    pub(crate) vault_id: [u8; 16],
 }
 
 impl Vault {
@@ -161,7 +161,7 @@ impl Vault {
         })
     }
 
-    fn kdf_params(&self) -> KdfParams {
+    pub(crate) fn kdf_params(&self) -> KdfParams {
         KdfParams {
             memory_kib: self.header.kdf_memory_kib,
             iterations: self.header.kdf_iterations,
@@ -225,11 +225,12 @@ impl Vault {
         Ok(Unlocked {
             vault: self,
             root_key: rk,
+            session_id: None,
         })
     }
 }
 
-fn find_identity_row(tx: &Tx<'_>, selector: &str) -> Result<IdentityRow> {
+pub(crate) fn find_identity_row(tx: &Tx<'_>, selector: &str) -> Result<IdentityRow> {
     let by_uuid = match Uuid::try_parse(selector) {
         Ok(u) => tx.identity_by_uuid(&u.to_string())?,
         Err(_) => None,
@@ -244,8 +245,10 @@ fn find_identity_row(tx: &Tx<'_>, selector: &str) -> Result<IdentityRow> {
 
 /// An unlocked vault: holds the root key.
 pub struct Unlocked<'v> {
-    vault: &'v Vault,
-    root_key: SecretKey,
+    pub(crate) vault: &'v Vault,
+    pub(crate) root_key: SecretKey,
+    /// The session this vault was unlocked with, if not the passphrase.
+    pub(crate) session_id: Option<[u8; 16]>,
 }
 
 impl std::fmt::Debug for Unlocked<'_> {
@@ -256,7 +259,7 @@ impl std::fmt::Debug for Unlocked<'_> {
     }
 }
 
-fn identity_ctx<'a>(
+pub(crate) fn identity_ctx<'a>(
     vault_id: &'a [u8; 16],
     id: &'a [u8; 16],
     row: &'a IdentityRow,

@@ -1,0 +1,361 @@
+//! Agent keys (X25519) and grants: an identity key wrapped to one agent.
+//!
+//! ```text
+//! agent secret a (32 random bytes), public A = X25519(a, 9)
+//! grant:  e random, E = X25519(e, 9), ss = X25519(e, A)  (refused if all-zero)
+//!         wrap_key = HKDF-SHA256(salt = E || A, ikm = ss, info = LABEL_GRANT_KEY)
+//!         wrapped  = envelope(wrap_key, Grant AD, IK)
+//! open:   ss = X25519(a, E), same wrap_key
+//! ```
+//!
+//! Text forms are Bech32 (BIP 173) with a checksum, so a mistyped key is
+//! rejected: public keys `raviagent1…`, secret keys `RAVI-AGENT-SECRET-KEY-1…`.
+
+use std::fmt;
+use std::path::Path;
+
+use bech32::{Bech32, Hrp};
+use zeroize::Zeroizing;
+
+use crate::envelope::{self, SealContext};
+use crate::error::{Error, Result};
+use crate::keys::SecretKey;
+use crate::primitives::{KEY_LEN, hkdf_sha256_salted, random_bytes, x25519_public, x25519_shared};
+
+/// HKDF info of a grant's wrap key.
+pub const LABEL_GRANT_KEY: &str = "ravi/v1/grant/wrap-key";
+/// Bech32 human-readable part of agent public keys.
+pub const PUBLIC_HRP: &str = "raviagent";
+/// Bech32 human-readable part of agent secret keys (written upper-case).
+pub const SECRET_HRP: &str = "ravi-agent-secret-key-";
+
+fn hrp(s: &str) -> Hrp {
+    Hrp::parse(s).expect("the HRP constants are valid Bech32 HRPs")
+}
+
+/// An agent's X25519 public key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AgentPublicKey([u8; KEY_LEN]);
+
+impl AgentPublicKey {
+    /// Parses `raviagent1…`, checking the Bech32 checksum.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for anything that is not a valid agent public key.
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.trim();
+        let (h, data) = bech32::decode(s).map_err(|e| {
+            Error::invalid(format!(
+                "invalid agent public key (expected raviagent1…; a typo breaks its checksum): {e}"
+            ))
+        })?;
+        if h != hrp(PUBLIC_HRP) {
+            return Err(Error::invalid(
+                "not an agent public key (expected raviagent1…)",
+            ));
+        }
+        let bytes: [u8; KEY_LEN] = data
+            .try_into()
+            .map_err(|_| Error::invalid("invalid agent public key length"))?;
+        Ok(AgentPublicKey(bytes))
+    }
+
+    /// From raw bytes.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        AgentPublicKey(bytes)
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Display for AgentPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = bech32::encode::<Bech32>(hrp(PUBLIC_HRP), &self.0).map_err(|_| fmt::Error)?;
+        f.write_str(&s)
+    }
+}
+
+impl fmt::Debug for AgentPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AgentPublicKey({self})")
+    }
+}
+
+/// An agent's X25519 secret key. Zeroized on drop, never printed by Debug.
+#[derive(Clone)]
+pub struct AgentSecretKey(SecretKey);
+
+impl fmt::Debug for AgentSecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AgentSecretKey([redacted])")
+    }
+}
+
+impl AgentSecretKey {
+    /// A fresh key pair from the OS random number generator.
+    ///
+    /// # Errors
+    /// Only if the OS random number generator fails.
+    pub fn generate() -> Result<Self> {
+        Ok(AgentSecretKey(SecretKey::random()?))
+    }
+
+    /// The matching public key.
+    pub fn public(&self) -> AgentPublicKey {
+        AgentPublicKey(x25519_public(self.0.expose()))
+    }
+
+    /// The secret key's text form, `RAVI-AGENT-SECRET-KEY-1…`.
+    pub fn to_text(&self) -> Zeroizing<String> {
+        Zeroizing::new(
+            bech32::encode_upper::<Bech32>(hrp(SECRET_HRP), self.0.expose())
+                .expect("32 bytes fit a Bech32 string"),
+        )
+    }
+
+    /// The contents of a key file: comments with the public key, then the
+    /// secret key line.
+    pub fn to_file_contents(&self) -> Zeroizing<String> {
+        Zeroizing::new(format!(
+            "# ravi agent key: keep this file private (mode 0600)\n# public key: {}\n{}\n",
+            self.public(),
+            self.to_text().as_str()
+        ))
+    }
+
+    /// Parses a key file's contents: `#` comments and blank lines are
+    /// ignored; exactly one secret key line must remain.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for anything else. Messages never echo the file.
+    pub fn parse_file_contents(contents: &str) -> Result<Self> {
+        let mut keys = contents
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'));
+        let line = keys
+            .next()
+            .ok_or_else(|| Error::invalid("the agent key file holds no key"))?;
+        if keys.next().is_some() {
+            return Err(Error::invalid("the agent key file holds more than one key"));
+        }
+        let (h, data) = bech32::decode(line)
+            .map_err(|_| Error::invalid("the agent key file is not a valid ravi agent key"))?;
+        let data = Zeroizing::new(data);
+        if h != hrp(SECRET_HRP) {
+            return Err(Error::invalid(
+                "the agent key file is not a valid ravi agent key",
+            ));
+        }
+        SecretKey::from_slice(&data)
+            .map(AgentSecretKey)
+            .ok_or_else(|| Error::invalid("the agent key file has a key of the wrong length"))
+    }
+
+    /// Reads a key file.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if unreadable; [`Error::InvalidInput`] if malformed.
+    pub fn read_file(path: &Path) -> Result<Self> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::io(format!("cannot read agent key file {}", path.display()), e))?;
+        if meta.len() > 4096 {
+            return Err(Error::invalid("the agent key file is too large"));
+        }
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                Error::io(format!("cannot read agent key file {}", path.display()), e)
+            })?);
+        Self::parse_file_contents(&text)
+    }
+
+    /// Writes a new key file with mode 0600; never overwrites.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the file exists; [`Error::Io`] otherwise.
+    pub fn write_new_file(&self, path: &Path) -> Result<()> {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Conflict(format!(
+                    "{} already exists; not overwriting a key",
+                    path.display()
+                ))
+            } else {
+                Error::io(format!("cannot write {}", path.display()), e)
+            }
+        })?;
+        f.write_all(self.to_file_contents().as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
+    }
+}
+
+/// The context of a grant, bound into its associated data.
+pub(crate) struct GrantContext<'a> {
+    pub vault_id: &'a [u8; 16],
+    pub identity_id: &'a [u8; 16],
+    pub grant_id: &'a [u8; 16],
+    pub epoch: u32,
+    pub name: &'a str,
+    pub inbox: &'a str,
+    pub phone: &'a str,
+}
+
+impl GrantContext<'_> {
+    fn seal_context<'b>(
+        &'b self,
+        ephemeral: &'b [u8; 32],
+        recipient: &'b [u8; 32],
+    ) -> SealContext<'b> {
+        SealContext::Grant {
+            vault_id: self.vault_id,
+            identity_id: self.identity_id,
+            grant_id: self.grant_id,
+            epoch: self.epoch,
+            ephemeral,
+            recipient,
+            name: self.name,
+            inbox: self.inbox,
+            phone: self.phone,
+        }
+    }
+}
+
+fn grant_wrap_key(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> SecretKey {
+    let mut salt = [0u8; 64];
+    salt[..32].copy_from_slice(ephemeral);
+    salt[32..].copy_from_slice(recipient);
+    SecretKey::from_bytes(*hkdf_sha256_salted(
+        &salt,
+        shared,
+        LABEL_GRANT_KEY.as_bytes(),
+    ))
+}
+
+/// Wraps an identity key to an agent. Returns `(ephemeral public, envelope)`.
+pub(crate) fn wrap_to_agent(
+    recipient: &AgentPublicKey,
+    ctx: &GrantContext<'_>,
+    identity_key: &SecretKey,
+) -> Result<([u8; 32], Vec<u8>)> {
+    let mut e = Zeroizing::new([0u8; 32]);
+    random_bytes(e.as_mut())?;
+    let ephemeral = x25519_public(&e);
+    let shared = x25519_shared(&e, recipient.as_bytes())
+        .ok_or_else(|| Error::invalid("the agent public key is a low-order point; refusing it"))?;
+    let key = grant_wrap_key(&shared, &ephemeral, recipient.as_bytes());
+    let wrapped = envelope::seal(
+        &key,
+        &ctx.seal_context(&ephemeral, recipient.as_bytes()),
+        identity_key.expose(),
+    )?;
+    Ok((ephemeral, wrapped))
+}
+
+/// Unwraps an identity key with an agent's secret key; `None` on any failure.
+pub(crate) fn unwrap_as_agent(
+    secret: &AgentSecretKey,
+    ctx: &GrantContext<'_>,
+    ephemeral: &[u8; 32],
+    wrapped: &[u8],
+) -> Option<SecretKey> {
+    let recipient = secret.public();
+    let shared = x25519_shared(secret.0.expose(), ephemeral)?;
+    let key = grant_wrap_key(&shared, ephemeral, recipient.as_bytes());
+    let pt = envelope::open(
+        &key,
+        &ctx.seal_context(ephemeral, recipient.as_bytes()),
+        wrapped,
+    )?;
+    SecretKey::from_slice(&pt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx() -> GrantContext<'static> {
+        GrantContext {
+            vault_id: &[1; 16],
+            identity_id: &[2; 16],
+            grant_id: &[3; 16],
+            epoch: 1,
+            name: "alice",
+            inbox: "alice@example.com",
+            phone: "",
+        }
+    }
+
+    #[test]
+    fn public_key_text_round_trip_and_checksum() {
+        let k = AgentSecretKey::generate().unwrap();
+        let text = k.public().to_string();
+        assert!(text.starts_with("raviagent1"), "{text}");
+        assert_eq!(AgentPublicKey::parse(&text).unwrap(), k.public());
+        // one changed character breaks the checksum
+        let mut chars: Vec<char> = text.chars().collect();
+        let last = chars.len() - 3;
+        chars[last] = if chars[last] == 'q' { 'p' } else { 'q' };
+        let typo: String = chars.into_iter().collect();
+        assert!(AgentPublicKey::parse(&typo).is_err());
+        assert!(AgentPublicKey::parse("raviagent1").is_err());
+        assert!(AgentPublicKey::parse(k.to_text().as_str()).is_err());
+    }
+
+    #[test]
+    fn key_file_round_trip() {
+        let k = AgentSecretKey::generate().unwrap();
+        let contents = k.to_file_contents();
+        assert!(contents.contains("RAVI-AGENT-SECRET-KEY-1"));
+        let back = AgentSecretKey::parse_file_contents(&contents).unwrap();
+        assert_eq!(back.public(), k.public());
+        assert!(!format!("{k:?}").contains(&k.to_text()[25..]));
+        for bad in [
+            "",
+            "# only a comment\n",
+            "garbage",
+            &format!("{}\n{}", k.to_text().as_str(), k.to_text().as_str()),
+        ] {
+            assert!(AgentSecretKey::parse_file_contents(bad).is_err(), "{bad:?}");
+        }
+        let pubtext = k.public().to_string();
+        assert!(AgentSecretKey::parse_file_contents(&pubtext).is_err());
+    }
+
+    #[test]
+    fn grant_round_trip_and_binding() {
+        let agent = AgentSecretKey::generate().unwrap();
+        let other = AgentSecretKey::generate().unwrap();
+        let ik = SecretKey::from_bytes([9; 32]);
+        let (eph, wrapped) = wrap_to_agent(&agent.public(), &ctx(), &ik).unwrap();
+        assert_eq!(unwrap_as_agent(&agent, &ctx(), &eph, &wrapped).unwrap(), ik);
+        assert!(unwrap_as_agent(&other, &ctx(), &eph, &wrapped).is_none());
+        let moved = GrantContext { epoch: 2, ..ctx() };
+        assert!(unwrap_as_agent(&agent, &moved, &eph, &wrapped).is_none());
+        let renamed = GrantContext {
+            name: "mallory",
+            ..ctx()
+        };
+        assert!(unwrap_as_agent(&agent, &renamed, &eph, &wrapped).is_none());
+        for i in 0..wrapped.len() {
+            let mut bad = wrapped.clone();
+            bad[i] ^= 1;
+            assert!(unwrap_as_agent(&agent, &ctx(), &eph, &bad).is_none());
+        }
+        let mut bad_eph = eph;
+        bad_eph[0] ^= 1;
+        assert!(unwrap_as_agent(&agent, &ctx(), &bad_eph, &wrapped).is_none());
+        assert!(wrap_to_agent(&AgentPublicKey::from_bytes([0; 32]), &ctx(), &ik).is_err());
+    }
+}
