@@ -46,6 +46,12 @@ pub struct GlobalArgs {
     /// Read the vault passphrase from this file (else RAVI_PASSPHRASE, else a prompt)
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Read a session token (from `ravi unlock`) from this file (else RAVI_SESSION)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub session_file: Option<PathBuf>,
+    /// Open only the identities granted to this agent key (else RAVI_AGENT_KEY_FILE)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub agent_key_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,6 +73,58 @@ pub enum Command {
     /// TOTP (2FA) seeds of the selected identity, and their codes
     #[command(subcommand)]
     Totp(TotpCommand),
+    /// Derive the key once and print a session token (use as RAVI_SESSION)
+    Unlock {
+        /// Session lifetime: 90s, 15m, 1h, 7d (at most 30d)
+        #[arg(long, value_name = "DURATION", default_value = "1h")]
+        ttl: String,
+    },
+    /// Revoke every session of the vault
+    Lock {
+        /// Revoke only the session in use (RAVI_SESSION / --session-file)
+        #[arg(long)]
+        session: bool,
+    },
+    /// Agent key pairs (X25519)
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Change the vault passphrase
+    #[command(subcommand)]
+    Passphrase(PassphraseCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCommand {
+    /// Make a key pair: the secret goes to a 0600 file, the public key is printed
+    Keygen {
+        /// Where to write the secret key [default: <config dir>/agent.key]; `-` prints it
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print the public key of a secret key file
+    Pubkey {
+        #[arg(long, value_name = "FILE")]
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PassphraseCommand {
+    /// Re-wrap the root key under a new passphrase (old one as usual; new one
+    /// from --new-passphrase-file, RAVI_NEW_PASSPHRASE or a prompt)
+    Change {
+        #[arg(long, value_name = "FILE")]
+        new_passphrase_file: Option<PathBuf>,
+        /// New Argon2id memory in MiB [default: unchanged]
+        #[arg(long, value_name = "N")]
+        kdf_memory_mib: Option<u32>,
+        /// New Argon2id passes [default: unchanged]
+        #[arg(long, value_name = "N")]
+        kdf_iterations: Option<u32>,
+        /// New Argon2id lanes [default: unchanged]
+        #[arg(long, value_name = "N")]
+        kdf_parallelism: Option<u32>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +174,34 @@ pub enum IdentityCommand {
     },
     /// Delete an identity, its key and all its records
     Delete {
+        #[arg(value_name = "NAME|UUID")]
+        selector: String,
+    },
+    /// Let an agent key open this identity (and only this one)
+    Grant {
+        #[arg(value_name = "NAME|UUID")]
+        selector: String,
+        /// The agent's public key (raviagent1...)
+        #[arg(long, value_name = "AGENT_PUBLIC_KEY")]
+        to: String,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// List the agent keys granted this identity
+    Grants {
+        #[arg(value_name = "NAME|UUID")]
+        selector: String,
+    },
+    /// Remove an agent's grant and rotate the identity key
+    Revoke {
+        #[arg(value_name = "NAME|UUID")]
+        selector: String,
+        /// The agent's public key (raviagent1...)
+        #[arg(long, value_name = "AGENT_PUBLIC_KEY")]
+        from: String,
+    },
+    /// Rotate the identity key: re-seal every record under a new key
+    Rotate {
         #[arg(value_name = "NAME|UUID")]
         selector: String,
     },

@@ -4,7 +4,9 @@
 use std::io::{IsTerminal, Read};
 use std::path::Path;
 
-use vault_core::{Error, Passphrase, Result, SecretString};
+use vault_core::{
+    AgentSecretKey, Credential, Error, Passphrase, Result, SecretString, SessionToken,
+};
 use zeroize::Zeroizing;
 
 /// Largest secret read from stdin or a file.
@@ -99,6 +101,99 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<Passphrase> {
         if *first != *second {
             return Err(Error::InvalidInput("the passphrases do not match".into()));
         }
+    }
+    Passphrase::new(first.to_string())
+}
+
+fn env_nonempty(name: &str) -> Result<Option<String>> {
+    match std::env::var_os(name) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v
+            .into_string()
+            .map(Some)
+            .map_err(|_| Error::InvalidInput(format!("{name} is not valid UTF-8"))),
+    }
+}
+
+fn session_from_file(path: &Path) -> Result<Credential> {
+    let t = secret_from_file(path, "session token")?;
+    SessionToken::parse(t.expose()).map(Credential::Session)
+}
+
+/// The credential a command opens the vault with. Explicit flags win
+/// (`--session-file`, `--agent-key-file`, `--passphrase-file`), then the
+/// environment (`RAVI_SESSION`, `RAVI_AGENT_KEY_FILE`, `RAVI_PASSPHRASE`),
+/// then a prompt on a terminal. A bad token or key is an error, never a
+/// fallback to another credential.
+pub fn credential(
+    session_file: Option<&Path>,
+    agent_key_file: Option<&Path>,
+    passphrase_file: Option<&Path>,
+) -> Result<Credential> {
+    if let Some(f) = session_file {
+        return session_from_file(f);
+    }
+    if let Some(f) = agent_key_file {
+        return AgentSecretKey::read_file(f).map(Credential::Agent);
+    }
+    if passphrase_file.is_some() {
+        return passphrase(passphrase_file, false).map(Credential::Passphrase);
+    }
+    if let Some(t) = env_nonempty("RAVI_SESSION")? {
+        let t = Zeroizing::new(t);
+        return SessionToken::parse(&t).map(Credential::Session);
+    }
+    if let Some(f) = env_nonempty("RAVI_AGENT_KEY_FILE")? {
+        return AgentSecretKey::read_file(Path::new(&f)).map(Credential::Agent);
+    }
+    passphrase(None, false).map(Credential::Passphrase)
+}
+
+/// For operations that need the passphrase itself (`unlock`, `passphrase
+/// change`): an agent key alone is denied, a session alone is not enough.
+pub fn owner_passphrase(
+    session_file: Option<&Path>,
+    agent_key_file: Option<&Path>,
+    passphrase_file: Option<&Path>,
+    what: &str,
+) -> Result<Passphrase> {
+    let have_passphrase =
+        passphrase_file.is_some() || std::env::var_os("RAVI_PASSPHRASE").is_some();
+    if !have_passphrase
+        && (agent_key_file.is_some() || env_nonempty("RAVI_AGENT_KEY_FILE")?.is_some())
+    {
+        return Err(Error::Denied(format!(
+            "an agent key cannot {what}: that needs the vault passphrase"
+        )));
+    }
+    if !have_passphrase && session_file.is_some() {
+        return Err(Error::Locked(format!(
+            "{what} needs the vault passphrase, not a session"
+        )));
+    }
+    passphrase(passphrase_file, false)
+}
+
+/// A new passphrase: `--new-passphrase-file`, else `RAVI_NEW_PASSPHRASE`,
+/// else a prompt (twice) on a terminal.
+pub fn new_passphrase(file: Option<&Path>) -> Result<Passphrase> {
+    if let Some(f) = file {
+        let s = secret_from_file(f, "new passphrase")?;
+        return Passphrase::new(s.expose().to_string());
+    }
+    if let Some(v) = env_nonempty("RAVI_NEW_PASSPHRASE")? {
+        return Passphrase::new(v);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::InvalidInput(
+            "no new passphrase given: use --new-passphrase-file or RAVI_NEW_PASSPHRASE".into(),
+        ));
+    }
+    let first = prompt("New passphrase: ")?;
+    let second = prompt("Repeat new passphrase: ")?;
+    if *first != *second {
+        return Err(Error::InvalidInput("the passphrases do not match".into()));
     }
     Passphrase::new(first.to_string())
 }

@@ -1,8 +1,10 @@
 //! `ravi`: a thin command-line interface over vault-core. Parsing, output
 //! and exit codes only; every behaviour lives in the library.
 
+mod access;
 mod args;
 mod input;
+mod records;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,14 +14,12 @@ use clap::Parser;
 use serde_json::{Value, json};
 use vault_core::config::{self, IdentityConfig, Selection};
 use vault_core::{
-    Error, ErrorClass, GeneratorOptions, Identity, IdentityVault, InitOptions, KdfParams,
-    NewIdentity, NewPassword, PasswordEdit, PasswordEntry, Result, SecretEntry, SecretString,
-    TotpAlgorithm, TotpEntry, TotpParams, Vault,
+    Access, AgentPublicKey, Credential, Error, ErrorClass, GeneratorOptions, GrantInfo, Identity,
+    IdentityVault, InitOptions, KdfParams, NewIdentity, Result, Rotation, Vault,
 };
 
 use args::{
-    Cli, Command, GenerateArgs, GetCommand, GlobalArgs, IdentityCommand, InitArgs, PasswordInput,
-    PasswordsCommand, SecretsCommand, TotpAddArgs, TotpCommand,
+    Cli, Command, GenerateArgs, GetCommand, GlobalArgs, IdentityCommand, InitArgs, PasswordsCommand,
 };
 
 fn exit_code(class: ErrorClass) -> u8 {
@@ -74,7 +74,7 @@ fn main() -> ExitCode {
         Err(e) => {
             let class = e.class();
             if json {
-                report_json_error(class.code(), &e.to_string(), e.candidates());
+                report_json_error(e.code(), &e.to_string(), e.candidates());
             } else {
                 eprintln!("ravi: {e}");
                 for c in e.candidates() {
@@ -192,6 +192,21 @@ fn identity_json(i: &Identity) -> Value {
     json!({ "uuid": i.uuid, "name": i.name, "inbox": i.inbox, "phone": i.phone, "created_dt": i.created_dt })
 }
 
+fn grant_json(g: &GrantInfo) -> Value {
+    json!({
+        "uuid": g.uuid, "identity_uuid": g.identity_uuid, "agent_public_key": g.agent_public_key,
+        "label": g.label, "key_epoch": g.key_epoch, "created_dt": g.created_dt,
+    })
+}
+
+fn rotation_json(r: &Rotation) -> Value {
+    json!({
+        "identity": identity_json(&r.identity), "key_epoch": r.key_epoch,
+        "records_resealed": r.records_resealed, "grants_kept": r.grants_kept,
+        "grants_removed": r.grants_removed,
+    })
+}
+
 fn identity_text(i: &Identity) -> String {
     format!(
         "name:    {}\nuuid:    {}\ninbox:   {}\nphone:   {}\ncreated: {}",
@@ -201,42 +216,6 @@ fn identity_text(i: &Identity) -> String {
         i.phone.as_deref().unwrap_or("-"),
         i.created_dt
     )
-}
-
-fn password_json(p: &PasswordEntry, with_password: bool) -> Value {
-    let mut v = json!({
-        "uuid": p.uuid, "domain": p.domain, "username": p.username,
-        "notes": p.notes, "created_dt": p.created_dt, "updated_dt": p.updated_dt,
-    });
-    if with_password {
-        v["password"] = json!(p.password);
-    }
-    v
-}
-
-fn password_text(p: &PasswordEntry) -> String {
-    let mut s = format!(
-        "uuid:     {}\ndomain:   {}\nusername: {}\npassword: {}",
-        p.uuid,
-        p.domain,
-        p.username.as_deref().unwrap_or("-"),
-        p.password.expose()
-    );
-    if let Some(n) = &p.notes {
-        s.push_str(&format!("\nnotes:    {n}"));
-    }
-    s
-}
-
-fn secret_json(s: &SecretEntry, with_value: bool) -> Value {
-    let mut v = json!({
-        "uuid": s.uuid, "key": s.key, "notes": s.notes,
-        "created_dt": s.created_dt, "updated_dt": s.updated_dt,
-    });
-    if with_value {
-        v["value"] = json!(s.value);
-    }
-    v
 }
 
 fn generator_options(g: &GenerateArgs) -> GeneratorOptions {
@@ -249,19 +228,6 @@ fn generator_options(g: &GenerateArgs) -> GeneratorOptions {
 }
 
 /// The password given by the user, or `None` if none was given.
-fn given_password(input: &PasswordInput) -> Result<Option<SecretString>> {
-    if let Some(p) = &input.password {
-        return Ok(Some(SecretString::from(p.as_str())));
-    }
-    if input.password_stdin {
-        return input::secret_from_stdin("password").map(Some);
-    }
-    if let Some(f) = &input.password_file {
-        return input::secret_from_file(f, "password").map(Some);
-    }
-    Ok(None)
-}
-
 fn run(cli: &Cli, out: &mut Output) -> Result<()> {
     let g = &cli.global;
     match &cli.command {
@@ -281,9 +247,13 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         }
         // Generating needs no vault.
         Command::Passwords(PasswordsCommand::Generate { generator }) => generate(generator, out),
-        Command::Passwords(c) => with_identity(g, |iv| passwords(iv, c, out)),
-        Command::Secrets(c) => with_identity(g, |iv| secrets(iv, c, out)),
-        Command::Totp(c) => with_identity(g, |iv| totp(iv, c, out)),
+        Command::Passwords(c) => with_identity(g, |iv| records::passwords(iv, c, out)),
+        Command::Secrets(c) => with_identity(g, |iv| records::secrets(iv, c, out)),
+        Command::Totp(c) => with_identity(g, |iv| records::totp(iv, c, out)),
+        Command::Unlock { ttl } => access::unlock(g, ttl, out),
+        Command::Lock { session } => access::lock(g, *session, out),
+        Command::Agent(c) => access::agent(c, out),
+        Command::Passphrase(c) => access::passphrase(g, c, out),
     }
 }
 
@@ -291,6 +261,14 @@ fn generate(generator: &GenerateArgs, out: &mut Output) -> Result<()> {
     let p = vault_core::generate_password(&generator_options(generator))?;
     out.emit(json!({ "password": p.as_str() }), p.as_str());
     Ok(())
+}
+
+fn warn_weak_kdf(kdf: &KdfParams) {
+    eprintln!(
+        "ravi: warning: Argon2id parameters ({} MiB, t={}) are weaker than the default (64 MiB, t=3)",
+        kdf.memory_kib / 1024,
+        kdf.iterations
+    );
 }
 
 fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
@@ -312,11 +290,7 @@ fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
     };
     let path = vault_path(g)?;
     if kdf.is_weaker_than_default() {
-        eprintln!(
-            "ravi: warning: Argon2id parameters ({} MiB, t={}) are weaker than the default (64 MiB, t=3)",
-            kdf.memory_kib / 1024,
-            kdf.iterations
-        );
+        warn_weak_kdf(&kdf);
     }
     let pass = input::passphrase(g.passphrase_file.as_deref(), true)?;
     let vault = Vault::init(&path, &pass, &opts)?;
@@ -344,13 +318,13 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
     let vault = open_vault(g)?;
     match c {
         IdentityCommand::Create { name, email, phone } => {
-            let pass = input::passphrase(g.passphrase_file.as_deref(), false)?;
-            let unlocked = vault.unlock(&pass)?;
-            let ident = unlocked.create_identity(&NewIdentity {
-                name: name.clone(),
-                email: email.clone(),
-                phone: phone.clone(),
-            })?;
+            let ident = access(g, &vault)?
+                .owner("create identities")?
+                .create_identity(&NewIdentity {
+                    name: name.clone(),
+                    email: email.clone(),
+                    phone: phone.clone(),
+                })?;
             out.emit(identity_json(&ident), identity_text(&ident));
         }
         IdentityCommand::List => {
@@ -397,9 +371,9 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
             );
         }
         IdentityCommand::Delete { selector } => {
-            let pass = input::passphrase(g.passphrase_file.as_deref(), false)?;
-            let unlocked = vault.unlock(&pass)?;
-            let ident = unlocked.delete_identity(selector)?;
+            let ident = access(g, &vault)?
+                .owner("delete identities")?
+                .delete_identity(selector)?;
             let mut doc = identity_json(&ident);
             doc["deleted"] = json!(true);
             out.emit(
@@ -407,286 +381,82 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                 format!("Deleted identity {} ({})", ident.name, ident.uuid),
             );
         }
-    }
-    Ok(())
-}
-
-/// Opens the vault, unlocks it and opens the selected identity's records.
-fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()>) -> Result<()> {
-    let vault = open_vault(g)?;
-    let ident = selected_identity(g, &vault)?;
-    let pass = input::passphrase(g.passphrase_file.as_deref(), false)?;
-    let unlocked = vault.unlock(&pass)?;
-    let iv = unlocked.open_identity(&ident)?;
-    f(&iv)
-}
-
-fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output) -> Result<()> {
-    match c {
-        PasswordsCommand::Create {
-            domain,
-            username,
-            input,
-            generator,
-            notes,
+        IdentityCommand::Grant {
+            selector,
+            to,
+            label,
         } => {
-            let password = match given_password(input)? {
-                Some(p) => p,
-                None => SecretString::from(
-                    vault_core::generate_password(&generator_options(generator))?.as_str(),
-                ),
-            };
-            let e = iv.create_password(&NewPassword {
-                domain: domain.clone(),
-                username: username.clone(),
-                password,
-                notes: notes.clone(),
-            })?;
-            out.emit(password_json(&e, true), password_text(&e));
+            let to = AgentPublicKey::parse(to)?;
+            let grant =
+                access(g, &vault)?
+                    .owner("grant access")?
+                    .grant(selector, &to, label.as_deref())?;
+            out.emit(
+                grant_json(&grant),
+                format!("Granted {} access to {}", grant.agent_public_key, selector),
+            );
         }
-        PasswordsCommand::List => {
-            let all = iv.passwords()?;
-            let text = all
+        IdentityCommand::Grants { selector } => {
+            let grants = vault.grants(selector)?;
+            let text = grants
                 .iter()
-                .map(|p| {
+                .map(|g| {
                     format!(
                         "{}\t{}\t{}",
-                        p.domain,
-                        p.username.as_deref().unwrap_or("-"),
-                        p.uuid
+                        g.agent_public_key,
+                        g.label.as_deref().unwrap_or("-"),
+                        g.created_dt
                     )
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
+            out.emit(Value::Array(grants.iter().map(grant_json).collect()), text);
+        }
+        IdentityCommand::Revoke { selector, from } => {
+            let from = AgentPublicKey::parse(from)?;
+            let r = access(g, &vault)?
+                .owner("revoke access")?
+                .rotate_identity(selector, Some(&from))?;
             out.emit(
-                Value::Array(all.iter().map(|p| password_json(p, false)).collect()),
-                text,
-            );
-        }
-        PasswordsCommand::Get { selector, username } => {
-            let e = iv.get_password(selector, username.as_deref())?;
-            out.emit(password_json(&e, true), password_text(&e));
-        }
-        PasswordsCommand::Edit {
-            selector,
-            username,
-            new_domain,
-            new_username,
-            input,
-            generator,
-            notes,
-        } => {
-            let password = match given_password(input)? {
-                Some(p) => Some(p),
-                None if input.generate => Some(SecretString::from(
-                    vault_core::generate_password(&generator_options(generator))?.as_str(),
-                )),
-                None => None,
-            };
-            let edit = PasswordEdit {
-                domain: new_domain.clone(),
-                username: new_username.clone(),
-                password,
-                notes: notes.clone(),
-            };
-            let e = iv.edit_password(selector, username.as_deref(), &edit)?;
-            out.emit(password_json(&e, true), password_text(&e));
-        }
-        PasswordsCommand::Delete { selector, username } => {
-            let e = iv.delete_password(selector, username.as_deref())?;
-            let mut doc = password_json(&e, false);
-            doc["deleted"] = json!(true);
-            out.emit(doc, format!("Deleted password {} for {}", e.uuid, e.domain));
-        }
-        PasswordsCommand::Generate { generator } => generate(generator, out)?,
-    }
-    Ok(())
-}
-
-fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> Result<()> {
-    match c {
-        SecretsCommand::Set {
-            key,
-            value,
-            value_stdin,
-            value_file,
-            notes,
-        } => {
-            let v = if let Some(v) = value {
-                SecretString::from(v.as_str())
-            } else if *value_stdin {
-                input::secret_from_stdin("value")?
-            } else if let Some(f) = value_file {
-                input::secret_from_file(f, "value")?
-            } else {
-                return Err(Error::InvalidInput(
-                    "no value given: pass VALUE, --value-stdin or --value-file".into(),
-                ));
-            };
-            let (e, created) = iv.set_secret(key, &v, notes.as_deref())?;
-            let mut doc = secret_json(&e, true);
-            doc["created"] = json!(created);
-            out.emit(
-                doc,
+                rotation_json(&r),
                 format!(
-                    "{} secret {}",
-                    if created { "Created" } else { "Updated" },
-                    e.key
+                    "Revoked {from}; identity key rotated to epoch {}",
+                    r.key_epoch
                 ),
             );
         }
-        SecretsCommand::Get { key } => {
-            let e = iv.get_secret(key)?;
-            out.emit(secret_json(&e, true), e.value.expose());
-        }
-        SecretsCommand::List => {
-            let all = iv.secrets()?;
-            let text = all
-                .iter()
-                .map(|s| format!("{}\t{}", s.key, s.uuid))
-                .collect::<Vec<_>>()
-                .join("\n");
+        IdentityCommand::Rotate { selector } => {
+            let r = access(g, &vault)?
+                .owner("rotate identity keys")?
+                .rotate_identity(selector, None)?;
             out.emit(
-                Value::Array(all.iter().map(|s| secret_json(s, false)).collect()),
-                text,
+                rotation_json(&r),
+                format!("Identity key rotated to epoch {}", r.key_epoch),
             );
-        }
-        SecretsCommand::Delete { selector } => {
-            let e = iv.delete_secret(selector)?;
-            let mut doc = secret_json(&e, false);
-            doc["deleted"] = json!(true);
-            out.emit(doc, format!("Deleted secret {}", e.key));
         }
     }
     Ok(())
 }
 
-fn totp_json(e: &TotpEntry) -> Value {
-    json!({
-        "uuid": e.uuid, "name": e.name, "issuer": e.issuer, "account": e.account,
-        "algorithm": e.algorithm, "digits": e.digits, "period": e.period,
-        "created_dt": e.created_dt, "updated_dt": e.updated_dt,
-    })
-}
-
-fn totp_text(e: &TotpEntry) -> String {
-    format!(
-        "name:      {}\nuuid:      {}\nissuer:    {}\naccount:   {}\nalgorithm: {}\ndigits:    {}\nperiod:    {}s",
-        e.name,
-        e.uuid,
-        e.issuer.as_deref().unwrap_or("-"),
-        e.account.as_deref().unwrap_or("-"),
-        e.algorithm,
-        e.digits,
-        e.period
+/// The credential of this process, by the documented order.
+fn credential(g: &GlobalArgs) -> Result<Credential> {
+    input::credential(
+        g.session_file.as_deref(),
+        g.agent_key_file.as_deref(),
+        g.passphrase_file.as_deref(),
     )
 }
 
-fn totp_params(a: &TotpAddArgs) -> Result<TotpParams> {
-    let TotpAddArgs {
-        uri,
-        uri_stdin,
-        secret,
-        secret_stdin,
-        algorithm,
-        digits,
-        period,
-        issuer,
-        account,
-        ..
-    } = a;
-    if let Some(u) = uri {
-        return TotpParams::from_uri(u);
-    }
-    if *uri_stdin {
-        return TotpParams::from_uri(input::secret_from_stdin("URI")?.expose());
-    }
-    let b32 = match (secret, secret_stdin) {
-        (Some(s), _) => SecretString::from(s.as_str()),
-        (None, true) => input::secret_from_stdin("secret")?,
-        (None, false) => {
-            return Err(Error::InvalidInput(
-                "no TOTP seed given: pass --uri, --uri-stdin, --secret or --secret-stdin".into(),
-            ));
-        }
-    };
-    let mut p = TotpParams::with_defaults(vault_core::totp::decode_base32_secret(b32.expose())?);
-    if let Some(a) = algorithm {
-        p.algorithm = TotpAlgorithm::parse(a)?;
-        if p.algorithm == TotpAlgorithm::Steam {
-            p.digits = 5;
-        }
-    }
-    if let Some(d) = digits {
-        p.digits = *d;
-    }
-    if let Some(s) = period {
-        p.period = *s;
-    }
-    p.issuer = issuer.clone().filter(|i| !i.is_empty());
-    p.account = account.clone().filter(|a| !a.is_empty());
-    p.validate()?;
-    Ok(p)
+/// Opens `vault` with this process's credential.
+fn access<'v>(g: &GlobalArgs, vault: &'v Vault) -> Result<Access<'v>> {
+    vault.access(&credential(g)?)
 }
 
-fn totp(iv: &IdentityVault<'_>, c: &TotpCommand, out: &mut Output) -> Result<()> {
-    match c {
-        TotpCommand::Add(a) => {
-            let params = totp_params(a)?;
-            if params.is_weak_secret() {
-                eprintln!(
-                    "ravi: warning: the TOTP secret has only {} bits; 128 or more is recommended",
-                    params.secret.len() * 8
-                );
-            }
-            let e = iv.add_totp(a.name.as_deref(), &params)?;
-            out.emit(totp_json(&e), totp_text(&e));
-        }
-        TotpCommand::Code {
-            name,
-            min_validity,
-            at,
-        } => {
-            let code = iv.totp_code(name, *at, *min_validity)?;
-            out.emit(
-                json!({
-                    "name": code.name, "code": code.code, "digits": code.digits,
-                    "period": code.period, "algorithm": code.algorithm,
-                    "remaining_seconds": code.remaining_seconds, "valid_until": code.valid_until,
-                }),
-                code.code.clone(),
-            );
-        }
-        TotpCommand::List => {
-            let all = iv.totps()?;
-            let text = all
-                .iter()
-                .map(|e| {
-                    format!(
-                        "{}\t{}\t{}",
-                        e.name,
-                        e.issuer.as_deref().unwrap_or("-"),
-                        e.uuid
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            out.emit(Value::Array(all.iter().map(totp_json).collect()), text);
-        }
-        TotpCommand::Show { name } => {
-            let e = iv.get_totp(name)?;
-            out.emit(totp_json(&e), totp_text(&e));
-        }
-        TotpCommand::Uri { name } => {
-            let uri = iv.totp_uri(name)?;
-            out.emit(json!({ "uri": uri }), uri.expose());
-        }
-        TotpCommand::Delete { name } => {
-            let e = iv.delete_totp(name)?;
-            let mut doc = totp_json(&e);
-            doc["deleted"] = json!(true);
-            out.emit(doc, format!("Deleted TOTP {}", e.name));
-        }
-    }
-    Ok(())
+/// Opens the vault with this process's credential and opens the selected
+/// identity's records.
+fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()>) -> Result<()> {
+    let vault = open_vault(g)?;
+    let ident = selected_identity(g, &vault)?;
+    let iv = access(g, &vault)?.open_identity(&ident)?;
+    f(&iv)
 }

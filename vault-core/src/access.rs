@@ -147,6 +147,13 @@ pub struct NewSession {
     pub expires_at: u64,
 }
 
+impl NewSession {
+    /// The expiry as RFC 3339 UTC.
+    pub fn expires_at_text(&self) -> String {
+        rfc3339(self.expires_at)
+    }
+}
+
 fn grant_context<'a>(
     vault_id: &'a [u8; 16],
     identity_id: &'a [u8; 16],
