@@ -666,4 +666,50 @@ mod tests {
         assert_eq!(us.revoke_sessions(true).unwrap(), 1);
         assert!(matches!(v.unlock_with_session(&t), Err(Error::Locked(_))));
     }
+
+    /// The root key, identity keys, session key and agent secret never
+    /// reach the vault file or its WAL.
+    #[test]
+    fn no_key_material_at_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = setup(&dir);
+        let u = v.unlock(&pass("pw")).unwrap();
+        let s = u.create_session(Duration::from_secs(60)).unwrap();
+        let agent = AgentSecretKey::generate().unwrap();
+        u.grant("alice", &agent.public(), Some("t")).unwrap();
+        u.rotate_identity("alice", None).unwrap();
+        let row = v
+            .store
+            .read(|tx| tx.identity_by_name("alice"))
+            .unwrap()
+            .unwrap();
+        let ik = u.identity_key(&row).unwrap();
+        let agent_bytes =
+            crate::agent::AgentSecretKey::parse_file_contents(&agent.to_file_contents()).unwrap();
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir.path()).unwrap() {
+            let p = e.unwrap().path();
+            files.push((p.clone(), std::fs::read(&p).unwrap()));
+        }
+        assert!(
+            files
+                .iter()
+                .any(|(p, _)| p.to_string_lossy().ends_with("-wal"))
+        );
+        let needles: [(&str, &[u8]); 4] = [
+            ("root key", u.root_key.expose()),
+            ("identity key", ik.expose()),
+            ("session key", s.token.key.expose()),
+            ("agent secret", agent_bytes.secret_bytes()),
+        ];
+        for (path, bytes) in &files {
+            for (what, needle) in needles {
+                assert!(
+                    !bytes.windows(32).any(|w| w == needle),
+                    "{what} in {}",
+                    path.display()
+                );
+            }
+        }
+    }
 }

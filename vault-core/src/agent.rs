@@ -103,6 +103,11 @@ impl AgentSecretKey {
         Ok(AgentSecretKey(SecretKey::random()?))
     }
 
+    #[cfg(test)]
+    pub(crate) fn secret_bytes(&self) -> &[u8; KEY_LEN] {
+        self.0.expose()
+    }
+
     /// The matching public key.
     pub fn public(&self) -> AgentPublicKey {
         AgentPublicKey(x25519_public(self.0.expose()))

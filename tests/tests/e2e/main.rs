@@ -1,6 +1,7 @@
 //! End-to-end tests of the `ravi` binary on temporary vaults.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod at_rest;
 mod common;
 mod errors;
