@@ -504,7 +504,7 @@ fn no_key_material_at_rest() {
     env.run(&["secrets", "set", "K", "v"]).ok();
     let token = env.run(&["unlock"]).ok().stdout.trim().to_string();
     let raw = data_encoding::BASE64URL_NOPAD
-        .decode(token["ravi_session_".len()..].as_bytes())
+        .decode(&token.as_bytes()["ravi_session_".len()..])
         .unwrap();
     let session_key = &raw[16..];
     let j = env
