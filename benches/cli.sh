@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Whole-process latency of `ravi secrets get`, `ravi passwords get` and
+# `ravi totp code` (by session token and by agent key; the passphrase path
+# for scale) on a vault of N records (default 10000), next to process
+# start-up, `pass show` (gpg) and `oathtool --totp` on the same secrets.
+#
+#   benches/cli.sh [N]        results: benches/results/cli.md
+#
+# Installs hyperfine, pass, gnupg and oathtool with apt-get if missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-10000}
+
+need=()
+for t in hyperfine pass gpg oathtool; do command -v "$t" >/dev/null || need+=("$t"); done
+if [ ${#need[@]} -gt 0 ]; then
+    pkgs=()
+    for t in "${need[@]}"; do case $t in gpg) pkgs+=(gnupg) ;; *) pkgs+=("$t") ;; esac; done
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+
+cargo build -q --release -p vault-cli -p ravi-benches --example populate
+R=$PWD/target/release/ravi
+W=$(mktemp -d)
+trap 'gpgconf --homedir "$W/gnupg" --kill all >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
+export HOME=$W/home RAVI_VAULT=$W/vault.db RAVI_CONFIG_DIR=$W/cfg
+mkdir -p "$HOME"
+unset RAVI_SESSION RAVI_AGENT_KEY_FILE
+printf '%s\n' 'bench passphrase' > "$W/pass"
+RAVI_PASSPHRASE='bench passphrase' ./target/release/examples/populate "$RAVI_VAULT" "$N"
+"$R" identity use bench >/dev/null
+"$R" --passphrase-file "$W/pass" unlock --ttl 2h > "$W/session"
+"$R" agent keygen --out "$W/agent.key" >/dev/null
+"$R" --passphrase-file "$W/pass" identity grant bench --to "$("$R" agent pubkey --key-file "$W/agent.key")" >/dev/null
+
+# pass (gpg) with the same secret, non-interactive
+export GNUPGHOME=$W/gnupg PASSWORD_STORE_DIR=$W/pass-store
+mkdir -m 700 "$GNUPGHOME"
+gpg --batch --pinentry-mode loopback --passphrase '' --quick-gen-key 'Bench <bench@example.invalid>' future-default default never 2>/dev/null
+FPR=$(gpg --list-keys --with-colons | awk -F: '/^fpr/ {print $10; exit}')
+pass init "$FPR" >/dev/null
+printf 'value-42\n' | pass insert -m bench/KEY_42 >/dev/null
+pass show bench/KEY_42 >/dev/null
+
+mkdir -p benches/results
+S="--session-file $W/session"
+A="--agent-key-file $W/agent.key"
+hyperfine -N --warmup 10 --min-runs 50 --export-markdown benches/results/cli.md --export-json "$W/cli.json" \
+    -n "process start-up (ravi --version)" "$R --version" \
+    -n "ravi secrets get (session)" "$R $S secrets get KEY_42" \
+    -n "ravi secrets get (agent key)" "$R $A secrets get KEY_42" \
+    -n "ravi passwords get (session)" "$R $S passwords get site-42.example" \
+    -n "ravi passwords get (agent key)" "$R $A passwords get site-42.example" \
+    -n "ravi totp code (session)" "$R $S totp code bench-totp" \
+    -n "ravi totp code (agent key)" "$R $A totp code bench-totp" \
+    -n "pass show (gpg)" "pass show bench/KEY_42" \
+    -n "oathtool --totp" "oathtool --totp -b GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+hyperfine -N --warmup 2 --runs 10 --export-markdown benches/results/cli-passphrase.md \
+    -n "ravi secrets get (passphrase, Argon2id 64 MiB t=3 p=4)" "$R --passphrase-file $W/pass secrets get KEY_42"
+
+{
+    echo
+    echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); vault of $N records; $(date -u +%Y-%m-%d)."
+} >> benches/results/cli.md
+cat benches/results/cli.md benches/results/cli-passphrase.md
