@@ -21,7 +21,8 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 
-cargo build -q --release -p vault-cli -p ravi-benches --example populate
+cargo build -q --release -p vault-cli
+cargo build -q --release -p ravi-benches --example populate
 R=$PWD/target/release/ravi
 W=$(mktemp -d)
 trap 'gpgconf --homedir "$W/gnupg" --kill all >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
