@@ -63,7 +63,11 @@ fn secrets_get(path: &std::path::Path, cred: &Credential) -> String {
     let ident = vault.find_identity("bench").expect("identity");
     let access = vault.access(cred).expect("access");
     let iv = access.open_identity(&ident).expect("open identity");
-    iv.get_secret("KEY_42").expect("get").value.expose().to_string()
+    iv.get_secret("KEY_42")
+        .expect("get")
+        .value
+        .expose()
+        .to_string()
 }
 
 fn open_by_credential(c: &mut Criterion) {
@@ -83,7 +87,9 @@ fn open_by_credential(c: &mut Criterion) {
     g.bench_function("session_token", |b| {
         b.iter(|| black_box(secrets_get(&f.path, &session)))
     });
-    g.bench_function("agent_key", |b| b.iter(|| black_box(secrets_get(&f.path, &agent))));
+    g.bench_function("agent_key", |b| {
+        b.iter(|| black_box(secrets_get(&f.path, &agent)))
+    });
     g.finish();
 }
 
