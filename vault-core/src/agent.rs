@@ -103,6 +103,11 @@ impl AgentSecretKey {
         Ok(AgentSecretKey(SecretKey::random()?))
     }
 
+    /// A key from fixed bytes (test vectors and fuzzing only).
+    pub fn from_seed(seed: [u8; KEY_LEN]) -> Self {
+        AgentSecretKey(SecretKey::from_bytes(seed))
+    }
+
     #[cfg(test)]
     pub(crate) fn secret_bytes(&self) -> &[u8; KEY_LEN] {
         self.0.expose()

@@ -47,12 +47,18 @@ impl IdentityConfig {
     /// [`Error::InvalidInput`] naming the file if it is not valid JSON of
     /// this shape.
     pub fn parse(bytes: &[u8], origin: &Path) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| {
+        let bad = |e: &dyn std::fmt::Display| {
             Error::invalid(format!(
                 "{} is not a valid ravi config: {e}",
                 origin.display()
             ))
-        })
+        };
+        // An object only: serde would also read a JSON array positionally.
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(&e))?;
+        if !value.is_object() {
+            return Err(bad(&"expected a JSON object"));
+        }
+        serde_json::from_value(value).map_err(|e| bad(&e))
     }
 }
 

@@ -13,6 +13,8 @@ mod agent;
 pub mod config;
 mod envelope;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod generator;
 mod identity_vault;
 mod keys;

@@ -1,0 +1,331 @@
+//! Entry points that take outside bytes, for the fuzz targets in `fuzz/`
+//! and for replaying their corpora under `cargo test`. Each must return
+//! normally for every input: a panic is a bug.
+
+use crate::agent::{self, AgentPublicKey, AgentSecretKey, GrantContext};
+use crate::config::IdentityConfig;
+use crate::envelope::{self, SealContext};
+use crate::generator::{GeneratorOptions, generate_password};
+use crate::keys::SecretKey;
+use crate::session::SessionToken;
+use crate::totp::TotpParams;
+
+const KEY: [u8; 32] = [0x42; 32];
+const VAULT: [u8; 16] = [0xaa; 16];
+const IDENTITY: [u8; 16] = [0xbb; 16];
+const RECORD: [u8; 16] = [0xcc; 16];
+
+fn record_ctx() -> SealContext<'static> {
+    SealContext::Record {
+        vault_id: &VAULT,
+        identity_id: &IDENTITY,
+        kind: 2,
+        record_id: &RECORD,
+        epoch: 1,
+    }
+}
+
+/// Opens arbitrary bytes as a record envelope under a fixed key; anything
+/// that opens is unpadded.
+pub fn envelope_open(data: &[u8]) {
+    if let Some(pt) = envelope::open(&SecretKey::from_bytes(KEY), &record_ctx(), data) {
+        let _ = envelope::unpad(&pt);
+    }
+}
+
+/// Seals the input (padded) and opens it again: must give the input back.
+pub fn seal_open_roundtrip(data: &[u8]) {
+    let key = SecretKey::from_bytes(KEY);
+    let Ok(padded) = envelope::pad(data) else {
+        return;
+    };
+    let sealed = envelope::seal_with_nonce(&key, &[7; 24], &record_ctx(), &padded)
+        .expect("sealing a bounded plaintext cannot fail");
+    let opened = envelope::open(&key, &record_ctx(), &sealed).expect("a fresh envelope opens");
+    assert_eq!(
+        envelope::unpad(&opened),
+        Some(data),
+        "round trip changed the data"
+    );
+}
+
+/// The fixed agent key the grant target opens with.
+fn fuzz_agent() -> AgentSecretKey {
+    AgentSecretKey::from_seed([0x24; 32])
+}
+
+fn grant_ctx() -> GrantContext<'static> {
+    GrantContext {
+        vault_id: &VAULT,
+        identity_id: &IDENTITY,
+        grant_id: &RECORD,
+        epoch: 1,
+        name: "fuzz",
+        inbox: "fuzz@example.com",
+        phone: "",
+    }
+}
+
+/// Opens arbitrary bytes as a grant: the first 32 bytes are the ephemeral
+/// public key, the rest the wrapped identity key.
+pub fn grant_open(data: &[u8]) {
+    if data.len() < 32 {
+        return;
+    }
+    let (eph, wrapped) = data.split_at(32);
+    let eph: [u8; 32] = eph.try_into().expect("split at 32");
+    let _ = agent::unwrap_as_agent(&fuzz_agent(), &grant_ctx(), &eph, wrapped);
+}
+
+/// Parses a session token; a parsed token prints back to an equal token.
+pub fn session_token(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(t) = SessionToken::parse(s) {
+        let again = SessionToken::parse(&t.to_text()).expect("a printed token parses");
+        assert_eq!(again.id_text(), t.id_text());
+    }
+}
+
+/// Parses an agent public key; a parsed key prints back to an equal key.
+pub fn agent_public_key(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(k) = AgentPublicKey::parse(s) {
+        assert_eq!(AgentPublicKey::parse(&k.to_string()).ok(), Some(k));
+    }
+}
+
+/// Parses an agent key file.
+pub fn agent_key_file(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = AgentSecretKey::parse_file_contents(s);
+    }
+}
+
+/// Parses an `otpauth://` URI; a parsed URI exports and re-parses to the
+/// same parameters, and makes a code.
+pub fn otpauth_uri(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(p) = TotpParams::from_uri(s) {
+        let again = TotpParams::from_uri(&p.to_uri()).expect("an exported URI parses");
+        assert_eq!(again, p, "URI round trip changed the parameters");
+        p.code_at(59).expect("valid parameters make a code");
+    }
+}
+
+/// Parses a `config.json`.
+pub fn config_json(data: &[u8]) {
+    if let Ok(c) = IdentityConfig::parse(data, std::path::Path::new("fuzz")) {
+        let _ = c.selector();
+    }
+}
+
+/// Generator options from bytes: length from the first two bytes, flags
+/// from the third, excluded characters from the rest. A password that is
+/// generated has the asked length and only allowed characters.
+pub fn generator_options(data: &[u8]) {
+    if data.len() < 3 {
+        return;
+    }
+    let opts = GeneratorOptions {
+        length: usize::from(u16::from_le_bytes([data[0], data[1]]) % 1100),
+        special: data[2] & 1 == 0,
+        digits: data[2] & 2 == 0,
+        exclude: String::from_utf8_lossy(&data[3..]).into_owned(),
+    };
+    if let Ok(p) = generate_password(&opts) {
+        assert_eq!(p.chars().count(), opts.length);
+        assert!(p.chars().all(|c| !opts.exclude.contains(c)));
+    }
+}
+
+/// Cleans a domain or URL.
+pub fn domain(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data)
+        && let Ok(d) = crate::names::clean_domain(s)
+    {
+        assert!(!d.is_empty());
+    }
+}
+
+/// Every entry point by the name of its fuzz target and corpus directory.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("envelope_open", envelope_open),
+    ("seal_open_roundtrip", seal_open_roundtrip),
+    ("grant_open", grant_open),
+    ("session_token", session_token),
+    ("agent_public_key", agent_public_key),
+    ("agent_key_file", agent_key_file),
+    ("otpauth_uri", otpauth_uri),
+    ("config_json", config_json),
+    ("generator_options", generator_options),
+    ("domain", domain),
+];
+
+/// Whether each entry point *accepts* an input (opens, parses, generates):
+/// the oracle for the `ok_` and `fail_` vectors in `tests/data/`.
+pub const CHECKS: &[(&str, fn(&[u8]) -> bool)] = &[
+    ("envelope_open", |d| {
+        envelope::open(&SecretKey::from_bytes(KEY), &record_ctx(), d)
+            .is_some_and(|pt| envelope::unpad(&pt).is_some())
+    }),
+    ("grant_open", |d| {
+        d.len() >= 32
+            && agent::unwrap_as_agent(
+                &fuzz_agent(),
+                &grant_ctx(),
+                &d[..32].try_into().expect("32 bytes"),
+                &d[32..],
+            )
+            .is_some()
+    }),
+    ("session_token", |d| {
+        std::str::from_utf8(d).is_ok_and(|s| SessionToken::parse(s).is_ok())
+    }),
+    ("agent_public_key", |d| {
+        std::str::from_utf8(d).is_ok_and(|s| AgentPublicKey::parse(s).is_ok())
+    }),
+    ("agent_key_file", |d| {
+        std::str::from_utf8(d).is_ok_and(|s| AgentSecretKey::parse_file_contents(s).is_ok())
+    }),
+    ("otpauth_uri", |d| {
+        std::str::from_utf8(d).is_ok_and(|s| TotpParams::from_uri(s).is_ok())
+    }),
+    ("config_json", |d| {
+        IdentityConfig::parse(d, std::path::Path::new("vector")).is_ok()
+    }),
+    ("generator_options", |d| {
+        d.len() >= 3
+            && generate_password(&GeneratorOptions {
+                length: usize::from(u16::from_le_bytes([d[0], d[1]]) % 1100),
+                special: d[2] & 1 == 0,
+                digits: d[2] & 2 == 0,
+                exclude: String::from_utf8_lossy(&d[3..]).into_owned(),
+            })
+            .is_ok()
+    }),
+    ("domain", |d| {
+        std::str::from_utf8(d).is_ok_and(|s| crate::names::clean_domain(s).is_ok())
+    }),
+];
+
+/// Valid inputs (and must-fail variants derived from them) that need keys
+/// to make: `(target, file name, bytes)`. Written to `tests/data/` by
+/// `cargo run -p vault-core --example fuzz_seeds`.
+pub fn generated_vectors() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let key = SecretKey::from_bytes(KEY);
+    let padded = envelope::pad(b"{\"key\":\"k\",\"value\":\"v\"}").expect("small");
+    let env = envelope::seal_with_nonce(&key, &[0x24; 24], &record_ctx(), &padded).expect("seal");
+    out.push(("envelope_open", "ok_record.bin".to_string(), env.clone()));
+    let mut v = env.clone();
+    v[0] = 2;
+    out.push(("envelope_open", "fail_version_2.bin".into(), v));
+    for (name, i) in [
+        ("fail_flipped_nonce.bin", 5),
+        ("fail_flipped_ciphertext.bin", 40),
+        ("fail_flipped_tag.bin", env.len() - 1),
+    ] {
+        let mut v = env.clone();
+        v[i] ^= 1;
+        out.push(("envelope_open", name.into(), v));
+    }
+    out.push((
+        "envelope_open",
+        "fail_truncated.bin".into(),
+        env[..env.len() - 1].to_vec(),
+    ));
+    out.push(("envelope_open", "fail_short.bin".into(), env[..40].to_vec()));
+    out.push(("envelope_open", "fail_empty.bin".into(), Vec::new()));
+    let other = SecretKey::from_bytes([0x43; 32]);
+    let wrong =
+        envelope::seal_with_nonce(&other, &[0x24; 24], &record_ctx(), &padded).expect("seal");
+    out.push(("envelope_open", "fail_wrong_key.bin".into(), wrong));
+    let mut bad_pad = padded.to_vec();
+    bad_pad[60] = 1;
+    let bp = envelope::seal_with_nonce(&key, &[0x25; 24], &record_ctx(), &bad_pad).expect("seal");
+    out.push(("envelope_open", "fail_nonzero_padding.bin".into(), bp));
+
+    let ik = SecretKey::from_bytes([0x11; 32]);
+    if let Ok((eph, wrapped)) = agent::wrap_to_agent(&fuzz_agent().public(), &grant_ctx(), &ik) {
+        let mut g = eph.to_vec();
+        g.extend_from_slice(&wrapped);
+        out.push(("grant_open", "ok_grant.bin".into(), g.clone()));
+        let mut v = g.clone();
+        v[3] ^= 1;
+        out.push(("grant_open", "fail_flipped_ephemeral.bin".into(), v));
+        let mut v = g.clone();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        out.push(("grant_open", "fail_flipped_tag.bin".into(), v));
+        let mut v = vec![0u8; 32];
+        v.extend_from_slice(&wrapped);
+        out.push(("grant_open", "fail_low_order_ephemeral.bin".into(), v));
+        out.push(("grant_open", "fail_short.bin".into(), g[..31].to_vec()));
+    }
+    if let Ok((eph, wrapped)) = agent::wrap_to_agent(
+        &AgentSecretKey::from_seed([0x25; 32]).public(),
+        &grant_ctx(),
+        &ik,
+    ) {
+        let mut g = eph.to_vec();
+        g.extend_from_slice(&wrapped);
+        out.push(("grant_open", "fail_other_agent.bin".into(), g));
+    }
+
+    let agent = fuzz_agent();
+    out.push((
+        "agent_key_file",
+        "ok_key_file.txt".into(),
+        agent.to_file_contents().as_bytes().to_vec(),
+    ));
+    out.push((
+        "agent_key_file",
+        "fail_two_keys.txt".into(),
+        format!(
+            "{}\n{}\n",
+            agent.to_text().as_str(),
+            agent.to_text().as_str()
+        )
+        .into_bytes(),
+    ));
+    out.push((
+        "agent_key_file",
+        "fail_public_key.txt".into(),
+        agent.public().to_string().into_bytes(),
+    ));
+    let pk = agent.public().to_string();
+    out.push((
+        "agent_public_key",
+        "ok_public_key.txt".into(),
+        pk.clone().into_bytes(),
+    ));
+    let mut typo: Vec<char> = pk.chars().collect();
+    let i = typo.len() - 4;
+    typo[i] = if typo[i] == 'q' { 'p' } else { 'q' };
+    out.push((
+        "agent_public_key",
+        "fail_typo.txt".into(),
+        typo.into_iter().collect::<String>().into_bytes(),
+    ));
+    out.push((
+        "agent_public_key",
+        "fail_secret_key.txt".into(),
+        agent.to_text().as_bytes().to_vec(),
+    ));
+    let token = SessionToken {
+        id: [0x5a; 16],
+        key: SecretKey::from_bytes([0x6b; 32]),
+    };
+    out.push((
+        "session_token",
+        "ok_token.txt".into(),
+        token.to_text().as_bytes().to_vec(),
+    ));
+    out
+}
