@@ -190,10 +190,13 @@ impl TotpParams {
             return Err(Error::invalid("the TOTP secret is too long"));
         }
         for (what, v) in [("issuer", &self.issuer), ("account", &self.account)] {
+            // A colon would make the `issuer:account` label ambiguous.
             if let Some(v) = v
-                && (v.chars().any(char::is_control) || v.len() > 256)
+                && (v.chars().any(char::is_control) || v.contains(':') || v.len() > 256)
             {
-                return Err(Error::invalid(format!("invalid TOTP {what}")));
+                return Err(Error::invalid(format!(
+                    "invalid TOTP {what}: at most 256 characters, no ':' or control characters"
+                )));
             }
         }
         Ok(())
