@@ -6,6 +6,7 @@ mod at_rest;
 mod common;
 mod errors;
 mod identities;
+mod independent;
 mod parallel;
 mod passwords;
 mod secrets;

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""An independent reader of ravi vaults, written from docs/SPEC.md alone.
+
+Uses only well-known packages: argon2-cffi (Argon2id), PyNaCl
+(XChaCha20-Poly1305), cryptography (HKDF-SHA256, X25519), bech32 (the BIP 173
+reference code), and the standard library (sqlite3, hmac, json).
+
+    reader.py VAULT --passphrase-file F
+        prints every identity's decrypted records as JSON
+    reader.py VAULT --agent-key-file K --identity NAME
+        opens one identity through its grant to the agent key
+
+Exit 0 on success; any authentication failure raises.
+"""
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+import struct
+import sys
+import uuid
+
+import argon2.low_level
+import bech32
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt
+
+VERSION = b"\x01"
+KIND_NAME_FIELD = {1: "domain", 2: "key", 3: "name"}
+
+
+class AuthError(Exception):
+    pass
+
+
+def ad(*fields):
+    """SPEC 4: each field as u16be(len) || bytes."""
+    return b"".join(struct.pack(">H", len(f)) + f for f in fields)
+
+
+def open_envelope(key, assoc, env):
+    """SPEC 3: 0x01 || nonce(24) || ciphertext+tag."""
+    if len(env) < 41 or env[0:1] != VERSION:
+        raise AuthError("bad envelope")
+    try:
+        return crypto_aead_xchacha20poly1305_ietf_decrypt(env[25:], assoc, env[1:25], key)
+    except Exception as e:  # nacl raises CryptoError
+        raise AuthError("envelope failed to open") from e
+
+
+def hkdf(ikm, info, salt=None):
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def ub(u):
+    return uuid.UUID(u).bytes
+
+
+def unpad(p):
+    """SPEC 5."""
+    (n,) = struct.unpack(">I", p[:4])
+    bucket = max(64, 1 << (n + 4 - 1).bit_length())
+    if len(p) != bucket or 4 + n > len(p) or any(p[4 + n:]):
+        raise AuthError("bad padding")
+    return p[4:4 + n]
+
+
+def derive_kek(passphrase, row):
+    m, t, par, salt = row["kdf_memory_kib"], row["kdf_iterations"], row["kdf_parallelism"], row["kdf_salt"]
+    if not (1024 <= m <= 4 * 1024 * 1024 and 1 <= t <= 64 and 1 <= par <= 16 and m >= 8 * par):
+        raise AuthError("KDF parameters out of range")
+    return argon2.low_level.hash_secret_raw(
+        passphrase, salt, time_cost=t, memory_cost=m, parallelism=par, hash_len=32,
+        type=argon2.low_level.Type.ID, version=19)
+
+
+def kdf_params(row):
+    return b"\x01" + struct.pack(">III", row["kdf_memory_kib"], row["kdf_iterations"], row["kdf_parallelism"])
+
+
+def identity_ad(vault_id, ident, label=b"ravi/v1/wrap/identity-key"):
+    return ad(VERSION, label, vault_id, ub(ident["uuid"]), struct.pack(">I", ident["key_epoch"]),
+              ident["name"].encode(), ident["inbox"].encode(), (ident["phone"] or "").encode())
+
+
+def open_records(db, vault_id, ident, ik):
+    """SPEC 2 and 5-6: derive SK and BK, open every record, check its blind index."""
+    sk = hkdf(ik, b"ravi/v1/identity/seal-key")
+    bk = hkdf(ik, b"ravi/v1/identity/blind-index-key")
+    out = []
+    for r in db.execute("SELECT * FROM records WHERE identity_uuid = ? ORDER BY uuid", (ident["uuid"],)):
+        a = ad(VERSION, b"ravi/v1/record", vault_id, ub(ident["uuid"]), bytes([r["kind"]]),
+               ub(r["uuid"]), struct.pack(">I", r["key_epoch"]))
+        body = json.loads(unpad(open_envelope(sk, a, r["ciphertext"])))
+        name = body[KIND_NAME_FIELD[r["kind"]]]
+        index = hmac.new(bk, bytes([r["kind"]]) + name.encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(index, r["blind_index"]):
+            raise AuthError("blind index mismatch")
+        if r["kind"] == 3:
+            body["code_at_59"] = totp_code(body, 59)
+        out.append({"uuid": r["uuid"], "kind": r["kind"], "body": body})
+    return out
+
+
+def totp_code(body, t):
+    """RFC 6238 with the standard library, as an independent check."""
+    secret = base64.b32decode(body["secret"] + "=" * (-len(body["secret"]) % 8))
+    alg = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512, "STEAM": hashlib.sha1}[body["algorithm"]]
+    mac = hmac.new(secret, struct.pack(">Q", t // body["period"]), alg).digest()
+    off = mac[-1] & 0x0F
+    value = struct.unpack(">I", mac[off:off + 4])[0] & 0x7FFFFFFF
+    if body["algorithm"] == "STEAM":
+        chars = "23456789BCDFGHJKMNPQRTVWXY"
+        code = ""
+        for _ in range(5):
+            code += chars[value % 26]
+            value //= 26
+        return code
+    return str(value % 10 ** body["digits"]).zfill(body["digits"])
+
+
+def bech32_bytes(text, hrp):
+    got_hrp, data = bech32.bech32_decode(text.strip())
+    if got_hrp != hrp or data is None:
+        raise AuthError("not a %s key" % hrp)
+    return bytes(bech32.convertbits(data, 5, 8, False))
+
+
+def read_with_passphrase(db, passphrase):
+    v = db.execute("SELECT * FROM vault").fetchone()
+    vault_id = ub(v["vault_id"])
+    kek = derive_kek(passphrase, v)
+    rk = open_envelope(kek, ad(VERSION, b"ravi/v1/wrap/root-key", vault_id, kdf_params(v), v["kdf_salt"]),
+                       v["wrapped_root_key"])
+    result = {}
+    for ident in db.execute("SELECT * FROM identities ORDER BY name"):
+        ik = open_envelope(rk, identity_ad(vault_id, ident), ident["wrapped_key"])
+        result[ident["name"]] = open_records(db, vault_id, ident, ik)
+    return result
+
+
+def read_with_agent_key(db, key_file, name):
+    lines = [l.strip() for l in open(key_file) if l.strip() and not l.strip().startswith("#")]
+    if len(lines) != 1:
+        raise AuthError("agent key file must hold one key")
+    a = bech32_bytes(lines[0].lower(), "ravi-agent-secret-key-")
+    priv = X25519PrivateKey.from_private_bytes(a)
+    pub = priv.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    v = db.execute("SELECT * FROM vault").fetchone()
+    vault_id = ub(v["vault_id"])
+    ident = db.execute("SELECT * FROM identities WHERE name = ?", (name,)).fetchone()
+    g = db.execute("SELECT * FROM grants WHERE identity_uuid = ? AND recipient = ?", (ident["uuid"], pub)).fetchone()
+    if g is None or g["key_epoch"] != ident["key_epoch"]:
+        raise AuthError("no current grant")
+    e = g["ephemeral_public"]
+    ss = priv.exchange(X25519PublicKey.from_public_bytes(e))
+    if ss == bytes(32):
+        raise AuthError("low-order point")
+    wk = hkdf(ss, b"ravi/v1/grant/wrap-key", salt=e + pub)
+    a_d = ad(VERSION, b"ravi/v1/wrap/grant", vault_id, ub(ident["uuid"]), ub(g["uuid"]),
+             struct.pack(">I", ident["key_epoch"]), e, pub,
+             ident["name"].encode(), ident["inbox"].encode(), (ident["phone"] or "").encode())
+    ik = open_envelope(wk, a_d, g["wrapped_key"])
+    return {name: open_records(db, vault_id, ident, ik)}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("vault")
+    p.add_argument("--passphrase-file")
+    p.add_argument("--agent-key-file")
+    p.add_argument("--identity")
+    args = p.parse_args()
+    db = sqlite3.connect("file:%s?mode=ro" % args.vault, uri=True)
+    db.row_factory = sqlite3.Row
+    if db.execute("PRAGMA user_version").fetchone()[0] != 2:
+        raise SystemExit("unsupported schema version")
+    if args.agent_key_file:
+        out = read_with_agent_key(db, args.agent_key_file, args.identity)
+    else:
+        passphrase = open(args.passphrase_file, "rb").read()
+        if passphrase.endswith(b"\n"):
+            passphrase = passphrase[:-1]
+            if passphrase.endswith(b"\r"):
+                passphrase = passphrase[:-1]
+        out = read_with_passphrase(db, passphrase)
+    json.dump(out, sys.stdout, sort_keys=True)
+
+
+if __name__ == "__main__":
+    main()
