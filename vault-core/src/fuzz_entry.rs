@@ -153,8 +153,13 @@ pub fn domain(data: &[u8]) {
     }
 }
 
+/// A fuzz entry point: takes any bytes, must not panic.
+pub type Entry = fn(&[u8]);
+/// An acceptance oracle: whether an entry point accepts the bytes.
+pub type Check = fn(&[u8]) -> bool;
+
 /// Every entry point by the name of its fuzz target and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Entry)] = &[
     ("envelope_open", envelope_open),
     ("seal_open_roundtrip", seal_open_roundtrip),
     ("grant_open", grant_open),
@@ -169,7 +174,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 
 /// Whether each entry point *accepts* an input (opens, parses, generates):
 /// the oracle for the `ok_` and `fail_` vectors in `tests/data/`.
-pub const CHECKS: &[(&str, fn(&[u8]) -> bool)] = &[
+pub const CHECKS: &[(&str, Check)] = &[
     ("envelope_open", |d| {
         envelope::open(&SecretKey::from_bytes(KEY), &record_ctx(), d)
             .is_some_and(|pt| envelope::unpad(&pt).is_some())
