@@ -238,36 +238,66 @@ impl IdentityVault<'_> {
         notes: Option<&str>,
     ) -> Result<(SecretEntry, bool)> {
         names::validate_secret_key(key)?;
-        let bi = self.sealer.blind_index(KIND_SECRET, key);
         self.store.write(|tx| {
             self.check_epoch(tx)?;
-            let existing = tx.records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?;
-            let now = now_rfc3339();
-            let (uuid, created_dt, old_notes) = match existing.first() {
-                Some(row) => {
-                    let old = self.open_secret(row)?;
-                    (old.uuid, old.created_dt, old.notes)
-                }
-                None => (Uuid::new_v4().to_string(), now.clone(), None),
-            };
-            let body = SecretBody {
-                key: key.to_string(),
-                value: value.expose().to_string(),
-                notes: match notes {
-                    Some(n) => Some(n.to_string()).filter(|n| !n.is_empty()),
-                    None => old_notes,
-                },
-                created_dt,
-                updated_dt: now,
-            };
-            let row = self.sealer.seal_row(KIND_SECRET, &uuid, key, &body)?;
-            if existing.is_empty() {
-                tx.insert_record(&row)?;
-            } else {
-                tx.update_record(&row)?;
-            }
-            Ok((SecretEntry::from_body(uuid, &body), existing.is_empty()))
+            self.set_secret_in(tx, key, value, notes, &now_rfc3339())
         })
+    }
+
+    /// Sets many secrets in one transaction (an import): each key is
+    /// created or has its value replaced. Returns how many were created.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad key, before anything is written.
+    pub fn import_secrets(&self, entries: &[(String, SecretString)]) -> Result<usize> {
+        for (key, _) in entries {
+            names::validate_secret_key(key)?;
+        }
+        let now = now_rfc3339();
+        self.store.write(|tx| {
+            self.check_epoch(tx)?;
+            let mut created = 0;
+            for (key, value) in entries {
+                created += usize::from(self.set_secret_in(tx, key, value, None, &now)?.1);
+            }
+            Ok(created)
+        })
+    }
+
+    fn set_secret_in(
+        &self,
+        tx: &Tx<'_>,
+        key: &str,
+        value: &SecretString,
+        notes: Option<&str>,
+        now: &str,
+    ) -> Result<(SecretEntry, bool)> {
+        let bi = self.sealer.blind_index(KIND_SECRET, key);
+        let existing = tx.records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?;
+        let (uuid, created_dt, old_notes) = match existing.first() {
+            Some(row) => {
+                let old = self.open_secret(row)?;
+                (old.uuid, old.created_dt, old.notes)
+            }
+            None => (Uuid::new_v4().to_string(), now.to_string(), None),
+        };
+        let body = SecretBody {
+            key: key.to_string(),
+            value: value.expose().to_string(),
+            notes: match notes {
+                Some(n) => Some(n.to_string()).filter(|n| !n.is_empty()),
+                None => old_notes,
+            },
+            created_dt,
+            updated_dt: now.to_string(),
+        };
+        let row = self.sealer.seal_row(KIND_SECRET, &uuid, key, &body)?;
+        if existing.is_empty() {
+            tx.insert_record(&row)?;
+        } else {
+            tx.update_record(&row)?;
+        }
+        Ok((SecretEntry::from_body(uuid, &body), existing.is_empty()))
     }
 
     fn find_secret_row(&self, tx: &Tx<'_>, selector: &str) -> Result<(RecordRow, SecretEntry)> {

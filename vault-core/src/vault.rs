@@ -358,6 +358,7 @@ impl<'v> Unlocked<'v> {
 mod tests {
     use super::*;
     use crate::records::NewPassword;
+    use crate::secret::SecretString;
 
     const WEAK: KdfParams = KdfParams {
         memory_kib: 1024,
@@ -415,6 +416,22 @@ mod tests {
             (s.uuid.as_str(), Some("n"))
         );
         assert_eq!(iv.get_secret("TOKEN").unwrap().value.expose(), "t2");
+        let batch: Vec<(String, SecretString)> = (0..50)
+            .map(|i| (format!("BULK_{i}"), format!("b{i}").into()))
+            .chain(std::iter::once(("TOKEN".to_string(), "t3".into())))
+            .collect();
+        assert_eq!(iv.import_secrets(&batch).unwrap(), 50);
+        assert_eq!(iv.get_secret("TOKEN").unwrap().value.expose(), "t3");
+        assert_eq!(iv.get_secret("BULK_49").unwrap().value.expose(), "b49");
+        let bad = vec![
+            ("ok".to_string(), SecretString::from("x")),
+            (" bad".to_string(), "y".into()),
+        ];
+        assert!(iv.import_secrets(&bad).is_err());
+        assert!(
+            iv.get_secret("ok").is_err(),
+            "nothing of a rejected import is written"
+        );
 
         // a reopened vault reads the same
         drop(iv);
@@ -423,7 +440,7 @@ mod tests {
         let v = Vault::open(&dir.path().join("v.db")).unwrap();
         let u = v.unlock(&pass("pw")).unwrap();
         let iv = u.open_identity(&v.find_identity("alice").unwrap()).unwrap();
-        assert_eq!(iv.secrets().unwrap().len(), 1);
+        assert_eq!(iv.secrets().unwrap().len(), 51);
         assert_eq!(iv.passwords().unwrap()[0].password.expose(), "hunter2");
         assert!(matches!(iv.get_secret("nope"), Err(Error::NotFound(_))));
         u.delete_identity("alice").unwrap();
