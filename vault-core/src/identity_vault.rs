@@ -258,7 +258,25 @@ impl IdentityVault<'_> {
             self.check_epoch(tx)?;
             let mut created = 0;
             for (key, value) in entries {
-                created += usize::from(self.set_secret_in(tx, key, value, None, &now)?.1);
+                // Most imported keys are new: try the insert first and let
+                // the unique index find the existing ones, instead of a
+                // lookup per key.
+                let uuid = Uuid::new_v4().to_string();
+                let body = SecretBody {
+                    key: key.clone(),
+                    value: value.expose().to_string(),
+                    notes: None,
+                    created_dt: now.clone(),
+                    updated_dt: now.clone(),
+                };
+                let row = self.sealer.seal_row(KIND_SECRET, &uuid, key, &body)?;
+                match tx.insert_record(&row) {
+                    Ok(()) => created += 1,
+                    Err(Error::Conflict(_)) => {
+                        self.set_secret_in(tx, key, value, None, &now)?;
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Ok(created)
         })
