@@ -398,7 +398,10 @@ pub fn plan_code(period: u64, now: u64, min_validity: Option<u64>) -> Result<(u6
         Some(m) if m >= period => Err(Error::invalid(format!(
             "--min-validity must be below the period ({period} s)"
         ))),
-        Some(m) if remaining < m => Ok((now + remaining, remaining)),
+        Some(m) if remaining < m => now
+            .checked_add(remaining)
+            .map(|t| (t, remaining))
+            .ok_or_else(|| Error::invalid("the time is out of range")),
         _ => Ok((now, 0)),
     }
 }
@@ -645,6 +648,9 @@ mod tests {
         assert_eq!(plan_code(30, 100, Some(20)).unwrap(), (100, 0));
         assert_eq!(plan_code(30, 100, Some(21)).unwrap(), (120, 20));
         assert!(plan_code(30, 100, Some(30)).is_err());
+        assert!(plan_code(30, u64::MAX - 1, Some(29)).is_err());
+        let p = params(b"12345678901234567890", TotpAlgorithm::Sha1, 6, 30);
+        assert!(code_for("x", &p, u64::MAX).is_err());
         let c = code_for(
             "x",
             &params(b"12345678901234567890", TotpAlgorithm::Sha1, 8, 30),
