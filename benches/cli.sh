@@ -61,6 +61,14 @@ hyperfine -N --warmup 10 --min-runs 50 --export-markdown benches/results/cli.md 
 hyperfine -N --warmup 2 --runs 10 --export-markdown benches/results/cli-passphrase.md \
     -n "ravi secrets get (passphrase, Argon2id 64 MiB t=3 p=4)" "$R --passphrase-file $W/pass secrets get KEY_42"
 
+python3 - "$W/cli.json" >> benches/results/cli.md <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["results"]
+base = next(x for x in r if x["command"].startswith("process start-up"))["median"]
+print("\n| Command | Median [ms] | vs start-up |\n|:---|---:|---:|")
+for x in r:
+    print("| `%s` | %.2f | %.2f |" % (x["command"], x["median"] * 1000, x["median"] / base))
+PY
 {
     echo
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); vault of $N records; $(date -u +%Y-%m-%d)."
