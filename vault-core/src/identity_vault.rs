@@ -318,24 +318,34 @@ impl IdentityVault<'_> {
         Ok((SecretEntry::from_body(uuid, &body), existing.is_empty()))
     }
 
-    fn find_secret_row(&self, tx: &Tx<'_>, selector: &str) -> Result<(RecordRow, SecretEntry)> {
-        if names::validate_secret_key(selector).is_ok() {
-            let bi = self.sealer.blind_index(KIND_SECRET, selector);
-            if let Some(row) = tx
-                .records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?
-                .pop()
-            {
-                let e = self.open_secret(&row)?;
-                return Ok((row, e));
+    /// The row of a uniquely named kind (secret, TOTP): by its normalised
+    /// name through the blind index, else by uuid.
+    pub(crate) fn find_unique_row(
+        &self,
+        tx: &Tx<'_>,
+        kind: u8,
+        name: Option<&str>,
+        selector: &str,
+    ) -> Result<Option<RecordRow>> {
+        if let Some(name) = name {
+            let bi = self.sealer.blind_index(kind, name);
+            if let Some(row) = tx.records_by_index(&self.identity.uuid, kind, &bi)?.pop() {
+                return Ok(Some(row));
             }
         }
-        if let Ok(u) = Uuid::try_parse(selector)
-            && let Some(row) = tx.record(&self.identity.uuid, KIND_SECRET, &u.to_string())?
-        {
-            let e = self.open_secret(&row)?;
-            return Ok((row, e));
+        match Uuid::try_parse(selector) {
+            Ok(u) => tx.record(&self.identity.uuid, kind, &u.to_string()),
+            Err(_) => Ok(None),
         }
-        Err(Error::NotFound(format!("no secret {selector:?}")))
+    }
+
+    fn find_secret_row(&self, tx: &Tx<'_>, selector: &str) -> Result<(RecordRow, SecretEntry)> {
+        let name = names::validate_secret_key(selector).is_ok().then_some(selector);
+        let row = self
+            .find_unique_row(tx, KIND_SECRET, name, selector)?
+            .ok_or_else(|| Error::NotFound(format!("no secret {selector:?}")))?;
+        let e = self.open_secret(&row)?;
+        Ok((row, e))
     }
 
     /// One secret, by key (or uuid).

@@ -31,23 +31,12 @@ impl IdentityVault<'_> {
     }
 
     fn find_totp_row(&self, tx: &Tx<'_>, selector: &str) -> Result<(RecordRow, TotpBody)> {
-        if let Ok(name) = totp::clean_totp_name(selector) {
-            let bi = self.sealer.blind_index(KIND_TOTP, &name);
-            if let Some(row) = tx
-                .records_by_index(&self.identity.uuid, KIND_TOTP, &bi)?
-                .pop()
-            {
-                let b = self.open_totp(&row)?;
-                return Ok((row, b));
-            }
-        }
-        if let Ok(u) = Uuid::try_parse(selector)
-            && let Some(row) = tx.record(&self.identity.uuid, KIND_TOTP, &u.to_string())?
-        {
-            let b = self.open_totp(&row)?;
-            return Ok((row, b));
-        }
-        Err(Error::NotFound(format!("no TOTP named {selector:?}")))
+        let name = totp::clean_totp_name(selector).ok();
+        let row = self
+            .find_unique_row(tx, KIND_TOTP, name.as_deref(), selector)?
+            .ok_or_else(|| Error::NotFound(format!("no TOTP named {selector:?}")))?;
+        let b = self.open_totp(&row)?;
+        Ok((row, b))
     }
 
     /// Enrols a TOTP seed. `name` defaults to the issuer; a URL or host is
