@@ -552,24 +552,11 @@ impl Unlocked<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::{InitOptions, NewIdentity};
-
-    const WEAK: KdfParams = KdfParams {
-        memory_kib: 1024,
-        iterations: 1,
-        parallelism: 1,
-    };
-
-    fn pass(s: &str) -> Passphrase {
-        Passphrase::new(s.into()).unwrap()
-    }
+    use crate::vault::NewIdentity;
+    use crate::vault::test_support::{pass, test_vault};
 
     fn setup(dir: &tempfile::TempDir) -> Vault {
-        let opts = InitOptions {
-            kdf: WEAK,
-            inbox_domain: "example.com".into(),
-        };
-        let v = Vault::init(&dir.path().join("v.db"), &pass("pw"), &opts).unwrap();
+        let v = test_vault(dir);
         let u = v.unlock(&pass("pw")).unwrap();
         let id = u
             .create_identity(&NewIdentity {

@@ -340,7 +340,9 @@ impl IdentityVault<'_> {
     }
 
     fn find_secret_row(&self, tx: &Tx<'_>, selector: &str) -> Result<(RecordRow, SecretEntry)> {
-        let name = names::validate_secret_key(selector).is_ok().then_some(selector);
+        let name = names::validate_secret_key(selector)
+            .is_ok()
+            .then_some(selector);
         let row = self
             .find_unique_row(tx, KIND_SECRET, name, selector)?
             .ok_or_else(|| Error::NotFound(format!("no secret {selector:?}")))?;

@@ -355,28 +355,38 @@ impl<'v> Unlocked<'v> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
+    //! Helpers shared by the unit tests: a vault with weak Argon2id
+    //! parameters, chosen explicitly for speed.
     use super::*;
-    use crate::records::NewPassword;
-    use crate::secret::SecretString;
 
-    const WEAK: KdfParams = KdfParams {
+    pub(crate) const WEAK: KdfParams = KdfParams {
         memory_kib: 1024,
         iterations: 1,
         parallelism: 1,
     };
 
-    fn vault(dir: &tempfile::TempDir) -> Vault {
+    pub(crate) fn pass(s: &str) -> Passphrase {
+        Passphrase::new(s.into()).unwrap()
+    }
+
+    /// A new vault at `dir/v.db` with passphrase "pw".
+    pub(crate) fn test_vault(dir: &tempfile::TempDir) -> Vault {
         let opts = InitOptions {
             kdf: WEAK,
             inbox_domain: "example.com".into(),
         };
         Vault::init(&dir.path().join("v.db"), &pass("pw"), &opts).unwrap()
     }
+}
 
-    fn pass(s: &str) -> Passphrase {
-        Passphrase::new(s.into()).unwrap()
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::NewPassword;
+    use crate::secret::SecretString;
+
+    use super::test_support::{pass, test_vault as vault};
 
     #[test]
     fn unlock_and_use_records() {
