@@ -189,5 +189,8 @@ fn usage_errors_and_help() {
         .error_json();
     assert_eq!(e["error"]["code"], "invalid_input");
     env.run(&["identity", "create"]).fails(EXIT_INVALID);
+    // a missing subcommand prints help but is still a usage error
+    let r = env.run(&["identity"]).fails(EXIT_INVALID);
+    assert!(r.stderr.contains("Usage"));
     env.run(&["--version"]).ok();
 }
