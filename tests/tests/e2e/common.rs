@@ -124,7 +124,14 @@ impl Env {
     /// parameters, chosen explicitly for test speed).
     pub fn new() -> Env {
         let env = Env::empty();
-        env.run(&[
+        env.init(&["--inbox-domain", "agents.example.com"]).ok();
+        env
+    }
+
+    /// `ravi init` with weak Argon2id parameters (1 MiB, t=1, p=1), chosen
+    /// explicitly for test speed, plus `extra` arguments.
+    pub fn init(&self, extra: &[&str]) -> Run {
+        let mut args = vec![
             "init",
             "--kdf-memory-mib",
             "1",
@@ -132,11 +139,9 @@ impl Env {
             "1",
             "--kdf-parallelism",
             "1",
-            "--inbox-domain",
-            "agents.example.com",
-        ])
-        .ok();
-        env
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
     }
 
     /// A fresh vault with one identity selected through the config directory.

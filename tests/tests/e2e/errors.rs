@@ -63,43 +63,14 @@ fn vault_lifecycle_errors() {
             .contains("ravi init")
     );
     assert!(!env.vault.exists(), "a failed open must not create a file");
-    env.run(&[
-        "init",
-        "--kdf-memory-mib",
-        "1",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
-        "--inbox-domain",
-        "nodots",
-    ])
-    .fails(EXIT_INVALID);
+    env.init(&["--inbox-domain", "nodots"]).fails(EXIT_INVALID);
     env.run(&["init", "--kdf-memory-mib", "0"])
         .fails(EXIT_INVALID);
     let mut c = env.command();
-    c.env("RAVI_PASSPHRASE", "").args([
-        "init",
-        "--kdf-memory-mib",
-        "1",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
-    ]);
+    c.env("RAVI_PASSPHRASE", "")
+        .args(["init", "--kdf-memory-mib", "1", "--kdf-iterations", "1"]);
     run_command(&mut c).fails(EXIT_INVALID);
-    let r = env
-        .run(&[
-            "init",
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-            "--json",
-        ])
-        .ok();
+    let r = env.init(&["--json"]).ok();
     assert!(
         r.stderr.contains("weaker"),
         "weak parameters warn: {}",
@@ -108,16 +79,7 @@ fn vault_lifecycle_errors() {
     let info = r.json();
     assert_eq!(info["kdf"]["memory_kib"], 1024);
     assert_eq!(info["inbox_domain"], "ravi.invalid");
-    env.run(&[
-        "init",
-        "--kdf-memory-mib",
-        "1",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
-    ])
-    .fails(EXIT_CONFLICT);
+    env.init(&[]).fails(EXIT_CONFLICT);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
