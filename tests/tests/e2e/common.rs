@@ -156,7 +156,12 @@ impl Env {
     }
 
     pub fn command(&self) -> Command {
-        let mut c = Command::new(ravi_bin());
+        self.command_for(ravi_bin())
+    }
+
+    /// `program` with this environment's variables and working directory.
+    pub fn command_for(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("RAVI_") {
                 c.env_remove(k);
