@@ -1,7 +1,7 @@
 //! Commands that manage access: sessions, agent keys, passphrase change.
 
 use serde_json::json;
-use vault_core::{AgentSecretKey, Error, KdfParams, Result};
+use vault_core::{AgentSecretKey, KdfParams, Result};
 
 use crate::args::{AgentCommand, GlobalArgs, PassphraseCommand};
 use crate::{Output, access, config_dir, input, open_vault};
@@ -59,10 +59,7 @@ pub fn agent(c: &AgentCommand, out: &mut Output) -> Result<()> {
                         Some(p) => p.clone(),
                         None => {
                             let dir = config_dir()?;
-                            std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
-                                context: format!("cannot create {}", dir.display()),
-                                source: e,
-                            })?;
+                            vault_core::config::ensure_private_dir(&dir)?;
                             dir.join("agent.key")
                         }
                     };

@@ -134,6 +134,25 @@ pub fn resolve_identity(
     Ok(Selection::None)
 }
 
+/// Creates a directory (and its parents) with mode 0700 if it is missing.
+///
+/// # Errors
+/// [`Error::Io`] if it cannot be created.
+pub fn ensure_private_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir)
+        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
+}
+
 /// Writes a config file atomically: a uniquely named temporary file in the
 /// same directory (0600), fsynced, then renamed over the target.
 ///
@@ -145,16 +164,7 @@ pub fn write_config(path: &Path, cfg: &IdentityConfig) -> Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let io = |e| Error::io(format!("cannot write {}", path.display()), e);
-    {
-        let mut b = fs::DirBuilder::new();
-        b.recursive(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            b.mode(0o700);
-        }
-        b.create(dir).map_err(io)?;
-    }
+    ensure_private_dir(dir)?;
     let mut json = serde_json::to_vec_pretty(cfg)
         .map_err(|e| Error::Storage(format!("cannot encode config: {e}")))?;
     json.push(b'\n');

@@ -187,7 +187,7 @@ impl Store {
     /// [`Error::Conflict`] if a vault already exists at `path`.
     pub fn create(path: &Path, header: &VaultRow) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            create_private_dir(dir)?;
+            crate::config::ensure_private_dir(dir)?;
         }
         create_private_file(path)?;
         let store = Store::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
@@ -320,24 +320,6 @@ fn migrate(tx: &Tx<'_>, from: i64) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    if dir.is_dir() {
-        return Ok(());
-    }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
 }
 
 fn create_private_file(path: &Path) -> Result<()> {
