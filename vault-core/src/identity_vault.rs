@@ -2,9 +2,11 @@
 //! `totp_records.rs`), each operation one transaction.
 
 use uuid::Uuid;
+use zeroize::Zeroizing;
 
 use crate::error::{Candidate, Error, Result};
 use crate::names;
+use crate::primitives::random_bytes;
 use crate::records::{
     KIND_PASSWORD, KIND_SECRET, NewPassword, PasswordBody, PasswordEdit, PasswordEntry, SecretBody,
     SecretEntry,
@@ -254,14 +256,22 @@ impl IdentityVault<'_> {
             names::validate_secret_key(key)?;
         }
         let now = now_rfc3339();
+        // One OS random draw for every record's uuid and nonce, instead of
+        // two system calls per record.
+        const PER_RECORD: usize = 16 + 24;
+        let mut random = Zeroizing::new(vec![0u8; entries.len() * PER_RECORD]);
+        random_bytes(&mut random)?;
         self.store.write(|tx| {
             self.check_epoch(tx)?;
             let mut created = 0;
-            for (key, value) in entries {
+            for ((key, value), r) in entries.iter().zip(random.chunks_exact(PER_RECORD)) {
                 // Most imported keys are new: try the insert first and let
                 // the unique index find the existing ones, instead of a
                 // lookup per key.
-                let uuid = Uuid::new_v4().to_string();
+                let (id_bytes, nonce) = r.split_at(16);
+                let id: [u8; 16] = id_bytes.try_into().expect("16-byte chunk");
+                let nonce: [u8; 24] = nonce.try_into().expect("24-byte chunk");
+                let uuid = uuid::Builder::from_random_bytes(id).into_uuid().to_string();
                 let body = SecretBody {
                     key: key.clone(),
                     value: value.expose().to_string(),
@@ -269,7 +279,17 @@ impl IdentityVault<'_> {
                     created_dt: now.clone(),
                     updated_dt: now.clone(),
                 };
-                let row = self.sealer.seal_row(KIND_SECRET, &uuid, key, &body)?;
+                let json = Zeroizing::new(
+                    serde_json::to_vec(&body)
+                        .map_err(|e| Error::Storage(format!("encoding failed: {e}")))?,
+                );
+                let row = self.sealer.seal_json_with_nonce(
+                    KIND_SECRET,
+                    &uuid,
+                    key,
+                    &json,
+                    Some(&nonce),
+                )?;
                 match tx.insert_record(&row) {
                     Ok(()) => created += 1,
                     Err(Error::Conflict(_)) => {

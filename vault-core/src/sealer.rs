@@ -9,7 +9,7 @@ use zeroize::Zeroizing;
 use crate::envelope::{self, SealContext};
 use crate::error::{Error, Result};
 use crate::keys::{IdentityKeys, SecretKey};
-use crate::primitives::hmac_sha256;
+use crate::primitives::{NONCE_LEN, hmac_sha256};
 use crate::records::{KIND_PASSWORD, KIND_SECRET, KIND_TOTP};
 use crate::store::RecordRow;
 
@@ -75,6 +75,19 @@ impl RecordSealer {
         name: &str,
         json: &[u8],
     ) -> Result<RecordRow> {
+        self.seal_json_with_nonce(kind, uuid, name, json, None)
+    }
+
+    /// As [`RecordSealer::seal_json`], with a nonce the caller drew from the
+    /// OS random number generator (bulk imports draw many at once).
+    pub(crate) fn seal_json_with_nonce(
+        &self,
+        kind: u8,
+        uuid: &str,
+        name: &str,
+        json: &[u8],
+        nonce: Option<&[u8; NONCE_LEN]>,
+    ) -> Result<RecordRow> {
         let record_id = uuid_bytes(uuid)?;
         let padded = envelope::pad(json)?;
         let ctx = SealContext::Record {
@@ -90,7 +103,10 @@ impl RecordSealer {
             kind,
             blind_index: self.blind_index(kind, name).to_vec(),
             key_epoch: self.epoch,
-            ciphertext: envelope::seal(&self.keys.seal, &ctx, &padded)?,
+            ciphertext: match nonce {
+                Some(n) => envelope::seal_with_nonce(&self.keys.seal, n, &ctx, &padded)?,
+                None => envelope::seal(&self.keys.seal, &ctx, &padded)?,
+            },
         })
     }
 
