@@ -10,11 +10,10 @@ mod common;
 
 fn lookup(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let v = common::vault(&dir);
-    let u = v.unlock(&common::passphrase()).expect("unlock");
-    let iv = u
-        .open_identity(&v.find_identity("bench").expect("identity"))
-        .expect("open");
+    common::with_identity(&dir, |iv| lookup_in(c, iv));
+}
+
+fn lookup_in(c: &mut Criterion, iv: &vault_core::IdentityVault<'_>) {
     let mut filled = 0usize;
     let mut g = c.benchmark_group("lookup_by_name");
     for size in [1_000usize, 10_000, 100_000, 1_000_000] {
@@ -37,15 +36,12 @@ fn list(c: &mut Criterion) {
     g.sample_size(10);
     for size in [1_000usize, 10_000] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let v = common::vault(&dir);
-        let u = v.unlock(&common::passphrase()).expect("unlock");
-        let iv = u
-            .open_identity(&v.find_identity("bench").expect("identity"))
-            .expect("open");
-        iv.import_secrets(&common::entries(0, size)).expect("fill");
-        g.throughput(Throughput::Elements(size as u64));
-        g.bench_function(BenchmarkId::new("secrets_list", size), |b| {
-            b.iter(|| black_box(iv.secrets().expect("list").len()))
+        common::with_identity(&dir, |iv| {
+            iv.import_secrets(&common::entries(0, size)).expect("fill");
+            g.throughput(Throughput::Elements(size as u64));
+            g.bench_function(BenchmarkId::new("secrets_list", size), |b| {
+                b.iter(|| black_box(iv.secrets().expect("list").len()))
+            });
         });
     }
     g.finish();

@@ -72,15 +72,12 @@ fn store_n(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let dir = tempfile::tempdir().expect("tempdir");
-                    let v = common::vault(&dir);
-                    let u = v.unlock(&common::passphrase()).expect("unlock");
-                    let iv = u
-                        .open_identity(&v.find_identity("bench").expect("identity"))
-                        .expect("open");
                     let entries = common::entries(0, n);
-                    let t = Instant::now();
-                    iv.import_secrets(&entries).expect("import");
-                    total += t.elapsed();
+                    total += common::with_identity(&dir, |iv| {
+                        let t = Instant::now();
+                        iv.import_secrets(&entries).expect("import");
+                        t.elapsed()
+                    });
                 }
                 total
             })

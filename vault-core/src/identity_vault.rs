@@ -84,7 +84,7 @@ impl IdentityVault<'_> {
             updated_dt: now,
         };
         let uuid = Uuid::new_v4().to_string();
-        let row = self.sealer.seal_row(KIND_PASSWORD, &uuid, &domain, &body)?;
+        let row = self.sealer.seal_row(&uuid, &body)?;
         self.store.write(|tx| {
             self.check_epoch(tx)?;
             tx.insert_record(&row)
@@ -205,9 +205,7 @@ impl IdentityVault<'_> {
                 created_dt: old.created_dt.clone(),
                 updated_dt: now_rfc3339(),
             };
-            let row = self
-                .sealer
-                .seal_row(KIND_PASSWORD, &old.uuid, &body.domain, &body)?;
+            let row = self.sealer.seal_row(&old.uuid, &body)?;
             tx.update_record(&row)?;
             Ok(PasswordEntry::from_body(old.uuid.clone(), &body))
         })
@@ -279,17 +277,9 @@ impl IdentityVault<'_> {
                     created_dt: now.clone(),
                     updated_dt: now.clone(),
                 };
-                let json = Zeroizing::new(
-                    serde_json::to_vec(&body)
-                        .map_err(|e| Error::Storage(format!("encoding failed: {e}")))?,
-                );
-                let row = self.sealer.seal_json_with_nonce(
-                    KIND_SECRET,
-                    &uuid,
-                    key,
-                    &json,
-                    Some(&nonce),
-                )?;
+                let row = self
+                    .sealer
+                    .seal_row_with_nonce(&uuid, &body, Some(&nonce))?;
                 match tx.insert_record(&row) {
                     Ok(()) => created += 1,
                     Err(Error::Conflict(_)) => {
@@ -329,7 +319,7 @@ impl IdentityVault<'_> {
             created_dt,
             updated_dt: now.to_string(),
         };
-        let row = self.sealer.seal_row(KIND_SECRET, &uuid, key, &body)?;
+        let row = self.sealer.seal_row(&uuid, &body)?;
         if existing.is_empty() {
             tx.insert_record(&row)?;
         } else {

@@ -14,6 +14,35 @@ pub const KIND_PASSWORD: u8 = 1;
 /// Record kind of a key/value secret.
 pub const KIND_SECRET: u8 = 2;
 
+/// A sealed record body: its kind and the name its blind index is made of.
+pub(crate) trait RecordBody: Serialize + serde::de::DeserializeOwned {
+    /// The record kind stored in the row and bound into the AD.
+    const KIND: u8;
+    /// The normalised name (domain, key, TOTP name).
+    fn name(&self) -> &str;
+}
+
+impl RecordBody for PasswordBody {
+    const KIND: u8 = KIND_PASSWORD;
+    fn name(&self) -> &str {
+        &self.domain
+    }
+}
+
+impl RecordBody for SecretBody {
+    const KIND: u8 = KIND_SECRET;
+    fn name(&self) -> &str {
+        &self.key
+    }
+}
+
+impl RecordBody for TotpBody {
+    const KIND: u8 = KIND_TOTP;
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// The sealed body of a password entry.
 #[derive(Serialize, Deserialize, Zeroize, ZeroizeOnDrop)]
 #[serde(deny_unknown_fields)]

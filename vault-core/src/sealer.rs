@@ -1,7 +1,5 @@
 //! Sealing and opening the records of one identity under one key epoch.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -10,7 +8,7 @@ use crate::envelope::{self, SealContext};
 use crate::error::{Error, Result};
 use crate::keys::{IdentityKeys, SecretKey};
 use crate::primitives::{NONCE_LEN, hmac_sha256};
-use crate::records::{KIND_PASSWORD, KIND_SECRET, KIND_TOTP};
+use crate::records::{KIND_PASSWORD, KIND_SECRET, KIND_TOTP, RecordBody};
 use crate::store::RecordRow;
 
 /// A stored id as its 16 uuid bytes (for associated data).
@@ -67,20 +65,9 @@ impl RecordSealer {
         hmac_sha256(self.keys.index.expose(), &[&[kind], name.as_bytes()])
     }
 
-    /// Seals a record's JSON plaintext into a row.
-    pub(crate) fn seal_json(
-        &self,
-        kind: u8,
-        uuid: &str,
-        name: &str,
-        json: &[u8],
-    ) -> Result<RecordRow> {
-        self.seal_json_with_nonce(kind, uuid, name, json, None)
-    }
-
-    /// As [`RecordSealer::seal_json`], with a nonce the caller drew from the
-    /// OS random number generator (bulk imports draw many at once).
-    pub(crate) fn seal_json_with_nonce(
+    /// Seals a record's JSON plaintext into a row, with a fresh OS nonce
+    /// unless the caller drew one (bulk imports draw many at once).
+    fn seal_json(
         &self,
         kind: u8,
         uuid: &str,
@@ -110,24 +97,29 @@ impl RecordSealer {
         })
     }
 
-    /// Seals a record body.
-    pub(crate) fn seal_row<T: Serialize>(
+    /// Seals a record body under its kind and name.
+    pub(crate) fn seal_row<T: RecordBody>(&self, uuid: &str, body: &T) -> Result<RecordRow> {
+        self.seal_row_with_nonce(uuid, body, None)
+    }
+
+    /// As [`RecordSealer::seal_row`], with a nonce drawn by the caller from
+    /// the OS random number generator.
+    pub(crate) fn seal_row_with_nonce<T: RecordBody>(
         &self,
-        kind: u8,
         uuid: &str,
-        name: &str,
         body: &T,
+        nonce: Option<&[u8; NONCE_LEN]>,
     ) -> Result<RecordRow> {
         let json = Zeroizing::new(
             serde_json::to_vec(body)
                 .map_err(|e| Error::Storage(format!("encoding failed: {e}")))?,
         );
-        self.seal_json(kind, uuid, name, &json)
+        self.seal_json(T::KIND, uuid, body.name(), &json, nonce)
     }
 
-    /// Opens a row to its JSON plaintext, checking its context and that its
-    /// name matches the row's blind index.
-    pub(crate) fn open_json(&self, row: &RecordRow) -> Result<Zeroizing<Vec<u8>>> {
+    /// Decrypts a row to its JSON plaintext after checking it belongs to this
+    /// identity and epoch. The caller still checks the name (blind index).
+    fn decrypt(&self, row: &RecordRow) -> Result<Zeroizing<Vec<u8>>> {
         let what = || Error::tampered(format!("record {}", row.uuid));
         if row.key_epoch > self.epoch && row.identity_uuid == self.identity_uuid {
             return Err(Error::Conflict(
@@ -146,30 +138,43 @@ impl RecordSealer {
             epoch: row.key_epoch,
         };
         let padded = envelope::open(&self.keys.seal, &ctx, &row.ciphertext).ok_or_else(what)?;
-        let json = Zeroizing::new(envelope::unpad(&padded).ok_or_else(what)?.to_vec());
-        let value: serde_json::Value = serde_json::from_slice(&json).map_err(|_| what())?;
-        let name = record_name(row.kind, &value).ok_or_else(what)?;
-        let expected = self.blind_index(row.kind, name);
-        if !bool::from(expected.ct_eq(row.blind_index.as_slice())) {
-            return Err(what());
-        }
-        Ok(json)
+        Ok(Zeroizing::new(
+            envelope::unpad(&padded).ok_or_else(what)?.to_vec(),
+        ))
     }
 
-    /// Opens a row into its body type.
-    pub(crate) fn open_row<T: DeserializeOwned>(&self, row: &RecordRow) -> Result<T> {
-        let json = self.open_json(row)?;
-        serde_json::from_slice(&json).map_err(|_| Error::tampered(format!("record {}", row.uuid)))
+    /// Checks a decrypted record's name against the row's blind index.
+    fn check_name(&self, row: &RecordRow, name: &str) -> Result<()> {
+        let expected = self.blind_index(row.kind, name);
+        if bool::from(expected.ct_eq(row.blind_index.as_slice())) {
+            Ok(())
+        } else {
+            Err(Error::tampered(format!("record {}", row.uuid)))
+        }
+    }
+
+    /// Opens a row into its body type: context, authentication, padding,
+    /// kind and blind index all checked.
+    pub(crate) fn open_row<T: RecordBody>(&self, row: &RecordRow) -> Result<T> {
+        let what = || Error::tampered(format!("record {}", row.uuid));
+        if row.kind != T::KIND {
+            return Err(what());
+        }
+        let json = self.decrypt(row)?;
+        let body: T = serde_json::from_slice(&json).map_err(|_| what())?;
+        self.check_name(row, body.name())?;
+        Ok(body)
     }
 
     /// Re-seals a row opened by `from` under this sealer's keys and epoch,
-    /// keeping its uuid and kind.
+    /// keeping its uuid, kind and plaintext.
     pub(crate) fn reseal(&self, from: &RecordSealer, row: &RecordRow) -> Result<RecordRow> {
-        let json = from.open_json(row)?;
+        let json = from.decrypt(row)?;
         let value: serde_json::Value = serde_json::from_slice(&json)
             .map_err(|_| Error::tampered(format!("record {}", row.uuid)))?;
         let name = record_name(row.kind, &value)
             .ok_or_else(|| Error::tampered(format!("record {}", row.uuid)))?;
-        self.seal_json(row.kind, &row.uuid, name, &json)
+        from.check_name(row, name)?;
+        self.seal_json(row.kind, &row.uuid, name, &json, None)
     }
 }

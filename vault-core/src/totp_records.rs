@@ -64,7 +64,7 @@ impl IdentityVault<'_> {
             updated_dt: now,
         };
         let uuid = Uuid::new_v4().to_string();
-        let row = self.sealer.seal_row(KIND_TOTP, &uuid, &name, &body)?;
+        let row = self.sealer.seal_row(&uuid, &body)?;
         self.store
             .write(|tx| {
                 self.check_epoch(tx)?;

@@ -1,13 +1,15 @@
 //! A vault with one identity, weak KDF parameters (opening is not what
 //! these benches measure), for the store and lookup benches.
 
-use vault_core::{InitOptions, KdfParams, NewIdentity, Passphrase, SecretString, Vault};
+use vault_core::{
+    IdentityVault, InitOptions, KdfParams, NewIdentity, Passphrase, SecretString, Vault,
+};
 
 /// The bench vaults' passphrase.
 pub const PASS: &str = "bench passphrase";
 
-/// A fresh vault with identity `bench`.
-pub fn vault(dir: &tempfile::TempDir) -> Vault {
+/// Runs `f` on identity `bench` of a fresh vault in `dir`, unlocked once.
+pub fn with_identity<T>(dir: &tempfile::TempDir, f: impl FnOnce(&IdentityVault<'_>) -> T) -> T {
     let opts = InitOptions {
         kdf: KdfParams {
             memory_kib: 1024,
@@ -18,22 +20,16 @@ pub fn vault(dir: &tempfile::TempDir) -> Vault {
     };
     let pass = Passphrase::new(PASS.into()).expect("passphrase");
     let v = Vault::init(&dir.path().join("vault.db"), &pass, &opts).expect("init");
-    v.unlock(&pass)
-        .expect("unlock")
+    let u = v.unlock(&pass).expect("unlock");
+    let ident = u
         .create_identity(&NewIdentity {
             name: "bench".into(),
             ..Default::default()
         })
         .expect("identity");
-    v
+    f(&u.open_identity(&ident).expect("open identity"))
 }
 
-/// [`PASS`] as a passphrase.
-pub fn passphrase() -> Passphrase {
-    Passphrase::new(PASS.into()).expect("passphrase")
-}
-
-#[allow(dead_code)]
 /// `n` secrets `KEY_{offset + i}` with ~40-byte values.
 pub fn entries(offset: usize, n: usize) -> Vec<(String, SecretString)> {
     (offset..offset + n)
