@@ -16,7 +16,7 @@ use crate::primitives::random_bytes;
 use crate::sealer::{RecordSealer, uuid_bytes};
 use crate::session::{MAX_TTL, SessionToken};
 use crate::store::{GrantRow, IdentityRow, SessionRow, Tx, VaultRow};
-use crate::vault::{Identity, Unlocked, Vault, find_identity_row, identity_ctx, now_rfc3339};
+use crate::vault::{Identity, Unlocked, Vault, find_identity_row, now_rfc3339};
 
 /// Seconds since the Unix epoch, now.
 pub(crate) fn unix_now() -> Result<u64> {
@@ -376,17 +376,6 @@ impl Unlocked<'_> {
         })
     }
 
-    fn identity_key(&self, row: &IdentityRow) -> Result<SecretKey> {
-        let id = uuid_bytes(&row.uuid)?;
-        envelope::open(
-            &self.root_key,
-            &identity_ctx(&self.vault.vault_id, &id, row),
-            &row.wrapped_key,
-        )
-        .and_then(|pt| SecretKey::from_slice(&pt))
-        .ok_or_else(|| Error::tampered(format!("the key of identity {:?}", row.name)))
-    }
-
     fn wrap_grant(
         &self,
         row: &IdentityRow,
@@ -481,12 +470,7 @@ impl Unlocked<'_> {
             key_epoch: new_epoch,
             ..old_row.clone()
         };
-        let id = uuid_bytes(&new_row.uuid)?;
-        let wrapped = envelope::seal(
-            &self.root_key,
-            &identity_ctx(&self.vault.vault_id, &id, &new_row),
-            new_ik.expose(),
-        )?;
+        let wrapped = self.wrap_identity_key(&new_row, &new_ik)?;
         tx.replace_identity_key(&new_row.uuid, old_row.key_epoch, new_epoch, &wrapped)?;
         for g in &grants {
             let pk = <[u8; 32]>::try_from(g.recipient.as_slice())

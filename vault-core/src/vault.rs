@@ -259,7 +259,7 @@ impl std::fmt::Debug for Unlocked<'_> {
     }
 }
 
-pub(crate) fn identity_ctx<'a>(
+fn identity_ctx<'a>(
     vault_id: &'a [u8; 16],
     id: &'a [u8; 16],
     row: &'a IdentityRow,
@@ -306,11 +306,7 @@ impl<'v> Unlocked<'v> {
             wrapped_key: Vec::new(),
         };
         let ik = SecretKey::random()?;
-        row.wrapped_key = envelope::seal(
-            &self.root_key,
-            &identity_ctx(&self.vault.vault_id, uuid.as_bytes(), &row),
-            ik.expose(),
-        )?;
+        row.wrapped_key = self.wrap_identity_key(&row, &ik)?;
         self.vault.store.write(|tx| tx.insert_identity(&row))?;
         Ok(Identity::from(&row))
     }
@@ -327,6 +323,29 @@ impl<'v> Unlocked<'v> {
         })
     }
 
+    /// Seals an identity key under the root key, bound to the row's uuid,
+    /// epoch and routing metadata.
+    pub(crate) fn wrap_identity_key(&self, row: &IdentityRow, ik: &SecretKey) -> Result<Vec<u8>> {
+        let id = uuid_bytes(&row.uuid)?;
+        envelope::seal(
+            &self.root_key,
+            &identity_ctx(&self.vault.vault_id, &id, row),
+            ik.expose(),
+        )
+    }
+
+    /// Unwraps a row's identity key under the root key.
+    pub(crate) fn identity_key(&self, row: &IdentityRow) -> Result<SecretKey> {
+        let id = uuid_bytes(&row.uuid)?;
+        envelope::open(
+            &self.root_key,
+            &identity_ctx(&self.vault.vault_id, &id, row),
+            &row.wrapped_key,
+        )
+        .and_then(|pt| SecretKey::from_slice(&pt))
+        .ok_or_else(|| Error::tampered(format!("the key of identity {:?}", row.name)))
+    }
+
     /// Opens an identity's records with its key, unwrapped under the root key.
     ///
     /// # Errors
@@ -338,14 +357,7 @@ impl<'v> Unlocked<'v> {
             .store
             .read(|tx| tx.identity_by_uuid(&identity.uuid))?
             .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))?;
-        let id = uuid_bytes(&row.uuid)?;
-        let ik = envelope::open(
-            &self.root_key,
-            &identity_ctx(&self.vault.vault_id, &id, &row),
-            &row.wrapped_key,
-        )
-        .and_then(|pt| SecretKey::from_slice(&pt))
-        .ok_or_else(|| Error::tampered(format!("the key of identity {:?}", row.name)))?;
+        let ik = self.identity_key(&row)?;
         Ok(IdentityVault {
             store: &self.vault.store,
             identity: Identity::from(&row),
