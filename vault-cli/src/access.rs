@@ -1,7 +1,7 @@
 //! Commands that manage access: sessions, agent keys, passphrase change.
 
 use serde_json::json;
-use vault_core::{AgentSecretKey, KdfParams, Result};
+use vault_core::{AgentSecretKey, Result};
 
 use crate::args::{AgentCommand, GlobalArgs, PassphraseCommand};
 use crate::{Output, access, config_dir, input, open_vault};
@@ -83,9 +83,7 @@ pub fn agent(c: &AgentCommand, out: &mut Output) -> Result<()> {
 pub fn passphrase(g: &GlobalArgs, c: &PassphraseCommand, out: &mut Output) -> Result<()> {
     let PassphraseCommand::Change {
         new_passphrase_file,
-        kdf_memory_mib,
-        kdf_iterations,
-        kdf_parallelism,
+        kdf,
     } = c;
     let vault = open_vault(g)?;
     let old = input::owner_passphrase(
@@ -96,18 +94,7 @@ pub fn passphrase(g: &GlobalArgs, c: &PassphraseCommand, out: &mut Output) -> Re
     )?;
     let unlocked = vault.unlock(&old)?;
     let new = input::new_passphrase(new_passphrase_file.as_deref())?;
-    let current = vault.info().kdf;
-    let kdf = KdfParams {
-        memory_kib: kdf_memory_mib.map_or(current.memory_kib, |m| m.saturating_mul(1024)),
-        iterations: kdf_iterations.unwrap_or(current.iterations),
-        parallelism: kdf_parallelism.unwrap_or(current.parallelism),
-    };
-    kdf.validate()?;
-    let kdf_chosen =
-        kdf_memory_mib.is_some() || kdf_iterations.is_some() || kdf_parallelism.is_some();
-    if kdf_chosen && kdf.is_weaker_than_default() {
-        crate::warn_weak_kdf(&kdf);
-    }
+    let kdf = crate::kdf_params(kdf, vault.info().kdf)?;
     let params = unlocked.change_passphrase(&new, Some(kdf))?;
     out.emit(
         json!({ "changed": true, "kdf": {

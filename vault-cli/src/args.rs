@@ -115,15 +115,9 @@ pub enum PassphraseCommand {
     Change {
         #[arg(long, value_name = "FILE")]
         new_passphrase_file: Option<PathBuf>,
-        /// New Argon2id memory in MiB [default: unchanged]
-        #[arg(long, value_name = "N")]
-        kdf_memory_mib: Option<u32>,
-        /// New Argon2id passes [default: unchanged]
-        #[arg(long, value_name = "N")]
-        kdf_iterations: Option<u32>,
-        /// New Argon2id lanes [default: unchanged]
-        #[arg(long, value_name = "N")]
-        kdf_parallelism: Option<u32>,
+        /// New Argon2id parameters [default: unchanged]
+        #[command(flatten)]
+        kdf: KdfArgs,
     },
 }
 
@@ -132,13 +126,21 @@ pub struct InitArgs {
     /// Domain of assigned inbox addresses (<name>@<domain>)
     #[arg(long, value_name = "DOMAIN")]
     pub inbox_domain: Option<String>,
-    /// Argon2id memory in MiB [default: 64]; lower only for tests
+    #[command(flatten)]
+    pub kdf: KdfArgs,
+}
+
+/// Argon2id cost flags; unset ones keep a base value (the default for
+/// `init`, the vault's current one for `passphrase change`).
+#[derive(Args, Debug)]
+pub struct KdfArgs {
+    /// Argon2id memory in MiB [init default: 64]; lower only for tests
     #[arg(long, value_name = "N")]
     pub kdf_memory_mib: Option<u32>,
-    /// Argon2id passes [default: 3]
+    /// Argon2id passes [init default: 3]
     #[arg(long, value_name = "N")]
     pub kdf_iterations: Option<u32>,
-    /// Argon2id lanes [default: 4]
+    /// Argon2id lanes [init default: 4]
     #[arg(long, value_name = "N")]
     pub kdf_parallelism: Option<u32>,
 }

@@ -19,7 +19,8 @@ use vault_core::{
 };
 
 use args::{
-    Cli, Command, GenerateArgs, GetCommand, GlobalArgs, IdentityCommand, InitArgs, PasswordsCommand,
+    Cli, Command, GenerateArgs, GetCommand, GlobalArgs, IdentityCommand, InitArgs, KdfArgs,
+    PasswordsCommand,
 };
 
 fn exit_code(class: ErrorClass) -> u8 {
@@ -258,24 +259,32 @@ fn generate(generator: &GenerateArgs, out: &mut Output) -> Result<()> {
     Ok(())
 }
 
-fn warn_weak_kdf(kdf: &KdfParams) {
-    eprintln!(
-        "ravi: warning: Argon2id parameters ({} MiB, t={}) are weaker than the default (64 MiB, t=3)",
-        kdf.memory_kib / 1024,
-        kdf.iterations
-    );
+/// The parameters the flags ask for over `base`, validated; explicitly
+/// weaker than the default ones get a warning.
+fn kdf_params(flags: &KdfArgs, base: KdfParams) -> Result<KdfParams> {
+    let kdf = KdfParams {
+        memory_kib: flags
+            .kdf_memory_mib
+            .map_or(base.memory_kib, |m| m.saturating_mul(1024)),
+        iterations: flags.kdf_iterations.unwrap_or(base.iterations),
+        parallelism: flags.kdf_parallelism.unwrap_or(base.parallelism),
+    };
+    kdf.validate()?;
+    let chosen = flags.kdf_memory_mib.is_some()
+        || flags.kdf_iterations.is_some()
+        || flags.kdf_parallelism.is_some();
+    if chosen && kdf.is_weaker_than_default() {
+        eprintln!(
+            "ravi: warning: Argon2id parameters ({} MiB, t={}) are weaker than the default (64 MiB, t=3)",
+            kdf.memory_kib / 1024,
+            kdf.iterations
+        );
+    }
+    Ok(kdf)
 }
 
 fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
-    let d = KdfParams::DEFAULT;
-    let kdf = KdfParams {
-        memory_kib: a
-            .kdf_memory_mib
-            .map_or(d.memory_kib, |m| m.saturating_mul(1024)),
-        iterations: a.kdf_iterations.unwrap_or(d.iterations),
-        parallelism: a.kdf_parallelism.unwrap_or(d.parallelism),
-    };
-    kdf.validate()?;
+    let kdf = kdf_params(&a.kdf, KdfParams::DEFAULT)?;
     let opts = InitOptions {
         kdf,
         inbox_domain: a
@@ -284,9 +293,6 @@ fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
             .unwrap_or_else(|| vault_core::DEFAULT_INBOX_DOMAIN.into()),
     };
     let path = vault_path(g)?;
-    if kdf.is_weaker_than_default() {
-        warn_weak_kdf(&kdf);
-    }
     let pass = input::passphrase(g.passphrase_file.as_deref(), true)?;
     let vault = Vault::init(&path, &pass, &opts)?;
     let info = vault.info();
