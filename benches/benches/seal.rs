@@ -6,7 +6,7 @@ use std::hint::black_box;
 use chacha20poly1305::XChaCha20Poly1305;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use vault_core::{SealContext, SecretKey};
+use vault_core::hazmat::{SealContext, key_bytes, key_from_bytes, open, pad, seal, unpad};
 
 const VAULT: [u8; 16] = [1; 16];
 const IDENT: [u8; 16] = [2; 16];
@@ -23,8 +23,8 @@ fn ctx() -> SealContext<'static> {
 }
 
 fn seal_open(c: &mut Criterion) {
-    let key = SecretKey::from_bytes([7; 32]);
-    let raw = XChaCha20Poly1305::new(key.expose().into());
+    let key = key_from_bytes([7; 32]);
+    let raw = XChaCha20Poly1305::new(key_bytes(&key).into());
     let nonce = [9u8; 24];
     let mut g = c.benchmark_group("seal_record");
     for size in [64usize, 1024, 64 * 1024] {
@@ -32,8 +32,8 @@ fn seal_open(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("ravi_pad_seal", size), &data, |b, d| {
             b.iter(|| {
-                let padded = vault_core::pad(d).expect("pad");
-                black_box(vault_core::seal(&key, &ctx(), &padded).expect("seal"))
+                let padded = pad(d).expect("pad");
+                black_box(seal(&key, &ctx(), &padded).expect("seal"))
             })
         });
         g.bench_with_input(
@@ -54,8 +54,8 @@ fn seal_open(c: &mut Criterion) {
     let mut g = c.benchmark_group("open_record");
     for size in [64usize, 1024, 64 * 1024] {
         let data = vec![0x5a; size];
-        let padded = vault_core::pad(&data).expect("pad");
-        let env = vault_core::seal(&key, &ctx(), &padded).expect("seal");
+        let padded = pad(&data).expect("pad");
+        let env = seal(&key, &ctx(), &padded).expect("seal");
         let raw_ct = raw
             .encrypt(
                 (&nonce).into(),
@@ -68,8 +68,8 @@ fn seal_open(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("ravi_open_unpad", size), &env, |b, e| {
             b.iter(|| {
-                let pt = vault_core::open(&key, &ctx(), e).expect("open");
-                black_box(vault_core::unpad(&pt).expect("unpad").len())
+                let pt = open(&key, &ctx(), e).expect("open");
+                black_box(unpad(&pt).expect("unpad").len())
             })
         });
         g.bench_with_input(

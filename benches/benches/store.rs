@@ -1,11 +1,12 @@
 //! Storing N sealed records in one transaction (`import_secrets`: blind
-//! index + seal + insert) next to the same SQL inserting rows of the same
-//! sizes without any crypto (the store layer alone: plain rusqlite).
+//! index + seal + one batch) next to the SQLite backend committing one
+//! batch of rows of the same sizes without any crypto (the store layer
+//! alone, below the seam).
 
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use vault_core::store::{IdentityRow, RecordRow, Store, VaultRow};
+use vault_core::backend::{Backend, Batch, IdentityRow, RecordRow, SqliteBackend, VaultRow, Write};
 
 mod common;
 
@@ -43,20 +44,19 @@ fn plain_rows(n: usize) -> Vec<RecordRow> {
         .collect()
 }
 
-fn plain_store(dir: &tempfile::TempDir) -> Store {
-    let s = Store::create(&dir.path().join("plain.db"), &plain_header()).expect("create");
-    s.write(|tx| {
-        tx.insert_identity(&IdentityRow {
-            uuid: "00000000-0000-4000-8000-000000000001".into(),
-            name: "bench".into(),
-            inbox: "bench@bench.example.com".into(),
-            phone: None,
-            created_dt: "2026-01-01T00:00:00Z".into(),
-            key_epoch: 1,
-            wrapped_key: vec![0; 73],
-        })
-    })
-    .expect("identity");
+fn plain_store(dir: &tempfile::TempDir) -> SqliteBackend {
+    let s = SqliteBackend::create(&dir.path().join("plain.db"), &plain_header()).expect("create");
+    let mut b = Batch::new();
+    b.write(Write::InsertIdentity(IdentityRow {
+        uuid: "00000000-0000-4000-8000-000000000001".into(),
+        name: "bench".into(),
+        inbox: "bench@bench.example.com".into(),
+        phone: None,
+        created_dt: "2026-01-01T00:00:00Z".into(),
+        key_epoch: 1,
+        wrapped_key: vec![0; 73],
+    }));
+    s.commit(&b).expect("identity");
     s
 }
 
@@ -83,7 +83,7 @@ fn store_n(c: &mut Criterion) {
             })
         });
         g.bench_with_input(
-            BenchmarkId::new("plain_rusqlite_same_schema", n),
+            BenchmarkId::new("sqlite_backend_plain_rows", n),
             &n,
             |b, &n| {
                 b.iter_custom(|iters| {
@@ -91,15 +91,12 @@ fn store_n(c: &mut Criterion) {
                     for _ in 0..iters {
                         let dir = tempfile::tempdir().expect("tempdir");
                         let s = plain_store(&dir);
-                        let rows = plain_rows(n);
+                        let batch = Batch {
+                            preconditions: Vec::new(),
+                            writes: plain_rows(n).into_iter().map(Write::InsertRecord).collect(),
+                        };
                         let t = Instant::now();
-                        s.write(|tx| {
-                            for r in &rows {
-                                tx.insert_record(r)?;
-                            }
-                            Ok(())
-                        })
-                        .expect("insert");
+                        s.commit(&batch).expect("insert");
                         total += t.elapsed();
                     }
                     total

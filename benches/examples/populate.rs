@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             notes: None,
         })?;
     }
-    let seed = vault_core::totp::decode_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")?;
+    let seed = TotpParams::from_base32_secret("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ")?.secret;
     iv.add_totp(Some("bench-totp"), &TotpParams::with_defaults(seed))?;
     Ok(())
 }

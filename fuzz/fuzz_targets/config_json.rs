@@ -2,5 +2,5 @@
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    vault_core::fuzz_entry::config_json(data);
+    let _ = vault_cli::config::fuzz_config_json(data);
 });

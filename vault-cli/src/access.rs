@@ -1,7 +1,7 @@
 //! Commands that manage access: sessions, agent keys, passphrase change.
 
 use serde_json::json;
-use vault_core::{AgentSecretKey, Result};
+use vault_core::{AgentSecretKey, Error, Result};
 
 use crate::args::{AgentCommand, GlobalArgs, PassphraseCommand};
 use crate::{Output, access, config_dir, input, open_vault};
@@ -32,7 +32,13 @@ pub fn lock(g: &GlobalArgs, only_current: bool, out: &mut Output) -> Result<()> 
     let access = access(g, &vault)?;
     let n = access
         .owner("revoke sessions")?
-        .revoke_sessions(only_current)?;
+        .revoke_sessions(only_current)
+        .map_err(|e| match e {
+            Error::InvalidInput(_) => Error::InvalidInput(
+                "--session needs a session (RAVI_SESSION or --session-file) to revoke".into(),
+            ),
+            other => other,
+        })?;
     out.emit(
         json!({ "revoked_sessions": n }),
         format!("Revoked {n} session(s)"),
@@ -59,7 +65,7 @@ pub fn agent(c: &AgentCommand, out: &mut Output) -> Result<()> {
                         Some(p) => p.clone(),
                         None => {
                             let dir = config_dir()?;
-                            vault_core::config::ensure_private_dir(&dir)?;
+                            vault_core::ensure_private_dir(&dir)?;
                             dir.join("agent.key")
                         }
                     };
@@ -97,9 +103,7 @@ pub fn passphrase(g: &GlobalArgs, c: &PassphraseCommand, out: &mut Output) -> Re
     let kdf = crate::kdf_params(kdf, vault.info().kdf)?;
     let params = unlocked.change_passphrase(&new, Some(kdf))?;
     out.emit(
-        json!({ "changed": true, "kdf": {
-            "algorithm": "argon2id", "memory_kib": params.memory_kib,
-            "iterations": params.iterations, "parallelism": params.parallelism } }),
+        json!({ "changed": true, "kdf": params }),
         "Passphrase changed",
     );
     Ok(())

@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use serde::Serialize;
 use serde_json::{Value, json};
-use vault_core::config::{self, IdentityConfig, Selection};
+use vault_cli::config::{self, IdentityConfig, Selection};
 use vault_core::{
-    Access, AgentPublicKey, Credential, Error, ErrorClass, GeneratorOptions, GrantInfo, Identity,
-    IdentityVault, InitOptions, KdfParams, NewIdentity, Result, Rotation, Vault,
+    Access, AgentPublicKey, Credential, Error, ErrorClass, GeneratorOptions, Identity,
+    IdentityVault, InitOptions, KdfParams, NewIdentity, Result, Vault,
 };
 
 use args::{
@@ -161,7 +162,15 @@ fn cwd() -> Result<PathBuf> {
 }
 
 fn open_vault(g: &GlobalArgs) -> Result<Vault> {
-    Vault::open(&vault_path(g)?)
+    Vault::open(&vault_path(g)?).map_err(|e| match e {
+        Error::NotFound(m) => Error::NotFound(format!("{m} (run `ravi init` first)")),
+        other => other,
+    })
+}
+
+/// The JSON document of a value: its `Serialize` shape, the one definition.
+fn to_json<T: Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(Error::Encoding)
 }
 
 /// The identity the command acts for, by the selection rules.
@@ -182,25 +191,6 @@ fn selected_identity(g: &GlobalArgs, vault: &Vault) -> Result<Identity> {
             "no identity selected: pass --identity, run `ravi identity use NAME`, or write .ravi/config.json".into(),
         )),
     }
-}
-
-fn identity_json(i: &Identity) -> Value {
-    json!({ "uuid": i.uuid, "name": i.name, "inbox": i.inbox, "phone": i.phone, "created_dt": i.created_dt })
-}
-
-fn grant_json(g: &GrantInfo) -> Value {
-    json!({
-        "uuid": g.uuid, "identity_uuid": g.identity_uuid, "agent_public_key": g.agent_public_key,
-        "label": g.label, "key_epoch": g.key_epoch, "created_dt": g.created_dt,
-    })
-}
-
-fn rotation_json(r: &Rotation) -> Value {
-    json!({
-        "identity": identity_json(&r.identity), "key_epoch": r.key_epoch,
-        "records_resealed": r.records_resealed, "grants_kept": r.grants_kept,
-        "grants_removed": r.grants_removed,
-    })
 }
 
 fn identity_text(i: &Identity) -> String {
@@ -297,16 +287,11 @@ fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
     let vault = Vault::init(&path, &pass, &opts)?;
     let info = vault.info();
     out.emit(
-        json!({
-            "vault": info.path, "vault_id": info.vault_id, "inbox_domain": info.inbox_domain,
-            "kdf": { "algorithm": "argon2id", "memory_kib": info.kdf.memory_kib,
-                     "iterations": info.kdf.iterations, "parallelism": info.kdf.parallelism },
-            "created_dt": info.created_dt,
-        }),
+        to_json(&info)?,
         format!(
             "Created vault {} at {} (Argon2id {} MiB, t={}, p={})",
             info.vault_id,
-            info.path.display(),
+            info.location,
             info.kdf.memory_kib / 1024,
             info.kdf.iterations,
             info.kdf.parallelism
@@ -326,7 +311,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                     email: email.clone(),
                     phone: phone.clone(),
                 })?;
-            out.emit(identity_json(&ident), identity_text(&ident));
+            out.emit(to_json(&ident)?, identity_text(&ident));
         }
         IdentityCommand::List => {
             let all = vault.identities()?;
@@ -343,14 +328,14 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            out.emit(Value::Array(all.iter().map(identity_json).collect()), text);
+            out.emit(to_json(&all)?, text);
         }
         IdentityCommand::Show { selector } => {
             let ident = match selector {
                 Some(s) => vault.find_identity(s)?,
                 None => selected_identity(g, &vault)?,
             };
-            out.emit(identity_json(&ident), identity_text(&ident));
+            out.emit(to_json(&ident)?, identity_text(&ident));
         }
         IdentityCommand::Use { selector, local } => {
             let ident = vault.find_identity(selector)?;
@@ -375,7 +360,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
             let ident = access(g, &vault)?
                 .owner("delete identities")?
                 .delete_identity(selector)?;
-            let mut doc = identity_json(&ident);
+            let mut doc = to_json(&ident)?;
             doc["deleted"] = json!(true);
             out.emit(
                 doc,
@@ -393,7 +378,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                     .owner("grant access")?
                     .grant(selector, &to, label.as_deref())?;
             out.emit(
-                grant_json(&grant),
+                to_json(&grant)?,
                 format!("Granted {} access to {}", grant.agent_public_key, selector),
             );
         }
@@ -411,7 +396,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            out.emit(Value::Array(grants.iter().map(grant_json).collect()), text);
+            out.emit(to_json(&grants)?, text);
         }
         IdentityCommand::Revoke { selector, from } => {
             let from = AgentPublicKey::parse(from)?;
@@ -419,7 +404,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                 .owner("revoke access")?
                 .rotate_identity(selector, Some(&from))?;
             out.emit(
-                rotation_json(&r),
+                to_json(&r)?,
                 format!(
                     "Revoked {from}; identity key rotated to epoch {}",
                     r.key_epoch
@@ -431,7 +416,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                 .owner("rotate identity keys")?
                 .rotate_identity(selector, None)?;
             out.emit(
-                rotation_json(&r),
+                to_json(&r)?,
                 format!("Identity key rotated to epoch {}", r.key_epoch),
             );
         }
@@ -446,11 +431,26 @@ fn credential(g: &GlobalArgs) -> Result<Credential> {
         g.agent_key_file.as_deref(),
         g.passphrase_file.as_deref(),
     )
+    .map_err(|e| match e {
+        Error::Locked(m) if m.starts_with("invalid session token") => {
+            Error::Locked(format!("{m}; run `ravi unlock` for a new one"))
+        }
+        other => other,
+    })
 }
 
-/// Opens `vault` with this process's credential.
+/// Opens `vault` with this process's credential. A refused session gets
+/// the hint to make a new one.
 fn access<'v>(g: &GlobalArgs, vault: &'v Vault) -> Result<Access<'v>> {
-    vault.access(&credential(g)?)
+    let credential = credential(g)?;
+    vault
+        .access(&credential)
+        .map_err(|e| match (e, &credential) {
+            (Error::Locked(m), Credential::Session(_)) => {
+                Error::Locked(format!("{m}; run `ravi unlock`"))
+            }
+            (e, _) => e,
+        })
 }
 
 /// Opens the vault with this process's credential and opens the selected

@@ -9,15 +9,17 @@ use vault_core::{
 use crate::args::{PasswordInput, PasswordsCommand, SecretsCommand, TotpAddArgs, TotpCommand};
 use crate::{Output, generate, generator_options, input};
 
-fn password_json(p: &PasswordEntry, with_password: bool) -> Value {
-    let mut v = json!({
-        "uuid": p.uuid, "domain": p.domain, "username": p.username,
-        "notes": p.notes, "created_dt": p.created_dt, "updated_dt": p.updated_dt,
-    });
-    if with_password {
-        v["password"] = json!(p.password);
+/// A record's JSON document; listings leave out the secret field.
+fn record_json<T: serde::Serialize>(entry: &T, secret_field: Option<&str>) -> Result<Value> {
+    let mut v = crate::to_json(entry)?;
+    if let (Some(field), Some(map)) = (secret_field, v.as_object_mut()) {
+        map.remove(field);
     }
-    v
+    Ok(v)
+}
+
+fn password_json(p: &PasswordEntry, with_password: bool) -> Result<Value> {
+    record_json(p, (!with_password).then_some("password"))
 }
 
 fn password_text(p: &PasswordEntry) -> String {
@@ -34,15 +36,8 @@ fn password_text(p: &PasswordEntry) -> String {
     s
 }
 
-fn secret_json(s: &SecretEntry, with_value: bool) -> Value {
-    let mut v = json!({
-        "uuid": s.uuid, "key": s.key, "notes": s.notes,
-        "created_dt": s.created_dt, "updated_dt": s.updated_dt,
-    });
-    if with_value {
-        v["value"] = json!(s.value);
-    }
-    v
+fn secret_json(s: &SecretEntry, with_value: bool) -> Result<Value> {
+    record_json(s, (!with_value).then_some("value"))
 }
 
 fn given_password(input: &PasswordInput) -> Result<Option<SecretString>> {
@@ -79,7 +74,7 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
                 password,
                 notes: notes.clone(),
             })?;
-            out.emit(password_json(&e, true), password_text(&e));
+            out.emit(password_json(&e, true)?, password_text(&e));
         }
         PasswordsCommand::List => {
             let all = iv.passwords()?;
@@ -96,13 +91,17 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
                 .collect::<Vec<_>>()
                 .join("\n");
             out.emit(
-                Value::Array(all.iter().map(|p| password_json(p, false)).collect()),
+                Value::Array(
+                    all.iter()
+                        .map(|p| password_json(p, false))
+                        .collect::<Result<_>>()?,
+                ),
                 text,
             );
         }
         PasswordsCommand::Get { selector, username } => {
             let e = iv.get_password(selector, username.as_deref())?;
-            out.emit(password_json(&e, true), password_text(&e));
+            out.emit(password_json(&e, true)?, password_text(&e));
         }
         PasswordsCommand::Edit {
             selector,
@@ -127,11 +126,11 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
                 notes: notes.clone(),
             };
             let e = iv.edit_password(selector, username.as_deref(), &edit)?;
-            out.emit(password_json(&e, true), password_text(&e));
+            out.emit(password_json(&e, true)?, password_text(&e));
         }
         PasswordsCommand::Delete { selector, username } => {
             let e = iv.delete_password(selector, username.as_deref())?;
-            let mut doc = password_json(&e, false);
+            let mut doc = password_json(&e, false)?;
             doc["deleted"] = json!(true);
             out.emit(doc, format!("Deleted password {} for {}", e.uuid, e.domain));
         }
@@ -161,7 +160,7 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
                 ));
             };
             let (e, created) = iv.set_secret(key, &v, notes.as_deref())?;
-            let mut doc = secret_json(&e, true);
+            let mut doc = secret_json(&e, true)?;
             doc["created"] = json!(created);
             out.emit(
                 doc,
@@ -174,7 +173,7 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
         }
         SecretsCommand::Get { key } => {
             let e = iv.get_secret(key)?;
-            out.emit(secret_json(&e, true), e.value.expose());
+            out.emit(secret_json(&e, true)?, e.value.expose());
         }
         SecretsCommand::List => {
             let all = iv.secrets()?;
@@ -184,26 +183,22 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
                 .collect::<Vec<_>>()
                 .join("\n");
             out.emit(
-                Value::Array(all.iter().map(|s| secret_json(s, false)).collect()),
+                Value::Array(
+                    all.iter()
+                        .map(|s| secret_json(s, false))
+                        .collect::<Result<_>>()?,
+                ),
                 text,
             );
         }
         SecretsCommand::Delete { selector } => {
             let e = iv.delete_secret(selector)?;
-            let mut doc = secret_json(&e, false);
+            let mut doc = secret_json(&e, false)?;
             doc["deleted"] = json!(true);
             out.emit(doc, format!("Deleted secret {}", e.key));
         }
     }
     Ok(())
-}
-
-fn totp_json(e: &TotpEntry) -> Value {
-    json!({
-        "uuid": e.uuid, "name": e.name, "issuer": e.issuer, "account": e.account,
-        "algorithm": e.algorithm, "digits": e.digits, "period": e.period,
-        "created_dt": e.created_dt, "updated_dt": e.updated_dt,
-    })
 }
 
 fn totp_text(e: &TotpEntry) -> String {
@@ -247,12 +242,9 @@ fn totp_params(a: &TotpAddArgs) -> Result<TotpParams> {
             ));
         }
     };
-    let mut p = TotpParams::with_defaults(vault_core::totp::decode_base32_secret(b32.expose())?);
+    let mut p = TotpParams::from_base32_secret(b32.expose())?;
     if let Some(a) = algorithm {
-        p.algorithm = TotpAlgorithm::parse(a)?;
-        if p.algorithm == TotpAlgorithm::Steam {
-            p.digits = 5;
-        }
+        p.set_algorithm(TotpAlgorithm::parse(a)?);
     }
     if let Some(d) = digits {
         p.digits = *d;
@@ -277,7 +269,7 @@ pub fn totp(iv: &IdentityVault<'_>, c: &TotpCommand, out: &mut Output) -> Result
                 );
             }
             let e = iv.add_totp(a.name.as_deref(), &params)?;
-            out.emit(totp_json(&e), totp_text(&e));
+            out.emit(crate::to_json(&e)?, totp_text(&e));
         }
         TotpCommand::Code {
             name,
@@ -285,14 +277,7 @@ pub fn totp(iv: &IdentityVault<'_>, c: &TotpCommand, out: &mut Output) -> Result
             at,
         } => {
             let code = iv.totp_code(name, *at, *min_validity)?;
-            out.emit(
-                json!({
-                    "name": code.name, "code": code.code, "digits": code.digits,
-                    "period": code.period, "algorithm": code.algorithm,
-                    "remaining_seconds": code.remaining_seconds, "valid_until": code.valid_until,
-                }),
-                code.code.clone(),
-            );
+            out.emit(crate::to_json(&code)?, code.code.clone());
         }
         TotpCommand::List => {
             let all = iv.totps()?;
@@ -308,19 +293,19 @@ pub fn totp(iv: &IdentityVault<'_>, c: &TotpCommand, out: &mut Output) -> Result
                 })
                 .collect::<Vec<_>>()
                 .join("\n");
-            out.emit(Value::Array(all.iter().map(totp_json).collect()), text);
+            out.emit(crate::to_json(&all)?, text);
         }
         TotpCommand::Show { name } => {
             let e = iv.get_totp(name)?;
-            out.emit(totp_json(&e), totp_text(&e));
+            out.emit(crate::to_json(&e)?, totp_text(&e));
         }
         TotpCommand::Uri { name } => {
             let uri = iv.totp_uri(name)?;
-            out.emit(json!({ "uri": uri }), uri.expose());
+            out.emit(json!({ "uri": uri.expose() }), uri.expose());
         }
         TotpCommand::Delete { name } => {
             let e = iv.delete_totp(name)?;
-            let mut doc = totp_json(&e);
+            let mut doc = crate::to_json(&e)?;
             doc["deleted"] = json!(true);
             out.emit(doc, format!("Deleted TOTP {}", e.name));
         }

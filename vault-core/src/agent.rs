@@ -104,7 +104,8 @@ impl AgentSecretKey {
     }
 
     /// A key from fixed bytes (test vectors and fuzzing only).
-    pub fn from_seed(seed: [u8; KEY_LEN]) -> Self {
+    #[cfg(any(test, feature = "hazmat"))]
+    pub(crate) fn from_seed(seed: [u8; KEY_LEN]) -> Self {
         AgentSecretKey(SecretKey::from_bytes(seed))
     }
 

@@ -83,7 +83,7 @@ pub enum Error {
     },
     /// The store failed for a reason that is not the caller's input.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A file could not be read or written.
     #[error("{context}: {source}")]
     Io {
@@ -92,6 +92,18 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The operating system's random number generator failed.
+    #[error("the OS random number generator failed: {0}")]
+    Rng(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The system clock is before 1970.
+    #[error("the system clock is before 1970")]
+    Clock(#[source] std::time::SystemTimeError),
+    /// A value could not be encoded (a bug: every encoded type is plain data).
+    #[error("encoding failed: {0}")]
+    Encoding(#[source] serde_json::Error),
+    /// A cryptographic operation failed where it cannot on valid input (a bug).
+    #[error("{0} failed")]
+    Crypto(&'static str),
 }
 
 impl Error {
@@ -103,7 +115,12 @@ impl Error {
             Error::Locked(_) | Error::WrongPassphrase | Error::Denied(_) => ErrorClass::Locked,
             Error::Integrity(_) => ErrorClass::Integrity,
             Error::Conflict(_) | Error::Ambiguous { .. } => ErrorClass::Conflict,
-            Error::Storage(_) | Error::Io { .. } => ErrorClass::Internal,
+            Error::Storage(_)
+            | Error::Io { .. }
+            | Error::Rng(_)
+            | Error::Clock(_)
+            | Error::Encoding(_)
+            | Error::Crypto(_) => ErrorClass::Internal,
         }
     }
 
@@ -140,20 +157,5 @@ impl Error {
         Error::Integrity(format!(
             "{what} failed to authenticate (damaged or tampered)"
         ))
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ffi::ErrorCode;
-        match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => {
-                Error::Integrity(format!("the vault file is damaged ({e})"))
-            }
-            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) => {
-                Error::Storage(format!("cannot write the vault file ({e})"))
-            }
-            _ => Error::Storage(e.to_string()),
-        }
     }
 }

@@ -1,9 +1,9 @@
 //! Entry points that take outside bytes, for the fuzz targets in `fuzz/`
 //! and for replaying their corpora under `cargo test`. Each must return
-//! normally for every input: a panic is a bug.
+//! normally for every input: a panic is a bug. (The CLI's `config.json`
+//! parser has its entry point in the CLI crate.)
 
 use crate::agent::{self, AgentPublicKey, AgentSecretKey, GrantContext};
-use crate::config::IdentityConfig;
 use crate::envelope::{self, SealContext};
 use crate::generator::{GeneratorOptions, generate_password};
 use crate::keys::SecretKey;
@@ -118,13 +118,6 @@ pub fn otpauth_uri(data: &[u8]) {
     }
 }
 
-/// Parses a `config.json`.
-pub fn config_json(data: &[u8]) {
-    if let Ok(c) = IdentityConfig::parse(data, std::path::Path::new("fuzz")) {
-        let _ = c.selector();
-    }
-}
-
 /// Generator options from bytes: length from the first two bytes, flags
 /// from the third, excluded characters from the rest. A password that is
 /// generated has the asked length and only allowed characters.
@@ -167,7 +160,6 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("agent_public_key", agent_public_key),
     ("agent_key_file", agent_key_file),
     ("otpauth_uri", otpauth_uri),
-    ("config_json", config_json),
     ("generator_options", generator_options),
     ("domain", domain),
 ];
@@ -200,9 +192,6 @@ pub const CHECKS: &[(&str, Check)] = &[
     }),
     ("otpauth_uri", |d| {
         std::str::from_utf8(d).is_ok_and(|s| TotpParams::from_uri(s).is_ok())
-    }),
-    ("config_json", |d| {
-        IdentityConfig::parse(d, std::path::Path::new("vector")).is_ok()
     }),
     ("generator_options", |d| {
         d.len() >= 3

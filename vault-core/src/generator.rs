@@ -2,8 +2,8 @@
 //! length that contains at least one character of each enabled class.
 
 use rand::RngExt;
-use rand::rand_core::UnwrapErr;
-use rand::rngs::SysRng;
+use rand::SeedableRng;
+use rand::rngs::{StdRng, SysRng};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
@@ -72,13 +72,15 @@ pub fn generate_password(opts: &GeneratorOptions) -> Result<Zeroizing<String>> {
         let chars: Vec<char> = set.chars().filter(|c| !opts.exclude.contains(*c)).collect();
         if chars.is_empty() {
             return Err(Error::invalid(format!(
-                "--exclude-chars removes all {name}; disable the class or exclude fewer"
+                "the excluded characters remove all {name}; disable the class or exclude fewer"
             )));
         }
         classes.push(chars);
     }
     let alphabet: Vec<char> = classes.iter().flatten().copied().collect();
-    let mut rng = UnwrapErr(SysRng);
+    // A ChaCha generator seeded from the OS, as rand's ThreadRng is: an OS
+    // failure is an error here, once, instead of a panic mid-draw.
+    let mut rng = StdRng::try_from_rng(&mut SysRng).map_err(|e| Error::Rng(Box::new(e)))?;
     // The chance that a draw misses a class is far below 1 in 2 for every
     // allowed length, so this loop ends in a handful of rounds.
     loop {

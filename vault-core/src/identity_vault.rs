@@ -1,26 +1,37 @@
-//! The records of one identity: passwords and secrets (TOTP seeds are in
-//! `totp_records.rs`), each operation one transaction.
+//! The records of one identity — passwords, secrets and TOTP enrolments —
+//! opened with its identity key. Reads go straight to the backend; every
+//! write is one batch guarded by the identity's key epoch (and by the
+//! record's version or the name's absence for read-modify-writes), retried
+//! when a concurrent writer wins a race.
+
+use std::collections::HashMap;
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::backend::{
+    Backend, Batch, Conflict, IdentityRow, Precondition, RecordQuery, RecordRow, Write,
+};
+use crate::clock::{Clock, SystemClock, now_rfc3339};
 use crate::error::{Candidate, Error, Result};
+use crate::keys::SecretKey;
+use crate::model::Identity;
 use crate::names;
 use crate::primitives::random_bytes;
 use crate::records::{
-    KIND_PASSWORD, KIND_SECRET, NewPassword, PasswordBody, PasswordEdit, PasswordEntry, SecretBody,
-    SecretEntry,
+    KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword, PasswordBody, PasswordEdit, PasswordEntry,
+    SecretBody, SecretEntry, TotpBody, TotpEntry,
 };
 use crate::sealer::RecordSealer;
 use crate::secret::SecretString;
-use crate::store::{RecordRow, Store, Tx};
-use crate::vault::{Identity, now_rfc3339};
+use crate::state::{OnConflict, VaultState, transact};
+use crate::totp::{self, TotpAlgorithm, TotpCode, TotpParams};
 
 /// The records of one identity, opened with its identity key.
-pub struct IdentityVault<'s> {
-    pub(crate) store: &'s Store,
-    pub(crate) identity: Identity,
-    pub(crate) sealer: RecordSealer,
+pub struct IdentityVault<'v> {
+    backend: &'v dyn Backend,
+    identity: Identity,
+    sealer: RecordSealer,
 }
 
 impl std::fmt::Debug for IdentityVault<'_> {
@@ -31,26 +42,92 @@ impl std::fmt::Debug for IdentityVault<'_> {
     }
 }
 
-impl IdentityVault<'_> {
-    /// Inside a write transaction: the identity still exists and its key
-    /// was not rotated since this vault was opened, so nothing is sealed
-    /// under a key that has just been retired.
-    pub(crate) fn check_epoch(&self, tx: &Tx<'_>) -> Result<()> {
-        match tx.identity_epoch(&self.identity.uuid)? {
-            None => Err(Error::NotFound(format!(
-                "identity {:?} was deleted",
-                self.identity.name
-            ))),
-            Some(e) if e != self.sealer.epoch() => Err(Error::Conflict(
-                "the identity's key was rotated while this command ran; retry".into(),
-            )),
-            Some(_) => Ok(()),
-        }
+fn params_of(body: &TotpBody) -> Result<TotpParams> {
+    let bad = || Error::tampered(format!("TOTP record {:?}", body.name));
+    let params = TotpParams {
+        secret: totp::decode_base32_secret(&body.secret).map_err(|_| bad())?,
+        algorithm: TotpAlgorithm::parse(&body.algorithm).map_err(|_| bad())?,
+        digits: body.digits,
+        period: body.period,
+        issuer: body.issuer.clone(),
+        account: body.account.clone(),
+    };
+    params.validate().map_err(|_| bad())?;
+    Ok(params)
+}
+
+impl<'v> IdentityVault<'v> {
+    /// The one constructor: the identity's row and its unwrapped key.
+    pub(crate) fn new(state: &'v VaultState, row: &IdentityRow, key: &SecretKey) -> Result<Self> {
+        Ok(IdentityVault {
+            backend: state.backend.as_ref(),
+            identity: Identity::from(row),
+            sealer: RecordSealer::new(state.vault_id, &row.uuid, row.key_epoch, key)?,
+        })
     }
 
     /// The identity these records belong to.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The precondition of every write: the identity still exists and its
+    /// key was not rotated since this vault was opened, so nothing is
+    /// sealed under a key that has just been retired.
+    fn epoch_holds(&self) -> Precondition {
+        Precondition::IdentityEpoch {
+            identity_uuid: self.identity.uuid.clone(),
+            key_epoch: self.sealer.epoch(),
+        }
+    }
+
+    /// A batch guarded by [`IdentityVault::epoch_holds`].
+    fn batch(&self) -> Batch {
+        let mut b = Batch::new();
+        b.require(self.epoch_holds());
+        b
+    }
+
+    /// Commits the batches `attempt` builds: a lost epoch is an error (the
+    /// identity was deleted or rotated), another lost precondition a retry,
+    /// a duplicate name the error `duplicate` makes.
+    fn transact<T>(
+        &self,
+        attempt: impl FnMut() -> Result<(Batch, T)>,
+        duplicate: impl Fn() -> Error,
+    ) -> Result<T> {
+        let (value, _) = transact(self.backend, attempt, |batch, c| match c {
+            Conflict::Precondition(i)
+                if matches!(
+                    batch.preconditions.get(*i),
+                    Some(Precondition::IdentityEpoch { .. })
+                ) =>
+            {
+                match self.backend.identity(&self.identity.uuid) {
+                    Ok(None) => OnConflict::Fail(Error::NotFound(format!(
+                        "identity {:?} was deleted",
+                        self.identity.name
+                    ))),
+                    Ok(Some(_)) => OnConflict::Fail(Error::Conflict(
+                        "the identity's key was rotated while this command ran; retry".into(),
+                    )),
+                    Err(e) => OnConflict::Fail(e),
+                }
+            }
+            Conflict::Duplicate(_) => OnConflict::Fail(duplicate()),
+            Conflict::Precondition(_) | Conflict::Missing(_) => OnConflict::Retry,
+        })?;
+        Ok(value)
+    }
+
+    fn records_of_kind(&self, kind: u8) -> Result<Vec<RecordRow>> {
+        self.backend.records(
+            &self.identity.uuid,
+            &RecordQuery {
+                kind: Some(kind),
+                ..RecordQuery::default()
+            },
+        )
     }
 
     fn open_password(&self, row: &RecordRow) -> Result<PasswordEntry> {
@@ -74,7 +151,7 @@ impl IdentityVault<'_> {
         if new.password.expose().is_empty() {
             return Err(Error::invalid("the password is empty"));
         }
-        let now = now_rfc3339();
+        let now = now_rfc3339()?;
         let body = PasswordBody {
             domain: domain.clone(),
             username: new.username.clone().filter(|u| !u.is_empty()),
@@ -84,11 +161,9 @@ impl IdentityVault<'_> {
             updated_dt: now,
         };
         let uuid = Uuid::new_v4().to_string();
-        let row = self.sealer.seal_row(&uuid, &body)?;
-        self.store.write(|tx| {
-            self.check_epoch(tx)?;
-            tx.insert_record(&row)
-        })?;
+        let mut batch = self.batch();
+        batch.write(Write::InsertRecord(self.sealer.seal_row(&uuid, &body)?));
+        self.transact(|| Ok((batch.clone(), ())), duplicate_record)?;
         Ok(PasswordEntry::from_body(uuid, &body))
     }
 
@@ -97,10 +172,8 @@ impl IdentityVault<'_> {
     /// # Errors
     /// [`Error::Integrity`] if any entry fails to open.
     pub fn passwords(&self) -> Result<Vec<PasswordEntry>> {
-        let rows = self
-            .store
-            .read(|tx| tx.records_of_kind(&self.identity.uuid, KIND_PASSWORD))?;
-        let mut out = rows
+        let mut out = self
+            .records_of_kind(KIND_PASSWORD)?
             .iter()
             .map(|r| self.open_password(r))
             .collect::<Result<Vec<_>>>()?;
@@ -112,12 +185,13 @@ impl IdentityVault<'_> {
 
     fn find_password_row(
         &self,
-        tx: &Tx<'_>,
         selector: &str,
         username: Option<&str>,
     ) -> Result<(RecordRow, PasswordEntry)> {
         if let Ok(u) = Uuid::try_parse(selector)
-            && let Some(row) = tx.record(&self.identity.uuid, KIND_PASSWORD, &u.to_string())?
+            && let Some(row) =
+                self.backend
+                    .record(&self.identity.uuid, KIND_PASSWORD, &u.to_string())?
         {
             let entry = self.open_password(&row)?;
             return Ok((row, entry));
@@ -125,7 +199,10 @@ impl IdentityVault<'_> {
         let domain = names::clean_domain(selector)?;
         let bi = self.sealer.blind_index(KIND_PASSWORD, &domain);
         let mut matches = Vec::new();
-        for row in tx.records_by_index(&self.identity.uuid, KIND_PASSWORD, &bi)? {
+        for row in self
+            .backend
+            .records_by_index(&self.identity.uuid, KIND_PASSWORD, &bi)?
+        {
             let entry = self.open_password(&row)?;
             if username.is_none_or(|u| entry.username.as_deref() == Some(u)) {
                 matches.push((row, entry));
@@ -138,7 +215,7 @@ impl IdentityVault<'_> {
             })),
             1 => Ok(matches.remove(0)),
             n => Err(Error::Ambiguous {
-                message: format!("{n} passwords match {domain}; choose one by uuid or --username"),
+                message: format!("{n} passwords match {domain}; choose one by uuid or username"),
                 candidates: matches
                     .iter()
                     .map(|(_, e)| Candidate {
@@ -156,12 +233,10 @@ impl IdentityVault<'_> {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Ambiguous`] if several entries match.
     pub fn get_password(&self, selector: &str, username: Option<&str>) -> Result<PasswordEntry> {
-        self.store
-            .read(|tx| self.find_password_row(tx, selector, username))
-            .map(|(_, e)| e)
+        self.find_password_row(selector, username).map(|(_, e)| e)
     }
 
-    /// Changes a password entry, in one transaction.
+    /// Changes a password entry, in one batch.
     ///
     /// # Errors
     /// As [`IdentityVault::get_password`], plus [`Error::InvalidInput`].
@@ -183,32 +258,36 @@ impl IdentityVault<'_> {
         {
             return Err(Error::invalid("the password is empty"));
         }
-        self.store.write(|tx| {
-            self.check_epoch(tx)?;
-            let (_, old) = self.find_password_row(tx, selector, username)?;
-            let body = PasswordBody {
-                domain: new_domain.clone().unwrap_or(old.domain.clone()),
-                username: match &edit.username {
-                    Some(u) => Some(u.clone()).filter(|u| !u.is_empty()),
-                    None => old.username.clone(),
-                },
-                password: edit
-                    .password
-                    .as_ref()
-                    .unwrap_or(&old.password)
-                    .expose()
-                    .to_string(),
-                notes: match &edit.notes {
-                    Some(n) => Some(n.clone()).filter(|n| !n.is_empty()),
-                    None => old.notes.clone(),
-                },
-                created_dt: old.created_dt.clone(),
-                updated_dt: now_rfc3339(),
-            };
-            let row = self.sealer.seal_row(&old.uuid, &body)?;
-            tx.update_record(&row)?;
-            Ok(PasswordEntry::from_body(old.uuid.clone(), &body))
-        })
+        self.transact(
+            || {
+                let (old_row, old) = self.find_password_row(selector, username)?;
+                let body = PasswordBody {
+                    domain: new_domain.clone().unwrap_or(old.domain.clone()),
+                    username: match &edit.username {
+                        Some(u) => Some(u.clone()).filter(|u| !u.is_empty()),
+                        None => old.username.clone(),
+                    },
+                    password: edit
+                        .password
+                        .as_ref()
+                        .unwrap_or(&old.password)
+                        .expose()
+                        .to_string(),
+                    notes: match &edit.notes {
+                        Some(n) => Some(n.clone()).filter(|n| !n.is_empty()),
+                        None => old.notes.clone(),
+                    },
+                    created_dt: old.created_dt.clone(),
+                    updated_dt: now_rfc3339()?,
+                };
+                let mut batch = self.batch();
+                batch
+                    .require(unchanged(&old_row))
+                    .write(Write::UpdateRecord(self.sealer.seal_row(&old.uuid, &body)?));
+                Ok((batch, PasswordEntry::from_body(old.uuid.clone(), &body)))
+            },
+            duplicate_record,
+        )
     }
 
     /// Deletes a password entry.
@@ -216,12 +295,23 @@ impl IdentityVault<'_> {
     /// # Errors
     /// As [`IdentityVault::get_password`].
     pub fn delete_password(&self, selector: &str, username: Option<&str>) -> Result<PasswordEntry> {
-        self.store.write(|tx| {
-            self.check_epoch(tx)?;
-            let (row, entry) = self.find_password_row(tx, selector, username)?;
-            tx.delete_record(&self.identity.uuid, KIND_PASSWORD, &row.uuid)?;
-            Ok(entry)
-        })
+        self.transact(
+            || {
+                let (row, entry) = self.find_password_row(selector, username)?;
+                Ok((self.delete_batch(&row), entry))
+            },
+            duplicate_record,
+        )
+    }
+
+    fn delete_batch(&self, row: &RecordRow) -> Batch {
+        let mut batch = self.batch();
+        batch.require(unchanged(row)).write(Write::DeleteRecord {
+            identity_uuid: self.identity.uuid.clone(),
+            kind: row.kind,
+            uuid: row.uuid.clone(),
+        });
+        batch
     }
 
     // ---- secrets ----
@@ -238,14 +328,55 @@ impl IdentityVault<'_> {
         notes: Option<&str>,
     ) -> Result<(SecretEntry, bool)> {
         names::validate_secret_key(key)?;
-        self.store.write(|tx| {
-            self.check_epoch(tx)?;
-            self.set_secret_in(tx, key, value, notes, &now_rfc3339())
-        })
+        self.transact(
+            || {
+                let now = now_rfc3339()?;
+                let bi = self.sealer.blind_index(KIND_SECRET, key);
+                let existing =
+                    self.backend
+                        .records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?;
+                let mut batch = self.batch();
+                let (uuid, created_dt, old_notes) = match existing.first() {
+                    Some(row) => {
+                        let old = self.open_secret(row)?;
+                        batch.require(unchanged(row));
+                        (old.uuid, old.created_dt, old.notes)
+                    }
+                    None => {
+                        batch.require(Precondition::NameFree {
+                            identity_uuid: self.identity.uuid.clone(),
+                            kind: KIND_SECRET,
+                            blind_index: bi.to_vec(),
+                        });
+                        (Uuid::new_v4().to_string(), now.clone(), None)
+                    }
+                };
+                let body = SecretBody {
+                    key: key.to_string(),
+                    value: value.expose().to_string(),
+                    notes: match notes {
+                        Some(n) => Some(n.to_string()).filter(|n| !n.is_empty()),
+                        None => old_notes,
+                    },
+                    created_dt,
+                    updated_dt: now,
+                };
+                let row = self.sealer.seal_row(&uuid, &body)?;
+                let created = existing.is_empty();
+                batch.write(if created {
+                    Write::InsertRecord(row)
+                } else {
+                    Write::UpdateRecord(row)
+                });
+                Ok((batch, (SecretEntry::from_body(uuid, &body), created)))
+            },
+            duplicate_record,
+        )
     }
 
-    /// Sets many secrets in one transaction (an import): each key is
-    /// created or has its value replaced. Returns how many were created.
+    /// Sets many secrets in one batch (an import): each key is created or
+    /// has its value replaced; a key given twice keeps its last value.
+    /// Returns how many were created.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] for a bad key, before anything is written.
@@ -253,108 +384,108 @@ impl IdentityVault<'_> {
         for (key, _) in entries {
             names::validate_secret_key(key)?;
         }
-        let now = now_rfc3339();
-        // One OS random draw for every record's uuid and nonce, instead of
-        // two system calls per record.
         const PER_RECORD: usize = 16 + 24;
-        let mut random = Zeroizing::new(vec![0u8; entries.len() * PER_RECORD]);
-        random_bytes(&mut random)?;
-        self.store.write(|tx| {
-            self.check_epoch(tx)?;
-            let mut created = 0;
-            for ((key, value), r) in entries.iter().zip(random.chunks_exact(PER_RECORD)) {
-                // Most imported keys are new: try the insert first and let
-                // the unique index find the existing ones, instead of a
-                // lookup per key.
-                let (id_bytes, nonce) = r.split_at(16);
-                let id: [u8; 16] = id_bytes.try_into().expect("16-byte chunk");
-                let nonce: [u8; 24] = nonce.try_into().expect("24-byte chunk");
-                let uuid = uuid::Builder::from_random_bytes(id).into_uuid().to_string();
-                let body = SecretBody {
-                    key: key.clone(),
-                    value: value.expose().to_string(),
-                    notes: None,
-                    created_dt: now.clone(),
-                    updated_dt: now.clone(),
-                };
-                let row = self
-                    .sealer
-                    .seal_row_with_nonce(&uuid, &body, Some(&nonce))?;
-                match tx.insert_record(&row) {
-                    Ok(()) => created += 1,
-                    Err(Error::Conflict(_)) => {
-                        self.set_secret_in(tx, key, value, None, &now)?;
+        self.transact(
+            || {
+                // One OS random draw for every record's uuid and nonce,
+                // instead of two system calls per record; a fresh draw for
+                // each attempt, so no nonce ever seals twice.
+                let mut random = Zeroizing::new(vec![0u8; entries.len() * PER_RECORD]);
+                random_bytes(&mut random)?;
+                let now = now_rfc3339()?;
+                // One read of the identity's secrets instead of a lookup per
+                // key; only the rows an import replaces are opened.
+                let existing: HashMap<Vec<u8>, RecordRow> = self
+                    .records_of_kind(KIND_SECRET)?
+                    .into_iter()
+                    .map(|r| (r.blind_index.clone(), r))
+                    .collect();
+                // The last value of each key, in first-seen order.
+                let mut latest: HashMap<&str, usize> = HashMap::new();
+                let mut order = Vec::new();
+                for (i, (key, _)) in entries.iter().enumerate() {
+                    if latest.insert(key.as_str(), i).is_none() {
+                        order.push(key.as_str());
                     }
-                    Err(e) => return Err(e),
                 }
-            }
-            Ok(created)
-        })
-    }
-
-    fn set_secret_in(
-        &self,
-        tx: &Tx<'_>,
-        key: &str,
-        value: &SecretString,
-        notes: Option<&str>,
-        now: &str,
-    ) -> Result<(SecretEntry, bool)> {
-        let bi = self.sealer.blind_index(KIND_SECRET, key);
-        let existing = tx.records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?;
-        let (uuid, created_dt, old_notes) = match existing.first() {
-            Some(row) => {
-                let old = self.open_secret(row)?;
-                (old.uuid, old.created_dt, old.notes)
-            }
-            None => (Uuid::new_v4().to_string(), now.to_string(), None),
-        };
-        let body = SecretBody {
-            key: key.to_string(),
-            value: value.expose().to_string(),
-            notes: match notes {
-                Some(n) => Some(n.to_string()).filter(|n| !n.is_empty()),
-                None => old_notes,
+                let mut batch = self.batch();
+                let mut created = 0;
+                for (key, r) in order.iter().zip(random.chunks_exact(PER_RECORD)) {
+                    let value = &entries[latest[key]].1;
+                    let (id_bytes, nonce) = r.split_at(16);
+                    let nonce: &[u8; 24] = nonce.try_into().map_err(|_| Error::Crypto("nonce"))?;
+                    let bi = self.sealer.blind_index(KIND_SECRET, key);
+                    let (uuid, created_dt, notes) = match existing.get(bi.as_slice()) {
+                        Some(row) => {
+                            let old = self.open_secret(row)?;
+                            batch.require(unchanged(row));
+                            (old.uuid, old.created_dt, old.notes)
+                        }
+                        None => {
+                            batch.require(Precondition::NameFree {
+                                identity_uuid: self.identity.uuid.clone(),
+                                kind: KIND_SECRET,
+                                blind_index: bi.to_vec(),
+                            });
+                            let id: [u8; 16] =
+                                id_bytes.try_into().map_err(|_| Error::Crypto("uuid"))?;
+                            created += 1;
+                            let uuid = uuid::Builder::from_random_bytes(id).into_uuid();
+                            (uuid.to_string(), now.clone(), None)
+                        }
+                    };
+                    let body = SecretBody {
+                        key: key.to_string(),
+                        value: value.expose().to_string(),
+                        notes,
+                        created_dt,
+                        updated_dt: now.clone(),
+                    };
+                    let row = self.sealer.seal_row_with_nonce(&uuid, &body, Some(nonce))?;
+                    batch.write(if existing.contains_key(bi.as_slice()) {
+                        Write::UpdateRecord(row)
+                    } else {
+                        Write::InsertRecord(row)
+                    });
+                }
+                Ok((batch, created))
             },
-            created_dt,
-            updated_dt: now.to_string(),
-        };
-        let row = self.sealer.seal_row(&uuid, &body)?;
-        if existing.is_empty() {
-            tx.insert_record(&row)?;
-        } else {
-            tx.update_record(&row)?;
-        }
-        Ok((SecretEntry::from_body(uuid, &body), existing.is_empty()))
+            duplicate_record,
+        )
     }
 
     /// The row of a uniquely named kind (secret, TOTP): by its normalised
     /// name through the blind index, else by uuid.
-    pub(crate) fn find_unique_row(
+    fn find_unique_row(
         &self,
-        tx: &Tx<'_>,
         kind: u8,
         name: Option<&str>,
         selector: &str,
     ) -> Result<Option<RecordRow>> {
         if let Some(name) = name {
             let bi = self.sealer.blind_index(kind, name);
-            if let Some(row) = tx.records_by_index(&self.identity.uuid, kind, &bi)?.pop() {
+            if let Some(row) = self
+                .backend
+                .records_by_index(&self.identity.uuid, kind, &bi)?
+                .pop()
+            {
                 return Ok(Some(row));
             }
         }
         match Uuid::try_parse(selector) {
-            Ok(u) => tx.record(&self.identity.uuid, kind, &u.to_string()),
+            Ok(u) => self
+                .backend
+                .record(&self.identity.uuid, kind, &u.to_string()),
             Err(_) => Ok(None),
         }
     }
 
-    fn find_secret_row(&self, tx: &Tx<'_>, selector: &str) -> Result<(RecordRow, SecretEntry)> {
+    fn find_secret_row(&self, selector: &str) -> Result<(RecordRow, SecretEntry)> {
         let name = names::validate_secret_key(selector)
             .is_ok()
             .then_some(selector);
         let row = self
-            .find_unique_row(tx, KIND_SECRET, name, selector)?
+            .find_unique_row(KIND_SECRET, name, selector)?
             .ok_or_else(|| Error::NotFound(format!("no secret {selector:?}")))?;
         let e = self.open_secret(&row)?;
         Ok((row, e))
@@ -365,9 +496,7 @@ impl IdentityVault<'_> {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn get_secret(&self, selector: &str) -> Result<SecretEntry> {
-        self.store
-            .read(|tx| self.find_secret_row(tx, selector))
-            .map(|(_, e)| e)
+        self.find_secret_row(selector).map(|(_, e)| e)
     }
 
     /// Every secret of the identity, by key.
@@ -375,10 +504,8 @@ impl IdentityVault<'_> {
     /// # Errors
     /// [`Error::Integrity`] if any secret fails to open.
     pub fn secrets(&self) -> Result<Vec<SecretEntry>> {
-        let rows = self
-            .store
-            .read(|tx| tx.records_of_kind(&self.identity.uuid, KIND_SECRET))?;
-        let mut out = rows
+        let mut out = self
+            .records_of_kind(KIND_SECRET)?
             .iter()
             .map(|r| self.open_secret(r))
             .collect::<Result<Vec<_>>>()?;
@@ -391,11 +518,210 @@ impl IdentityVault<'_> {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn delete_secret(&self, selector: &str) -> Result<SecretEntry> {
-        self.store.write(|tx| {
-            self.check_epoch(tx)?;
-            let (row, e) = self.find_secret_row(tx, selector)?;
-            tx.delete_record(&self.identity.uuid, KIND_SECRET, &row.uuid)?;
-            Ok(e)
-        })
+        self.transact(
+            || {
+                let (row, e) = self.find_secret_row(selector)?;
+                Ok((self.delete_batch(&row), e))
+            },
+            duplicate_record,
+        )
+    }
+
+    // ---- TOTP ----
+
+    fn find_totp_row(&self, selector: &str) -> Result<(RecordRow, TotpBody)> {
+        let name = totp::clean_totp_name(selector).ok();
+        let row = self
+            .find_unique_row(KIND_TOTP, name.as_deref(), selector)?
+            .ok_or_else(|| Error::NotFound(format!("no TOTP named {selector:?}")))?;
+        let b = self.sealer.open_row(&row)?;
+        Ok((row, b))
+    }
+
+    /// Enrols a TOTP seed. `name` defaults to the issuer; a URL or host is
+    /// cleaned to its registrable domain, other names are lowercased.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for bad parameters or no usable name;
+    /// [`Error::Conflict`] if the name is taken.
+    pub fn add_totp(&self, name: Option<&str>, params: &TotpParams) -> Result<TotpEntry> {
+        params.validate()?;
+        let raw_name = name
+            .or(params.issuer.as_deref())
+            .ok_or_else(|| Error::invalid("give the TOTP a name (the URI has no issuer)"))?;
+        let name = totp::clean_totp_name(raw_name)?;
+        let now = now_rfc3339()?;
+        let body = TotpBody {
+            name: name.clone(),
+            secret: totp::encode_base32_secret(&params.secret).to_string(),
+            algorithm: params.algorithm.as_str().to_string(),
+            digits: params.digits,
+            period: params.period,
+            issuer: params.issuer.clone(),
+            account: params.account.clone(),
+            created_dt: now.clone(),
+            updated_dt: now,
+        };
+        let uuid = Uuid::new_v4().to_string();
+        let mut batch = self.batch();
+        batch.write(Write::InsertRecord(self.sealer.seal_row(&uuid, &body)?));
+        self.transact(
+            || Ok((batch.clone(), ())),
+            || {
+                Error::Conflict(format!(
+                    "a TOTP named {name:?} already exists; delete it first"
+                ))
+            },
+        )?;
+        Ok(TotpEntry::from_body(uuid, &body))
+    }
+
+    /// Every TOTP enrolment (no seeds), by name.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if any fails to open.
+    pub fn totps(&self) -> Result<Vec<TotpEntry>> {
+        let mut out = self
+            .records_of_kind(KIND_TOTP)?
+            .iter()
+            .map(|r| {
+                let body: TotpBody = self.sealer.open_row(r)?;
+                Ok(TotpEntry::from_body(r.uuid.clone(), &body))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// One TOTP enrolment's parameters (no seed), by name or uuid.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is none.
+    pub fn get_totp(&self, selector: &str) -> Result<TotpEntry> {
+        let (row, body) = self.find_totp_row(selector)?;
+        Ok(TotpEntry::from_body(row.uuid, &body))
+    }
+
+    /// The enrolment's `otpauth://` URI. It contains the seed.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is none.
+    pub fn totp_uri(&self, selector: &str) -> Result<SecretString> {
+        let (_, body) = self.find_totp_row(selector)?;
+        Ok(SecretString::new(params_of(&body)?.to_uri().to_string()))
+    }
+
+    /// Deletes a TOTP enrolment by name or uuid.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is none.
+    pub fn delete_totp(&self, selector: &str) -> Result<TotpEntry> {
+        self.transact(
+            || {
+                let (row, body) = self.find_totp_row(selector)?;
+                let entry = TotpEntry::from_body(row.uuid.clone(), &body);
+                Ok((self.delete_batch(&row), entry))
+            },
+            duplicate_record,
+        )
+    }
+
+    /// The code for `at` (default: now, by the system clock); see
+    /// [`IdentityVault::totp_code_with`].
+    ///
+    /// # Errors
+    /// As [`IdentityVault::totp_code_with`].
+    pub fn totp_code(
+        &self,
+        selector: &str,
+        at: Option<u64>,
+        min_validity: Option<u64>,
+    ) -> Result<TotpCode> {
+        self.totp_code_with(&SystemClock, selector, at, min_validity)
+    }
+
+    /// The code for `at` (default: `clock`'s now). With `min_validity`, a
+    /// code with fewer seconds left is skipped: without `at` this waits on
+    /// `clock` (at most one period, with nothing held open) for the next
+    /// window.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::InvalidInput`] if `min_validity` is not
+    /// below the period.
+    pub fn totp_code_with(
+        &self,
+        clock: &dyn Clock,
+        selector: &str,
+        at: Option<u64>,
+        min_validity: Option<u64>,
+    ) -> Result<TotpCode> {
+        let (_, body) = self.find_totp_row(selector)?;
+        let params = params_of(&body)?;
+        let now = match at {
+            Some(t) => t,
+            None => clock.now()?,
+        };
+        let (t, wait) = totp::plan_code(params.period, now, min_validity)?;
+        let t = if at.is_none() && wait > 0 {
+            clock.sleep(std::time::Duration::from_secs(wait));
+            // Read the clock again: the code must be for the window we are in.
+            clock.now()?.max(t)
+        } else {
+            t
+        };
+        totp::code_for(&body.name, &params, t)
+    }
+}
+
+/// The error of a record insert whose unique name is taken.
+fn duplicate_record() -> Error {
+    Error::Conflict("a record with this name already exists".into())
+}
+
+/// The precondition that a record is as it was read.
+fn unchanged(row: &RecordRow) -> Precondition {
+    Precondition::RecordUnchanged {
+        uuid: row.uuid.clone(),
+        ciphertext: row.ciphertext.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::test_clock::TestClock;
+    use crate::model::NewIdentity;
+    use crate::vault::test_support::{pass, test_vault};
+
+    #[test]
+    fn min_validity_waits_on_the_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = test_vault(&dir);
+        let u = v.unlock(&pass("pw")).unwrap();
+        let id = u
+            .create_identity(&NewIdentity {
+                name: "t".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let iv = u.open_identity(&id).unwrap();
+        let params = TotpParams::from_uri(
+            "otpauth://totp/Ex:a?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Ex",
+        )
+        .unwrap();
+        iv.add_totp(None, &params).unwrap();
+        // 25 s into a 30 s window: 5 s left, 10 s wanted, so wait 5 s.
+        let clock = TestClock(std::cell::Cell::new(
+            1_700_000_000 - 1_700_000_000 % 30 + 25,
+        ));
+        let start = clock.0.get();
+        let code = iv.totp_code_with(&clock, "ex", None, Some(10)).unwrap();
+        assert_eq!(clock.0.get(), start + 5, "slept exactly to the next window");
+        assert_eq!(code.remaining_seconds, 30);
+        assert_eq!(code.code, *params.code_at(start + 5).unwrap());
+        // Enough left: no wait.
+        let code = iv.totp_code_with(&clock, "ex", None, Some(10)).unwrap();
+        assert_eq!(clock.0.get(), start + 5);
+        assert_eq!(code.remaining_seconds, 30);
     }
 }

@@ -34,8 +34,19 @@ pub const LABEL_INDEX_KEY: &str = "ravi/v1/identity/blind-index-key";
 pub const SALT_LEN: usize = 16;
 
 /// A 32-byte symmetric key that is zeroized on drop and never printed.
-#[derive(Clone, PartialEq, Eq)]
+///
+/// Equality is constant-time.
+#[derive(Clone)]
 pub struct SecretKey(Zeroizing<[u8; KEY_LEN]>);
+
+impl PartialEq for SecretKey {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.ct_eq(&*other.0).into()
+    }
+}
+
+impl Eq for SecretKey {}
 
 impl SecretKey {
     /// A fresh key from the OS random number generator.
@@ -49,12 +60,12 @@ impl SecretKey {
     }
 
     /// Wraps existing key bytes (for test vectors and unwrapping).
-    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+    pub(crate) fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
         SecretKey(Zeroizing::new(bytes))
     }
 
     /// The key bytes. Callers must not copy them anywhere that outlives the key.
-    pub fn expose(&self) -> &[u8; KEY_LEN] {
+    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
         &self.0
     }
 
@@ -101,7 +112,10 @@ impl fmt::Debug for Passphrase {
 
 /// Argon2id cost parameters, stored with the vault and bound into the
 /// associated data of the wrapped root key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+///
+/// Serialises as `{"algorithm": "argon2id", "memory_kib", "iterations",
+/// "parallelism"}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KdfParams {
     /// Memory in KiB.
     pub memory_kib: u32,
@@ -169,6 +183,18 @@ impl KdfParams {
         out[5..9].copy_from_slice(&self.iterations.to_be_bytes());
         out[9..13].copy_from_slice(&self.parallelism.to_be_bytes());
         out
+    }
+}
+
+impl serde::Serialize for KdfParams {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("KdfParams", 4)?;
+        st.serialize_field("algorithm", "argon2id")?;
+        st.serialize_field("memory_kib", &self.memory_kib)?;
+        st.serialize_field("iterations", &self.iterations)?;
+        st.serialize_field("parallelism", &self.parallelism)?;
+        st.end()
     }
 }
 

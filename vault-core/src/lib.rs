@@ -1,54 +1,78 @@
 //! vault-core: the end-to-end-encrypted vault engine behind `ravi`.
 //!
-//! A [`Vault`] is a SQLite file. Unlocking it with its passphrase gives an
-//! [`Unlocked`] vault (the root key); opening an identity gives an
-//! [`IdentityVault`] (that identity's key) whose passwords and secrets are
-//! sealed records. See `docs/SPEC.md` for every format and derivation.
+//! A [`Vault`] is opened from a file. Unlocking it with its passphrase (or a
+//! session token) gives an [`Unlocked`] vault, which holds the root key;
+//! opening an identity gives an [`IdentityVault`] (that identity's key) whose
+//! passwords, secrets and TOTP seeds are sealed records. An agent's key opens
+//! only the identities granted to it, through [`Vault::access`].
+//!
+//! ```no_run
+//! # fn main() -> vault_core::Result<()> {
+//! use vault_core::{Credential, Passphrase, Vault};
+//! let vault = Vault::open(std::path::Path::new("vault.db"))?;
+//! let access = vault.access(&Credential::Passphrase(Passphrase::new("pw".into())?))?;
+//! let identity = vault.find_identity("alice")?;
+//! let records = access.open_identity(&identity)?;
+//! println!("{}", records.get_secret("API_KEY")?.value.expose());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Storage sits behind a narrow seam (the `Backend` trait: reads, and one
+//! atomic commit of a batch of row writes guarded by preconditions) that
+//! knows nothing of keys or plaintext. The seam, the raw envelope functions
+//! and the fuzz entry points are visible only with the `hazmat` feature,
+//! which the vector tests, benches and fuzz targets turn on. See
+//! `docs/SPEC.md` for every format and derivation and
+//! `docs/ARCHITECTURE.md` for the layers.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod access;
 mod agent;
-pub mod config;
+#[cfg(feature = "hazmat")]
+pub mod backend;
+#[cfg(not(feature = "hazmat"))]
+mod backend;
+mod clock;
 mod envelope;
 mod error;
+mod fsutil;
+#[cfg(feature = "hazmat")]
 #[doc(hidden)]
 pub mod fuzz_entry;
 mod generator;
+#[cfg(feature = "hazmat")]
+pub mod hazmat;
 mod identity_vault;
 mod keys;
-pub mod names;
+mod model;
+mod names;
 mod primitives;
 mod records;
 mod sealer;
 mod secret;
 mod session;
-pub mod store;
-pub mod totp;
-mod totp_records;
+mod state;
+mod totp;
+mod unlocked;
 mod vault;
 
-pub use access::{Access, Credential, GrantInfo, NewSession, Rotation};
+pub use access::{Access, Credential};
 pub use agent::{AgentPublicKey, AgentSecretKey};
-pub use envelope::{
-    ENVELOPE_VERSION, PAD_MIN_BUCKET, SealContext, open, pad, padded_len, seal, seal_with_nonce,
-    unpad,
-};
+pub use clock::{Clock, SystemClock};
 pub use error::{Candidate, Error, ErrorClass, Result};
+pub use fsutil::ensure_private_dir;
 pub use generator::{DEFAULT_LENGTH, GeneratorOptions, generate_password};
 pub use identity_vault::IdentityVault;
-pub use keys::{
-    KdfParams, LABEL_INDEX_KEY, LABEL_RECORD, LABEL_SEAL_KEY, LABEL_WRAP_GRANT,
-    LABEL_WRAP_IDENTITY_KEY, LABEL_WRAP_ROOT_KEY, LABEL_WRAP_SESSION, Passphrase, SecretKey,
+pub use keys::{KdfParams, Passphrase};
+pub use model::{
+    DEFAULT_INBOX_DOMAIN, GrantInfo, Identity, InitOptions, NewIdentity, Rotation, VaultInfo,
 };
-pub use records::{
-    KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword, PasswordEdit, PasswordEntry, SecretEntry,
-    TotpEntry,
-};
+pub use records::{NewPassword, PasswordEdit, PasswordEntry, SecretEntry, TotpEntry};
 pub use secret::SecretString;
 pub use session::{DEFAULT_TTL, MAX_TTL, SessionToken, parse_ttl};
 pub use totp::{TotpAlgorithm, TotpCode, TotpParams};
-pub use vault::{
-    DEFAULT_INBOX_DOMAIN, Identity, InitOptions, NewIdentity, Unlocked, Vault, VaultInfo,
-};
+pub use unlocked::{NewSession, Unlocked};
+pub use vault::Vault;

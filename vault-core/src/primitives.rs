@@ -22,7 +22,7 @@ pub const TAG_LEN: usize = 16;
 pub(crate) fn random_bytes(buf: &mut [u8]) -> Result<()> {
     rand::rngs::SysRng
         .try_fill_bytes(buf)
-        .map_err(|e| Error::Storage(format!("the OS random number generator failed: {e}")))
+        .map_err(|e| Error::Rng(Box::new(e)))
 }
 
 /// XChaCha20-Poly1305 encryption (draft-irtf-cfrg-xchacha-03):
@@ -42,7 +42,7 @@ pub(crate) fn aead_seal(
                 aad: ad,
             },
         )
-        .map_err(|_| Error::Storage("encryption failed".into()))
+        .map_err(|_| Error::Crypto("XChaCha20-Poly1305 encryption"))
 }
 
 /// XChaCha20-Poly1305 decryption. `None` when authentication fails; the

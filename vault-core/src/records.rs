@@ -76,6 +76,7 @@ pub struct PasswordEntry {
     /// The username, if any.
     pub username: Option<String>,
     /// The password.
+    #[serde(serialize_with = "SecretString::serialize_exposed")]
     pub password: SecretString,
     /// Free-form notes.
     pub notes: Option<String>,
@@ -107,6 +108,7 @@ pub struct SecretEntry {
     /// Its key (unique per identity).
     pub key: String,
     /// Its value.
+    #[serde(serialize_with = "SecretString::serialize_exposed")]
     pub value: SecretString,
     /// Free-form notes.
     pub notes: Option<String>,

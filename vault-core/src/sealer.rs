@@ -4,12 +4,12 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use crate::backend::RecordRow;
 use crate::envelope::{self, SealContext};
 use crate::error::{Error, Result};
 use crate::keys::{IdentityKeys, SecretKey};
 use crate::primitives::{NONCE_LEN, hmac_sha256};
 use crate::records::{KIND_PASSWORD, KIND_SECRET, KIND_TOTP, RecordBody};
-use crate::store::RecordRow;
 
 /// A stored id as its 16 uuid bytes (for associated data).
 pub(crate) fn uuid_bytes(s: &str) -> Result<[u8; 16]> {
@@ -110,10 +110,7 @@ impl RecordSealer {
         body: &T,
         nonce: Option<&[u8; NONCE_LEN]>,
     ) -> Result<RecordRow> {
-        let json = Zeroizing::new(
-            serde_json::to_vec(body)
-                .map_err(|e| Error::Storage(format!("encoding failed: {e}")))?,
-        );
+        let json = Zeroizing::new(serde_json::to_vec(body).map_err(Error::Encoding)?);
         self.seal_json(T::KIND, uuid, body.name(), &json, nonce)
     }
 

@@ -4,10 +4,21 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
-/// A secret string (password, secret value). Serialises as the plain string
-/// so that the CLI can print it when asked; `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq, Default)]
+/// A secret string (password, secret value). `Debug` never shows it, it
+/// does not implement `Serialize` (an output type that includes one says
+/// so with [`SecretString::serialize_exposed`]), and equality takes the
+/// same time for every pair of equal-length values.
+#[derive(Clone, Default)]
 pub struct SecretString(Zeroizing<String>);
+
+impl PartialEq for SecretString {
+    fn eq(&self, other: &Self) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+
+impl Eq for SecretString {}
 
 impl SecretString {
     /// Wraps a string.
@@ -39,9 +50,17 @@ impl fmt::Debug for SecretString {
     }
 }
 
-impl serde::Serialize for SecretString {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+impl SecretString {
+    /// Serialises the secret as a plain string: for output types that
+    /// deliberately carry it (`#[serde(serialize_with = ...)]`).
+    ///
+    /// # Errors
+    /// Whatever the serializer returns.
+    pub fn serialize_exposed<S: serde::Serializer>(
+        secret: &SecretString,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&secret.0)
     }
 }
 
@@ -53,6 +72,8 @@ mod tests {
     fn debug_is_redacted() {
         let s = SecretString::from("hunter2");
         assert_eq!(format!("{s:?}"), "[redacted]");
-        assert_eq!(serde_json::to_string(&s).unwrap(), "\"hunter2\"");
+        assert_eq!(s, SecretString::from("hunter2"));
+        assert_ne!(s, SecretString::from("hunter3"));
+        assert_ne!(s, SecretString::from("hunter"));
     }
 }

@@ -37,7 +37,7 @@ impl fmt::Debug for SessionToken {
 }
 
 fn locked_malformed() -> Error {
-    Error::Locked("invalid session token (malformed); run `ravi unlock` for a new one".into())
+    Error::Locked("invalid session token (malformed)".into())
 }
 
 impl SessionToken {
@@ -53,7 +53,7 @@ impl SessionToken {
 
     /// The session id as stored in the vault (lowercase hex).
     pub fn id_text(&self) -> String {
-        self.id.iter().map(|b| format!("{b:02x}")).collect()
+        data_encoding::HEXLOWER.encode(&self.id)
     }
 
     /// Parses a token.

@@ -152,6 +152,22 @@ impl TotpParams {
         }
     }
 
+    /// Parameters with the RFC defaults for a Base32 secret.
+    ///
+    /// # Errors
+    /// As [`decode_base32_secret`].
+    pub fn from_base32_secret(secret: &str) -> Result<Self> {
+        decode_base32_secret(secret).map(Self::with_defaults)
+    }
+
+    /// Sets the algorithm and, for Steam Guard, its fixed code length of 5.
+    pub fn set_algorithm(&mut self, algorithm: TotpAlgorithm) {
+        self.algorithm = algorithm;
+        if algorithm == TotpAlgorithm::Steam {
+            self.digits = 5;
+        }
+    }
+
     /// Checks every parameter is one ravi (and `totp-rs`) can use safely.
     ///
     /// # Errors
@@ -396,7 +412,7 @@ pub fn plan_code(period: u64, now: u64, min_validity: Option<u64>) -> Result<(u6
     let remaining = period - now % period;
     match min_validity {
         Some(m) if m >= period => Err(Error::invalid(format!(
-            "--min-validity must be below the period ({period} s)"
+            "the minimum validity must be below the period ({period} s)"
         ))),
         Some(m) if remaining < m => now
             .checked_add(remaining)
@@ -414,13 +430,7 @@ pub fn code_for(name: &str, params: &TotpParams, t: u64) -> Result<TotpCode> {
     let code = params.code_at(t)?;
     let remaining = params.period - t % params.period;
     let end = t.saturating_add(remaining);
-    let valid_until = i64::try_from(end)
-        .ok()
-        .and_then(|e| time::OffsetDateTime::from_unix_timestamp(e).ok())
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+    let valid_until = crate::clock::rfc3339_checked(end)
         .ok_or_else(|| Error::invalid("the time is out of range"))?;
     Ok(TotpCode {
         name: name.to_string(),

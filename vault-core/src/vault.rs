@@ -1,119 +1,56 @@
-//! Vaults and identities: creating, unlocking, opening an identity's keys.
+//! A vault, opened but not unlocked: its header and identity metadata are
+//! readable, its sealed records are not. Credentials turn it into an
+//! [`Unlocked`] vault (the owner) or an agent's [`Access`].
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde::Serialize;
 use uuid::Uuid;
 
+use crate::access::{self, Access, Credential};
+use crate::agent::AgentSecretKey;
+use crate::backend::{Backend, SqliteBackend, VaultRow};
+use crate::clock::{now_rfc3339, rfc3339, unix_now};
 use crate::envelope::{self, SealContext};
 use crate::error::{Error, Result};
 use crate::identity_vault::IdentityVault;
 use crate::keys::{KdfParams, Passphrase, SALT_LEN, SecretKey, derive_kek};
+use crate::model::{GrantInfo, Identity, InitOptions, VaultInfo};
 use crate::names;
 use crate::primitives::random_bytes;
-use crate::sealer::{RecordSealer, uuid_bytes};
-use crate::store::{IdentityRow, Store, Tx, VaultRow};
+use crate::sealer::uuid_bytes;
+use crate::session::SessionToken;
+use crate::state::{VaultState, find_identity_row};
+use crate::unlocked::Unlocked;
 
-/// The current time as RFC 3339 UTC with second precision.
-pub(crate) fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc());
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
-}
-
-/// Default domain of assigned inbox addresses. `.invalid` never routes
-/// mail (RFC 2606): deployments set their own with `--inbox-domain`.
-pub const DEFAULT_INBOX_DOMAIN: &str = "ravi.invalid";
-
-/// Choices made once, when a vault is created.
-#[derive(Clone, Debug)]
-pub struct InitOptions {
-    /// Argon2id parameters of the passphrase.
-    pub kdf: KdfParams,
-    /// Domain of assigned inbox addresses.
-    pub inbox_domain: String,
-}
-
-impl Default for InitOptions {
-    fn default() -> Self {
-        InitOptions {
-            kdf: KdfParams::DEFAULT,
-            inbox_domain: DEFAULT_INBOX_DOMAIN.into(),
-        }
-    }
-}
-
-/// Public facts about a vault.
-#[derive(Clone, Debug, Serialize)]
-pub struct VaultInfo {
-    /// The vault file.
-    pub path: PathBuf,
-    /// The vault's uuid.
-    pub vault_id: String,
-    /// Domain of assigned inbox addresses.
-    pub inbox_domain: String,
-    /// Argon2id parameters.
-    pub kdf: KdfParams,
-    /// Creation time.
-    pub created_dt: String,
-}
-
-/// An identity's routing metadata (stored in the clear).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Identity {
-    /// The identity's uuid.
-    pub uuid: String,
-    /// Its unique name.
-    pub name: String,
-    /// Its inbox address.
-    pub inbox: String,
-    /// Its phone number (E.164), if any.
-    pub phone: Option<String>,
-    /// Creation time.
-    pub created_dt: String,
-}
-
-impl From<&IdentityRow> for Identity {
-    fn from(r: &IdentityRow) -> Self {
-        Identity {
-            uuid: r.uuid.clone(),
-            name: r.name.clone(),
-            inbox: r.inbox.clone(),
-            phone: r.phone.clone(),
-            created_dt: r.created_dt.clone(),
-        }
-    }
-}
-
-/// A new identity.
-#[derive(Clone, Debug, Default)]
-pub struct NewIdentity {
-    /// Unique name; also the inbox local part unless `email` is given.
-    pub name: String,
-    /// Inbox address; default `<name>@<inbox domain>`.
-    pub email: Option<String>,
-    /// Phone number, normalised to E.164.
-    pub phone: Option<String>,
-}
-
-/// A vault file, opened but not unlocked: identity metadata is readable,
-/// sealed records are not.
+/// A vault, opened but not unlocked: identity metadata is readable, sealed
+/// records are not.
 #[derive(Debug)]
 pub struct Vault {
-    pub(crate) store: Store,
-    pub(crate) header: VaultRow,
-    pub(crate) vault_id: [u8; 16],
+    state: VaultState,
 }
 
 impl Vault {
-    /// Creates a new vault at `path`, sealed under `passphrase`.
+    /// Creates a new vault file at `path`, sealed under `passphrase`.
     ///
     /// # Errors
     /// [`Error::Conflict`] if a vault exists there; [`Error::InvalidInput`]
     /// for bad options.
     pub fn init(path: &Path, passphrase: &Passphrase, opts: &InitOptions) -> Result<Vault> {
+        Vault::init_with(passphrase, opts, |header| {
+            Ok(Box::new(SqliteBackend::create(path, header)?))
+        })
+    }
+
+    /// Creates a new vault in the backend that `create` makes from the
+    /// sealed header row.
+    ///
+    /// # Errors
+    /// As [`Vault::init`], and whatever `create` returns.
+    pub fn init_with(
+        passphrase: &Passphrase,
+        opts: &InitOptions,
+        create: impl FnOnce(&VaultRow) -> Result<Box<dyn Backend>>,
+    ) -> Result<Vault> {
         opts.kdf.validate()?;
         let inbox_domain = names::validate_inbox_domain(&opts.inbox_domain)?;
         let vault_uuid = Uuid::new_v4();
@@ -126,57 +63,74 @@ impl Vault {
             kdf_params: &opts.kdf.encode(),
             salt: &salt,
         };
-        let wrapped = envelope::seal(&kek, &ctx, root_key.expose())?;
         let header = VaultRow {
             vault_id: vault_uuid.to_string(),
             kdf_memory_kib: opts.kdf.memory_kib,
             kdf_iterations: opts.kdf.iterations,
             kdf_parallelism: opts.kdf.parallelism,
             kdf_salt: salt.to_vec(),
-            wrapped_root_key: wrapped,
+            wrapped_root_key: envelope::seal(&kek, &ctx, root_key.expose())?,
             inbox_domain,
-            created_dt: now_rfc3339(),
+            created_dt: now_rfc3339()?,
         };
-        let store = Store::create(path, &header)?;
+        let backend = create(&header)?;
         Ok(Vault {
-            store,
-            header,
-            vault_id: *vault_uuid.as_bytes(),
+            state: VaultState {
+                backend,
+                header,
+                vault_id: *vault_uuid.as_bytes(),
+            },
         })
     }
 
-    /// Opens the vault at `path`.
+    /// Opens the vault file at `path`.
     ///
     /// # Errors
     /// [`Error::NotFound`] if there is none; [`Error::Integrity`] if the file
     /// is damaged.
     pub fn open(path: &Path) -> Result<Vault> {
-        let store = Store::open(path)?;
-        let header = store.read(|tx| tx.vault())?;
+        Vault::with_backend(Box::new(SqliteBackend::open(path)?))
+    }
+
+    /// Opens the vault whose rows `backend` holds.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if its header is missing or malformed.
+    pub fn with_backend(backend: Box<dyn Backend>) -> Result<Vault> {
+        let header = backend.header()?;
         let vault_id = uuid_bytes(&header.vault_id)?;
         Ok(Vault {
-            store,
-            header,
-            vault_id,
+            state: VaultState {
+                backend,
+                header,
+                vault_id,
+            },
         })
     }
 
-    pub(crate) fn kdf_params(&self) -> KdfParams {
+    #[cfg(test)]
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        self.state.backend.as_ref()
+    }
+
+    fn kdf_params(&self) -> KdfParams {
+        let h = &self.state.header;
         KdfParams {
-            memory_kib: self.header.kdf_memory_kib,
-            iterations: self.header.kdf_iterations,
-            parallelism: self.header.kdf_parallelism,
+            memory_kib: h.kdf_memory_kib,
+            iterations: h.kdf_iterations,
+            parallelism: h.kdf_parallelism,
         }
     }
 
     /// Public facts about the vault.
     pub fn info(&self) -> VaultInfo {
+        let h = &self.state.header;
         VaultInfo {
-            path: self.store.path().to_path_buf(),
-            vault_id: self.header.vault_id.clone(),
-            inbox_domain: self.header.inbox_domain.clone(),
+            location: self.state.backend.location(),
+            vault_id: h.vault_id.clone(),
+            inbox_domain: h.inbox_domain.clone(),
             kdf: self.kdf_params(),
-            created_dt: self.header.created_dt.clone(),
+            created_dt: h.created_dt.clone(),
         }
     }
 
@@ -186,8 +140,9 @@ impl Vault {
     /// Storage errors only.
     pub fn identities(&self) -> Result<Vec<Identity>> {
         Ok(self
-            .store
-            .read(|tx| tx.identities())?
+            .state
+            .backend
+            .identities()?
             .iter()
             .map(Identity::from)
             .collect())
@@ -198,9 +153,22 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn find_identity(&self, selector: &str) -> Result<Identity> {
-        self.store
-            .read(|tx| find_identity_row(tx, selector))
-            .map(|r| Identity::from(&r))
+        find_identity_row(self.state.backend.as_ref(), selector).map(|r| Identity::from(&r))
+    }
+
+    /// The grants of an identity (public information).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is no such identity.
+    pub fn grants(&self, selector: &str) -> Result<Vec<GrantInfo>> {
+        let row = find_identity_row(self.state.backend.as_ref(), selector)?;
+        Ok(self
+            .state
+            .backend
+            .grants(&row.uuid)?
+            .iter()
+            .map(GrantInfo::from)
+            .collect())
     }
 
     /// Unlocks the vault with its passphrase (one Argon2id derivation).
@@ -213,156 +181,74 @@ impl Vault {
         params
             .validate()
             .map_err(|_| Error::Integrity("the vault's KDF parameters are out of range".into()))?;
-        let kek = derive_kek(passphrase, &self.header.kdf_salt, &params)?;
+        let h = &self.state.header;
+        let kek = derive_kek(passphrase, &h.kdf_salt, &params)?;
         let ctx = SealContext::RootKey {
-            vault_id: &self.vault_id,
+            vault_id: &self.state.vault_id,
             kdf_params: &params.encode(),
-            salt: &self.header.kdf_salt,
+            salt: &h.kdf_salt,
         };
-        let rk = envelope::open(&kek, &ctx, &self.header.wrapped_root_key)
+        let rk = envelope::open(&kek, &ctx, &h.wrapped_root_key)
             .and_then(|pt| SecretKey::from_slice(&pt))
             .ok_or(Error::WrongPassphrase)?;
-        Ok(Unlocked {
-            vault: self,
-            root_key: rk,
-            session_id: None,
-        })
+        Ok(Unlocked::new(&self.state, rk, None))
     }
-}
 
-pub(crate) fn find_identity_row(tx: &Tx<'_>, selector: &str) -> Result<IdentityRow> {
-    let by_uuid = match Uuid::try_parse(selector) {
-        Ok(u) => tx.identity_by_uuid(&u.to_string())?,
-        Err(_) => None,
-    };
-    match by_uuid {
-        Some(r) => Ok(r),
-        None => tx
-            .identity_by_name(selector)?
-            .ok_or_else(|| Error::NotFound(format!("no identity named {selector:?}"))),
-    }
-}
-
-/// An unlocked vault: holds the root key.
-pub struct Unlocked<'v> {
-    pub(crate) vault: &'v Vault,
-    pub(crate) root_key: SecretKey,
-    /// The session this vault was unlocked with, if not the passphrase.
-    pub(crate) session_id: Option<[u8; 16]>,
-}
-
-impl std::fmt::Debug for Unlocked<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Unlocked")
-            .field("vault", self.vault)
-            .finish_non_exhaustive()
-    }
-}
-
-fn identity_ctx<'a>(
-    vault_id: &'a [u8; 16],
-    id: &'a [u8; 16],
-    row: &'a IdentityRow,
-) -> SealContext<'a> {
-    SealContext::IdentityKey {
-        vault_id,
-        identity_id: id,
-        epoch: row.key_epoch,
-        name: &row.name,
-        inbox: &row.inbox,
-        phone: row.phone.as_deref().unwrap_or(""),
-    }
-}
-
-impl<'v> Unlocked<'v> {
-    /// Creates an identity with a fresh random identity key.
+    /// Unlocks with a session token: no key derivation.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a bad name, email or phone;
-    /// [`Error::Conflict`] if the name or inbox is taken.
-    pub fn create_identity(&self, new: &NewIdentity) -> Result<Identity> {
-        names::validate_identity_name(&new.name)?;
-        let inbox = match &new.email {
-            Some(e) => names::validate_email(e)?,
-            None => format!(
-                "{}@{}",
-                new.name.to_ascii_lowercase(),
-                self.vault.header.inbox_domain
-            ),
-        };
-        let phone = new
-            .phone
-            .as_deref()
-            .map(names::normalize_phone)
-            .transpose()?;
-        let uuid = Uuid::new_v4();
-        let mut row = IdentityRow {
-            uuid: uuid.to_string(),
-            name: new.name.clone(),
-            inbox,
-            phone,
-            created_dt: now_rfc3339(),
-            key_epoch: 1,
-            wrapped_key: Vec::new(),
-        };
-        let ik = SecretKey::random()?;
-        row.wrapped_key = self.wrap_identity_key(&row, &ik)?;
-        self.vault.store.write(|tx| tx.insert_identity(&row))?;
-        Ok(Identity::from(&row))
-    }
-
-    /// Deletes an identity, its key and every one of its records.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if there is no such identity.
-    pub fn delete_identity(&self, selector: &str) -> Result<Identity> {
-        self.vault.store.write(|tx| {
-            let row = find_identity_row(tx, selector)?;
-            tx.delete_identity(&row.uuid)?;
-            Ok(Identity::from(&row))
-        })
-    }
-
-    /// Seals an identity key under the root key, bound to the row's uuid,
-    /// epoch and routing metadata.
-    pub(crate) fn wrap_identity_key(&self, row: &IdentityRow, ik: &SecretKey) -> Result<Vec<u8>> {
-        let id = uuid_bytes(&row.uuid)?;
-        envelope::seal(
-            &self.root_key,
-            &identity_ctx(&self.vault.vault_id, &id, row),
-            ik.expose(),
-        )
-    }
-
-    /// Unwraps a row's identity key under the root key.
-    pub(crate) fn identity_key(&self, row: &IdentityRow) -> Result<SecretKey> {
-        let id = uuid_bytes(&row.uuid)?;
-        envelope::open(
-            &self.root_key,
-            &identity_ctx(&self.vault.vault_id, &id, row),
-            &row.wrapped_key,
-        )
-        .and_then(|pt| SecretKey::from_slice(&pt))
-        .ok_or_else(|| Error::tampered(format!("the key of identity {:?}", row.name)))
-    }
-
-    /// Opens an identity's records with its key, unwrapped under the root key.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] if the identity is gone; [`Error::Integrity`] if
-    /// its wrapped key or metadata was altered.
-    pub fn open_identity(&self, identity: &Identity) -> Result<IdentityVault<'v>> {
+    /// [`Error::Locked`] if the session is unknown, revoked, expired, from
+    /// another vault, or the token does not open it.
+    pub fn unlock_with_session(&self, token: &SessionToken) -> Result<Unlocked<'_>> {
         let row = self
-            .vault
-            .store
-            .read(|tx| tx.identity_by_uuid(&identity.uuid))?
-            .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))?;
-        let ik = self.identity_key(&row)?;
-        Ok(IdentityVault {
-            store: &self.vault.store,
-            identity: Identity::from(&row),
-            sealer: RecordSealer::new(self.vault.vault_id, &row.uuid, row.key_epoch, &ik)?,
+            .state
+            .backend
+            .session(&token.id_text())?
+            .ok_or_else(|| {
+                Error::Locked(
+                    "the session is not valid (revoked, expired, or for another vault)".into(),
+                )
+            })?;
+        if row.expires_at <= unix_now()? {
+            return Err(Error::Locked(format!(
+                "the session expired at {}",
+                rfc3339(row.expires_at)
+            )));
+        }
+        let ctx = SealContext::Session {
+            vault_id: &self.state.vault_id,
+            session_id: &token.id,
+            expires_at: row.expires_at,
+        };
+        let rk = envelope::open(&token.key, &ctx, &row.wrapped_root_key)
+            .and_then(|pt| SecretKey::from_slice(&pt))
+            .ok_or_else(|| Error::Locked("the session token was refused".into()))?;
+        Ok(Unlocked::new(&self.state, rk, Some(token.id)))
+    }
+
+    /// Opens the vault with a credential.
+    ///
+    /// # Errors
+    /// [`Error::WrongPassphrase`] or [`Error::Locked`] when refused.
+    pub fn access(&self, credential: &Credential) -> Result<Access<'_>> {
+        Ok(match credential {
+            Credential::Passphrase(p) => Access::owner_access(self.unlock(p)?),
+            Credential::Session(t) => Access::owner_access(self.unlock_with_session(t)?),
+            Credential::Agent(k) => Access::agent_access(&self.state, k.clone()),
         })
+    }
+
+    /// Opens an identity with an agent key through the identity's grant.
+    ///
+    /// # Errors
+    /// [`Error::Denied`] if the agent has no current grant for it;
+    /// [`Error::Integrity`] if the grant was tampered with.
+    pub fn open_identity_as_agent(
+        &self,
+        key: &AgentSecretKey,
+        identity: &Identity,
+    ) -> Result<IdentityVault<'_>> {
+        access::open_as_agent(&self.state, key, identity)
     }
 }
 
@@ -395,6 +281,7 @@ pub(crate) mod test_support {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NewIdentity;
     use crate::records::NewPassword;
     use crate::secret::SecretString;
 

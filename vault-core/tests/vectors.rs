@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use vault_core::fuzz_entry::{CHECKS, TARGETS};
-use vault_core::{SealContext, SecretKey, TotpAlgorithm, TotpParams};
+use vault_core::hazmat::{SealContext, key_from_bytes, pad, seal_with_nonce};
+use vault_core::{TotpAlgorithm, TotpParams};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -131,7 +132,7 @@ fn kat_totp_and_hotp() {
 #[test]
 fn kat_envelope_and_key_wrap() {
     let v = json("envelope_record_golden.json");
-    let key = SecretKey::from_bytes(hex32(&v["key"]));
+    let key = key_from_bytes(hex32(&v["key"]));
     let (vault_id, identity_id, record_id) = (
         hex16(&v["vault_id"]),
         hex16(&v["identity_id"]),
@@ -144,12 +145,12 @@ fn kat_envelope_and_key_wrap() {
         record_id: &record_id,
         epoch: u32::try_from(v["epoch"].as_u64().unwrap()).unwrap(),
     };
-    let padded = vault_core::pad(v["plaintext"].as_str().unwrap().as_bytes()).unwrap();
-    let env = vault_core::seal_with_nonce(&key, &nonce(&v["nonce"]), &ctx, &padded).unwrap();
+    let padded = pad(v["plaintext"].as_str().unwrap().as_bytes()).unwrap();
+    let env = seal_with_nonce(&key, &nonce(&v["nonce"]), &ctx, &padded).unwrap();
     assert_eq!(hex::encode(&env), v["envelope"].as_str().unwrap());
 
     let w = json("identity_key_wrap_golden.json");
-    let rk = SecretKey::from_bytes(hex32(&w["root_key"]));
+    let rk = key_from_bytes(hex32(&w["root_key"]));
     let (vault_id, identity_id) = (hex16(&w["vault_id"]), hex16(&w["identity_id"]));
     let ctx = SealContext::IdentityKey {
         vault_id: &vault_id,
@@ -159,8 +160,6 @@ fn kat_envelope_and_key_wrap() {
         inbox: w["inbox"].as_str().unwrap(),
         phone: w["phone"].as_str().unwrap(),
     };
-    let env =
-        vault_core::seal_with_nonce(&rk, &nonce(&w["nonce"]), &ctx, &hex32(&w["identity_key"]))
-            .unwrap();
+    let env = seal_with_nonce(&rk, &nonce(&w["nonce"]), &ctx, &hex32(&w["identity_key"])).unwrap();
     assert_eq!(hex::encode(&env), w["envelope"].as_str().unwrap());
 }

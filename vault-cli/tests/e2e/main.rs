@@ -6,7 +6,6 @@ mod at_rest;
 mod common;
 mod errors;
 mod identities;
-mod independent;
 mod parallel;
 mod passwords;
 mod secrets;

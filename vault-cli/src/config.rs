@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use vault_core::{Error, Result, ensure_private_dir};
 
 /// Name of the per-directory folder holding a local config.
 pub const LOCAL_DIR: &str = ".ravi";
@@ -20,6 +20,17 @@ pub const LOCAL_DIR: &str = ".ravi";
 pub const CONFIG_FILE: &str = "config.json";
 /// Largest config file ravi reads.
 const MAX_CONFIG_LEN: u64 = 64 * 1024;
+
+fn invalid(msg: impl std::fmt::Display) -> Error {
+    Error::InvalidInput(msg.to_string())
+}
+
+fn io_error(context: impl std::fmt::Display, source: std::io::Error) -> Error {
+    Error::Io {
+        context: context.to_string(),
+        source,
+    }
+}
 
 /// The identity selection stored in a config file.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +59,7 @@ impl IdentityConfig {
     /// this shape.
     pub fn parse(bytes: &[u8], origin: &Path) -> Result<Self> {
         let bad = |e: &dyn std::fmt::Display| {
-            Error::invalid(format!(
+            invalid(format!(
                 "{} is not a valid ravi config: {e}",
                 origin.display()
             ))
@@ -86,13 +97,13 @@ pub fn read_config(path: &Path) -> Result<Option<IdentityConfig>> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(format!("cannot read {}", path.display()), e)),
+        Err(e) => return Err(io_error(format!("cannot read {}", path.display()), e)),
     };
     if meta.len() > MAX_CONFIG_LEN {
-        return Err(Error::invalid(format!("{} is too large", path.display())));
+        return Err(invalid(format!("{} is too large", path.display())));
     }
     let bytes =
-        fs::read(path).map_err(|e| Error::io(format!("cannot read {}", path.display()), e))?;
+        fs::read(path).map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
     IdentityConfig::parse(&bytes, path).map(Some)
 }
 
@@ -134,25 +145,6 @@ pub fn resolve_identity(
     Ok(Selection::None)
 }
 
-/// Creates a directory (and its parents) with mode 0700 if it is missing.
-///
-/// # Errors
-/// [`Error::Io`] if it cannot be created.
-pub fn ensure_private_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut b = fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(dir)
-        .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))
-}
-
 /// Writes a config file atomically: a uniquely named temporary file in the
 /// same directory (0600), fsynced, then renamed over the target.
 ///
@@ -163,10 +155,9 @@ pub fn write_config(path: &Path, cfg: &IdentityConfig) -> Result<()> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let io = |e| Error::io(format!("cannot write {}", path.display()), e);
+    let io = |e| io_error(format!("cannot write {}", path.display()), e);
     ensure_private_dir(dir)?;
-    let mut json = serde_json::to_vec_pretty(cfg)
-        .map_err(|e| Error::Storage(format!("cannot encode config: {e}")))?;
+    let mut json = serde_json::to_vec_pretty(cfg).map_err(Error::Encoding)?;
     json.push(b'\n');
     let mut tmp = tempfile::Builder::new()
         .prefix(".config.json.")
@@ -182,9 +173,55 @@ pub fn write_config(path: &Path, cfg: &IdentityConfig) -> Result<()> {
     Ok(())
 }
 
+/// Fuzz entry point: parses arbitrary bytes as a `config.json`; must
+/// return normally for every input.
+#[doc(hidden)]
+pub fn fuzz_config_json(data: &[u8]) -> bool {
+    IdentityConfig::parse(data, Path::new("fuzz")).is_ok_and(|c| {
+        let _ = c.selector();
+        true
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, fs::read(e.path()).unwrap())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// `tests/data/config_json/ok_*` parse, `fail_*` do not, and the fuzz
+    /// corpus (which holds every `fail_` vector) replays without a panic.
+    #[test]
+    fn vectors_and_corpus() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let vectors = files(&root.join("tests/data/config_json"));
+        let corpus = files(&root.join("fuzz/corpus/config_json"));
+        assert!(vectors.len() >= 4 && !corpus.is_empty());
+        for (name, bytes) in &vectors {
+            let ok = fuzz_config_json(bytes);
+            assert_eq!(ok, name.starts_with("ok_"), "{name}");
+            if name.starts_with("fail_") {
+                assert!(
+                    corpus.contains(&(name.clone(), bytes.clone())),
+                    "{name} not in corpus"
+                );
+            }
+        }
+        for (_, bytes) in &corpus {
+            fuzz_config_json(bytes);
+        }
+    }
 
     fn cfg(uuid: &str) -> IdentityConfig {
         IdentityConfig {
@@ -239,6 +276,6 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         fs::write(root.path().join(CONFIG_FILE), b"{not json").unwrap();
         let err = resolve_identity(None, root.path(), root.path(), None).unwrap_err();
-        assert_eq!(err.class(), crate::ErrorClass::InvalidInput);
+        assert_eq!(err.class(), vault_core::ErrorClass::InvalidInput);
     }
 }

@@ -1,8 +1,7 @@
-//! Helpers: a built `ravi` binary and a throwaway vault environment.
+//! Helpers: the `ravi` binary cargo built and a throwaway vault environment.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -16,33 +15,9 @@ pub const EXIT_CONFLICT: i32 = 6;
 
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
-/// Builds `ravi` once (with the same cargo that runs the tests) and returns
-/// its path, so the tests always exercise the current source.
+/// The `ravi` binary cargo built for these tests.
 pub fn ravi_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "vault-cli",
-                "--bin",
-                "ravi",
-                "--message-format=json",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "building ravi failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
-            .next_back()
-            .expect("cargo reports the ravi executable")
-    })
+    Path::new(env!("CARGO_BIN_EXE_ravi"))
 }
 
 /// A temporary home, config directory, vault path and work directory.

@@ -1,0 +1,65 @@
+//! End-to-end tests that need a tool outside Rust: oathtool, the
+//! independent Python reader, util-linux `script`. A test whose tool is
+//! missing is reported as *ignored* with the reason in its name (and on
+//! stdout), never as passed; with `CI` set, a missing tool fails the test.
+//! `.ci/run` installs every tool and lists ignored tests, which must be none.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code)]
+#[path = "../e2e/common.rs"]
+mod common;
+mod independent;
+mod oathtool;
+mod terminal;
+
+use libtest_mimic::{Arguments, Failed, Trial};
+
+fn runs(program: &str, arg: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(arg)
+        .output()
+        .is_ok()
+}
+
+/// A test that needs a tool: run it when the tool is there; otherwise fail
+/// under CI and be ignored (skipped, with the reason) elsewhere.
+fn needs(name: &str, present: bool, missing: &str, test: fn()) -> Trial {
+    let in_ci = std::env::var_os("CI").is_some();
+    if present {
+        return Trial::test(name, move || {
+            test();
+            Ok(())
+        });
+    }
+    if in_ci {
+        let msg = format!("{missing}: required in CI (.ci/run installs it)");
+        return Trial::test(name, move || Err(Failed::from(msg)));
+    }
+    println!("skipped: {name}: {missing}");
+    Trial::test(format!("{name} [skipped: {missing}]"), || Ok(())).with_ignored_flag(true)
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let trials = vec![
+        needs(
+            "cross_check_with_oathtool",
+            runs("oathtool", "--version"),
+            "oathtool is not installed (apt-get install oathtool)",
+            oathtool::cross_check_with_oathtool,
+        ),
+        needs(
+            "python_reader_opens_a_ravi_vault",
+            std::env::var_os("RAVI_INDEPENDENT_PYTHON").is_some(),
+            "RAVI_INDEPENDENT_PYTHON is not set (see .ci/run)",
+            independent::python_reader_opens_a_ravi_vault,
+        ),
+        needs(
+            "passphrase_prompt_on_a_terminal",
+            runs("script", "--version"),
+            "util-linux `script` is not installed",
+            terminal::passphrase_prompt_on_a_terminal,
+        ),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}

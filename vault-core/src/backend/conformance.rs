@@ -1,0 +1,514 @@
+//! The backend conformance suite, written once and run against every
+//! backend (see the `tests` module of each backend): reads, every
+//! precondition, atomicity of rejected and failed batches, and
+//! serialisation of concurrent conflicting commits.
+#![allow(clippy::unwrap_used)]
+
+use super::{
+    Backend, Batch, CommitError, Conflict, GrantRow, IdentityRow, Precondition, RecordQuery,
+    RecordRow, SessionRow, VaultRow, Write,
+};
+
+/// Opens handles on one store: each call is a new handle (a new connection
+/// for a file), as separate processes would have.
+pub(crate) trait Harness: Sync {
+    fn open(&self) -> Box<dyn Backend + Send>;
+}
+
+pub(crate) fn header() -> VaultRow {
+    VaultRow {
+        vault_id: "00000000-0000-4000-8000-000000000001".into(),
+        kdf_memory_kib: 1024,
+        kdf_iterations: 1,
+        kdf_parallelism: 1,
+        kdf_salt: vec![1; 16],
+        wrapped_root_key: vec![2; 72],
+        inbox_domain: "example.com".into(),
+        created_dt: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+fn identity(uuid: &str, name: &str) -> IdentityRow {
+    IdentityRow {
+        uuid: uuid.into(),
+        name: name.into(),
+        inbox: format!("{}@example.com", name.to_ascii_lowercase()),
+        phone: None,
+        created_dt: format!("2026-01-01T00:00:0{}Z", uuid.len() % 10),
+        key_epoch: 1,
+        wrapped_key: vec![3; 72],
+    }
+}
+
+fn record(uuid: &str, identity: &str, kind: u8, index: u8) -> RecordRow {
+    RecordRow {
+        uuid: uuid.into(),
+        identity_uuid: identity.into(),
+        kind,
+        blind_index: vec![index; 32],
+        key_epoch: 1,
+        ciphertext: format!("ct-{uuid}").into_bytes(),
+    }
+}
+
+fn grant(uuid: &str, identity: &str, recipient: u8) -> GrantRow {
+    GrantRow {
+        uuid: uuid.into(),
+        identity_uuid: identity.into(),
+        recipient: vec![recipient; 32],
+        label: Some("l".into()),
+        key_epoch: 1,
+        ephemeral_public: vec![5; 32],
+        wrapped_key: vec![6; 72],
+        created_dt: format!("2026-01-01T00:00:0{recipient}Z"),
+    }
+}
+
+fn batch(pre: Vec<Precondition>, writes: Vec<Write>) -> Batch {
+    Batch {
+        preconditions: pre,
+        writes,
+    }
+}
+
+fn conflict(r: Result<super::Changes, CommitError>) -> Conflict {
+    match r {
+        Err(CommitError::Conflict(c)) => c,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// Everything a test can observe of the store, for before/after checks.
+fn snapshot(b: &dyn Backend) -> String {
+    let mut s = format!("{:?}\n", b.header().unwrap());
+    for i in b.identities().unwrap() {
+        s += &format!("{i:?}\n{:?}\n", b.grants(&i.uuid).unwrap());
+        s += &format!(
+            "{:?}\n",
+            b.records(&i.uuid, &RecordQuery::default()).unwrap()
+        );
+    }
+    s
+}
+
+/// Two identities with a few records and a grant.
+fn seed(b: &dyn Backend) {
+    b.commit(&batch(
+        vec![],
+        vec![
+            Write::InsertIdentity(identity("i1", "Alice")),
+            Write::InsertIdentity(identity("i2", "bob")),
+            Write::InsertRecord(record("r1", "i1", 2, 1)),
+            Write::InsertRecord(record("r2", "i1", 2, 2)),
+            Write::InsertRecord(record("r3", "i1", 1, 3)),
+            Write::InsertRecord(record("r4", "i1", 1, 3)),
+            Write::InsertRecord(record("r5", "i2", 2, 1)),
+            Write::InsertGrant(grant("g1", "i1", 9)),
+        ],
+    ))
+    .unwrap();
+}
+
+/// One case of the suite, on a fresh store.
+type Case = fn(&dyn Harness);
+
+pub(crate) fn run_all<H: Harness>(make: &dyn Fn() -> H) {
+    let cases: &[(&str, Case)] = &[
+        ("reads", reads),
+        ("uniqueness", uniqueness),
+        ("preconditions", preconditions),
+        (
+            "rejected_batch_applies_nothing",
+            rejected_batch_applies_nothing,
+        ),
+        (
+            "injected_failure_applies_nothing",
+            injected_failure_applies_nothing,
+        ),
+        ("cascade_and_sessions", cascade_and_sessions),
+        (
+            "concurrent_conflicting_commits",
+            concurrent_conflicting_commits,
+        ),
+    ];
+    for (name, case) in cases {
+        eprintln!("conformance: {name}");
+        case(&make());
+    }
+}
+
+fn reads(h: &dyn Harness) {
+    let b = h.open();
+    assert_eq!(b.header().unwrap(), header());
+    seed(b.as_ref());
+    let b2 = h.open();
+    assert_eq!(b2.identity("i1").unwrap().unwrap().name, "Alice");
+    assert_eq!(b2.identity_by_name("ALICE").unwrap().unwrap().uuid, "i1");
+    assert!(b2.identity("nope").unwrap().is_none());
+    assert_eq!(b2.identities().unwrap().len(), 2);
+    assert_eq!(
+        b2.record("i1", 2, "r1").unwrap().unwrap(),
+        record("r1", "i1", 2, 1)
+    );
+    assert!(
+        b2.record("i1", 1, "r1").unwrap().is_none(),
+        "kind is checked"
+    );
+    assert!(
+        b2.record("i2", 2, "r1").unwrap().is_none(),
+        "identity is checked"
+    );
+    let by_index = b2.records_by_index("i1", 1, &[3; 32]).unwrap();
+    assert_eq!(
+        by_index.iter().map(|r| r.uuid.as_str()).collect::<Vec<_>>(),
+        ["r3", "r4"]
+    );
+    let all = b2.records("i1", &RecordQuery::default()).unwrap();
+    assert_eq!(all.len(), 4);
+    let secrets = RecordQuery {
+        kind: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(b2.records("i1", &secrets).unwrap().len(), 2);
+    // Paging visits every record once, in uuid order.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = b2
+            .records(
+                "i1",
+                &RecordQuery {
+                    kind: None,
+                    after: after.clone(),
+                    limit: Some(3),
+                },
+            )
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.uuid.clone());
+        seen.extend(page.into_iter().map(|r| r.uuid));
+    }
+    assert_eq!(seen, ["r1", "r2", "r3", "r4"]);
+    assert_eq!(b2.grants("i1").unwrap(), [grant("g1", "i1", 9)]);
+    assert!(b2.grant_for("i1", &[9; 32]).unwrap().is_some());
+    assert!(b2.grant_for("i2", &[9; 32]).unwrap().is_none());
+}
+
+fn uniqueness(h: &dyn Harness) {
+    let b = h.open();
+    seed(b.as_ref());
+    let dup_name = identity("i3", "ALICE");
+    assert_eq!(
+        conflict(b.commit(&batch(vec![], vec![Write::InsertIdentity(dup_name)]))),
+        Conflict::Duplicate(0)
+    );
+    // A unique kind's name is taken; passwords (kind 1) may share a name.
+    assert_eq!(
+        conflict(b.commit(&batch(
+            vec![],
+            vec![
+                Write::InsertRecord(record("r6", "i1", 1, 3)),
+                Write::InsertRecord(record("r7", "i1", 2, 1)),
+            ]
+        ))),
+        Conflict::Duplicate(1)
+    );
+    assert_eq!(
+        conflict(b.commit(&batch(
+            vec![],
+            vec![Write::InsertGrant(grant("g2", "i1", 9))]
+        ))),
+        Conflict::Duplicate(0)
+    );
+    assert_eq!(
+        conflict(b.commit(&batch(
+            vec![],
+            vec![Write::UpdateRecord(record("nope", "i1", 2, 7))]
+        ))),
+        Conflict::Missing(0)
+    );
+    assert_eq!(
+        conflict(b.commit(&batch(
+            vec![],
+            vec![Write::InsertRecord(record("r9", "ghost", 2, 7))]
+        ))),
+        Conflict::Missing(0)
+    );
+    // Renaming a record onto a taken name is a duplicate too.
+    assert_eq!(
+        conflict(b.commit(&batch(
+            vec![],
+            vec![Write::UpdateRecord(record("r2", "i1", 2, 1))]
+        ))),
+        Conflict::Duplicate(0)
+    );
+}
+
+fn preconditions(h: &dyn Harness) {
+    let b = h.open();
+    seed(b.as_ref());
+    let r1 = record("r1", "i1", 2, 1);
+    let cases: Vec<(Precondition, bool)> = vec![
+        (Precondition::HeaderKey(vec![2; 72]), true),
+        (Precondition::HeaderKey(vec![0; 72]), false),
+        (
+            Precondition::IdentityEpoch {
+                identity_uuid: "i1".into(),
+                key_epoch: 1,
+            },
+            true,
+        ),
+        (
+            Precondition::IdentityEpoch {
+                identity_uuid: "i1".into(),
+                key_epoch: 2,
+            },
+            false,
+        ),
+        (
+            Precondition::IdentityEpoch {
+                identity_uuid: "ghost".into(),
+                key_epoch: 1,
+            },
+            false,
+        ),
+        (
+            Precondition::RecordUnchanged {
+                uuid: "r1".into(),
+                ciphertext: r1.ciphertext.clone(),
+            },
+            true,
+        ),
+        (
+            Precondition::RecordUnchanged {
+                uuid: "r1".into(),
+                ciphertext: b"other".to_vec(),
+            },
+            false,
+        ),
+        (
+            Precondition::NameFree {
+                identity_uuid: "i1".into(),
+                kind: 2,
+                blind_index: vec![7; 32],
+            },
+            true,
+        ),
+        (
+            Precondition::NameFree {
+                identity_uuid: "i1".into(),
+                kind: 2,
+                blind_index: vec![1; 32],
+            },
+            false,
+        ),
+        (
+            Precondition::RecordCount {
+                identity_uuid: "i1".into(),
+                count: 4,
+            },
+            true,
+        ),
+        (
+            Precondition::RecordCount {
+                identity_uuid: "i1".into(),
+                count: 3,
+            },
+            false,
+        ),
+    ];
+    for (p, expected) in cases {
+        let got = b.commit(&batch(vec![p.clone()], vec![]));
+        match (expected, got) {
+            (true, Ok(_)) => {}
+            (false, Err(CommitError::Conflict(Conflict::Precondition(0)))) => {}
+            (e, g) => panic!("{p:?}: expected holds={e}, got {g:?}"),
+        }
+    }
+    // A header change guarded by the header's key.
+    let mut new_header = header();
+    new_header.wrapped_root_key = vec![8; 72];
+    new_header.kdf_salt = vec![9; 16];
+    let change = batch(
+        vec![Precondition::HeaderKey(vec![2; 72])],
+        vec![Write::SetHeaderKey(new_header.clone())],
+    );
+    b.commit(&change).unwrap();
+    assert_eq!(h.open().header().unwrap(), new_header);
+    assert_eq!(conflict(b.commit(&change)), Conflict::Precondition(0));
+}
+
+fn rejected_batch_applies_nothing(h: &dyn Harness) {
+    let b = h.open();
+    seed(b.as_ref());
+    let before = snapshot(b.as_ref());
+    let writes = vec![
+        Write::InsertIdentity(identity("i3", "carol")),
+        Write::InsertRecord(record("r8", "i3", 2, 1)),
+        Write::DeleteRecord {
+            identity_uuid: "i1".into(),
+            kind: 2,
+            uuid: "r1".into(),
+        },
+        Write::SetIdentityKey {
+            uuid: "i1".into(),
+            key_epoch: 2,
+            wrapped_key: vec![4; 72],
+        },
+    ];
+    // The last precondition fails: nothing is written.
+    let pre = vec![
+        Precondition::IdentityEpoch {
+            identity_uuid: "i1".into(),
+            key_epoch: 1,
+        },
+        Precondition::RecordCount {
+            identity_uuid: "i1".into(),
+            count: 99,
+        },
+    ];
+    assert_eq!(
+        conflict(b.commit(&batch(pre, writes.clone()))),
+        Conflict::Precondition(1)
+    );
+    assert_eq!(snapshot(h.open().as_ref()), before);
+    // A write that conflicts late undoes the earlier writes.
+    let mut late = writes;
+    late.push(Write::InsertRecord(record("r9", "i2", 2, 1)));
+    assert_eq!(
+        conflict(b.commit(&batch(vec![], late))),
+        Conflict::Duplicate(4)
+    );
+    assert_eq!(snapshot(h.open().as_ref()), before);
+}
+
+fn injected_failure_applies_nothing(h: &dyn Harness) {
+    let b = h.open();
+    seed(b.as_ref());
+    let before = snapshot(b.as_ref());
+    super::FAIL_AFTER_WRITES.with(|f| f.set(Some(2)));
+    let r = b.commit(&batch(
+        vec![],
+        vec![
+            Write::UpdateRecord(RecordRow {
+                ciphertext: b"new".to_vec(),
+                ..record("r1", "i1", 2, 1)
+            }),
+            Write::DeleteIdentity("i2".into()),
+            Write::InsertRecord(record("r8", "i1", 2, 8)),
+        ],
+    ));
+    super::FAIL_AFTER_WRITES.with(|f| f.set(None));
+    assert!(matches!(r, Err(CommitError::Failed(_))), "{r:?}");
+    assert_eq!(snapshot(h.open().as_ref()), before);
+    // The store still works afterwards.
+    b.commit(&batch(
+        vec![],
+        vec![Write::InsertRecord(record("r8", "i1", 2, 8))],
+    ))
+    .unwrap();
+}
+
+fn cascade_and_sessions(h: &dyn Harness) {
+    let b = h.open();
+    seed(b.as_ref());
+    let changes = b
+        .commit(&batch(
+            vec![],
+            vec![
+                Write::DeleteIdentity("i1".into()),
+                Write::DeleteIdentity("i1".into()),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(changes, [1, 0]);
+    assert!(b.records("i1", &RecordQuery::default()).unwrap().is_empty());
+    assert!(b.grants("i1").unwrap().is_empty());
+    assert_eq!(b.records("i2", &RecordQuery::default()).unwrap().len(), 1);
+    let session = |id: &str, expires_at| SessionRow {
+        session_id: id.into(),
+        expires_at,
+        created_dt: "t".into(),
+        wrapped_root_key: vec![1; 72],
+    };
+    b.commit(&batch(
+        vec![],
+        vec![
+            Write::InsertSession(session("s1", 100)),
+            Write::InsertSession(session("s2", 200)),
+            Write::InsertSession(session("s3", 300)),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(h.open().session("s2").unwrap().unwrap(), session("s2", 200));
+    let changes = b
+        .commit(&batch(
+            vec![],
+            vec![
+                Write::DeleteExpiredSessions(100),
+                Write::DeleteSessions(Some("s2".into())),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(changes, [1, 1]);
+    assert!(b.session("s1").unwrap().is_none());
+    let changes = b
+        .commit(&batch(vec![], vec![Write::DeleteSessions(None)]))
+        .unwrap();
+    assert_eq!(changes, [1]);
+}
+
+/// 8 threads, each with its own handle, increment one counter record by
+/// read-modify-write guarded by `RecordUnchanged`, retrying on conflict:
+/// the final count proves that commits serialise and none is lost.
+fn concurrent_conflicting_commits(h: &dyn Harness) {
+    const THREADS: u64 = 8;
+    const EACH: u64 = 25;
+    let b = h.open();
+    seed(b.as_ref());
+    let counter = |n: u64| RecordRow {
+        ciphertext: n.to_be_bytes().to_vec(),
+        ..record("r1", "i1", 2, 1)
+    };
+    b.commit(&batch(vec![], vec![Write::UpdateRecord(counter(0))]))
+        .unwrap();
+    let conflicts = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            let handle = h.open();
+            let conflicts = &conflicts;
+            s.spawn(move || {
+                for _ in 0..EACH {
+                    loop {
+                        let row = handle.record("i1", 2, "r1").unwrap().unwrap();
+                        let n = u64::from_be_bytes(row.ciphertext.clone().try_into().unwrap());
+                        let r = handle.commit(&batch(
+                            vec![Precondition::RecordUnchanged {
+                                uuid: "r1".into(),
+                                ciphertext: row.ciphertext,
+                            }],
+                            vec![Write::UpdateRecord(counter(n + 1))],
+                        ));
+                        match r {
+                            Ok(_) => break,
+                            Err(CommitError::Conflict(Conflict::Precondition(0))) => {
+                                conflicts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                std::thread::yield_now();
+                            }
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let row = h.open().record("i1", 2, "r1").unwrap().unwrap();
+    assert_eq!(
+        u64::from_be_bytes(row.ciphertext.try_into().unwrap()),
+        THREADS * EACH
+    );
+    eprintln!(
+        "conformance: {} conflicts retried",
+        conflicts.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}

@@ -1,0 +1,372 @@
+//! The storage seam: a [`Backend`] moves sealed rows in and out and knows
+//! nothing of keys or plaintext.
+//!
+//! Reads are single calls. Every write is one [`Batch`]: row writes applied
+//! atomically by [`Backend::commit`] if and only if every [`Precondition`]
+//! holds; otherwise nothing is applied and the commit reports a typed
+//! [`Conflict`]. The layers above never see SQL, connections or driver
+//! errors, so the same rows can live in a SQLite file, in memory, on a
+//! ciphertext-only server or in PostgreSQL.
+
+#[cfg(any(test, feature = "hazmat"))]
+mod memory;
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+#[cfg(any(test, feature = "hazmat"))]
+pub use memory::MemoryBackend;
+pub use sqlite::SqliteBackend;
+
+use crate::error::Error;
+
+/// The vault's header row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VaultRow {
+    /// The vault's uuid, hyphenated.
+    pub vault_id: String,
+    /// Argon2id memory in KiB.
+    pub kdf_memory_kib: u32,
+    /// Argon2id passes.
+    pub kdf_iterations: u32,
+    /// Argon2id lanes.
+    pub kdf_parallelism: u32,
+    /// Argon2id salt.
+    pub kdf_salt: Vec<u8>,
+    /// The root key sealed under the KEK.
+    pub wrapped_root_key: Vec<u8>,
+    /// Domain of newly assigned inbox addresses.
+    pub inbox_domain: String,
+    /// Creation time, RFC 3339.
+    pub created_dt: String,
+}
+
+/// An identity row: clear routing metadata and the wrapped identity key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityRow {
+    /// The identity's uuid, hyphenated.
+    pub uuid: String,
+    /// Unique (ASCII case-insensitive) name.
+    pub name: String,
+    /// Unique (ASCII case-insensitive) inbox address.
+    pub inbox: String,
+    /// E.164 phone number.
+    pub phone: Option<String>,
+    /// Creation time, RFC 3339.
+    pub created_dt: String,
+    /// Epoch of the current identity key.
+    pub key_epoch: u32,
+    /// The identity key sealed under the root key.
+    pub wrapped_key: Vec<u8>,
+}
+
+/// A record row: ids, kind, blind index, key epoch and ciphertext only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordRow {
+    /// The record's uuid, hyphenated.
+    pub uuid: String,
+    /// Its identity's uuid.
+    pub identity_uuid: String,
+    /// Record kind.
+    pub kind: u8,
+    /// Keyed MAC of the record's normalised name.
+    pub blind_index: Vec<u8>,
+    /// Identity key epoch the record is sealed under.
+    pub key_epoch: u32,
+    /// The sealed record.
+    pub ciphertext: Vec<u8>,
+}
+
+/// A session row: the root key sealed under a session key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    /// The session id (hex).
+    pub session_id: String,
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// Creation time, RFC 3339.
+    pub created_dt: String,
+    /// The root key sealed under the session key.
+    pub wrapped_root_key: Vec<u8>,
+}
+
+/// A grant row: an identity key wrapped to an agent's public key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRow {
+    /// The grant's uuid.
+    pub uuid: String,
+    /// The identity's uuid.
+    pub identity_uuid: String,
+    /// The agent's X25519 public key.
+    pub recipient: Vec<u8>,
+    /// A label for humans.
+    pub label: Option<String>,
+    /// The identity key epoch wrapped.
+    pub key_epoch: u32,
+    /// The ephemeral X25519 public key.
+    pub ephemeral_public: Vec<u8>,
+    /// The identity key sealed under the grant's wrap key.
+    pub wrapped_key: Vec<u8>,
+    /// Creation time, RFC 3339.
+    pub created_dt: String,
+}
+
+/// Which records a [`Backend::records`] call returns: all of an identity's
+/// records (of one kind, or every kind) ordered by uuid, optionally one page
+/// of them: those after a uuid, at most `limit`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordQuery {
+    /// One kind, or every kind.
+    pub kind: Option<u8>,
+    /// Only records whose uuid sorts after this one (the previous page's last).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: Option<usize>,
+}
+
+/// A condition a [`Batch`] needs to hold when it is applied.
+///
+/// A record's ciphertext is its version: every seal draws a fresh random
+/// nonce, so two writes of a record never leave the same bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// The header's wrapped root key is still this one (no concurrent
+    /// passphrase change).
+    HeaderKey(Vec<u8>),
+    /// The identity exists and its key is at this epoch.
+    IdentityEpoch {
+        /// The identity.
+        identity_uuid: String,
+        /// Its expected key epoch.
+        key_epoch: u32,
+    },
+    /// The record exists with exactly this ciphertext (unchanged since read).
+    RecordUnchanged {
+        /// The record.
+        uuid: String,
+        /// Its ciphertext when read.
+        ciphertext: Vec<u8>,
+    },
+    /// No record of this identity and kind has this blind index.
+    NameFree {
+        /// The identity.
+        identity_uuid: String,
+        /// The record kind.
+        kind: u8,
+        /// The blind index of the name.
+        blind_index: Vec<u8>,
+    },
+    /// The identity has exactly this many records, every kind (none was
+    /// added or removed since they were read).
+    RecordCount {
+        /// The identity.
+        identity_uuid: String,
+        /// The expected count.
+        count: u64,
+    },
+}
+
+/// One row write of a [`Batch`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Inserts an identity; its name and inbox must be free.
+    InsertIdentity(IdentityRow),
+    /// Replaces an identity's key epoch and wrapped key.
+    SetIdentityKey {
+        /// The identity.
+        uuid: String,
+        /// Its new key epoch.
+        key_epoch: u32,
+        /// Its key wrapped for the new epoch.
+        wrapped_key: Vec<u8>,
+    },
+    /// Deletes an identity with its records and grants.
+    DeleteIdentity(String),
+    /// Inserts a record; a unique kind's name must be free.
+    InsertRecord(RecordRow),
+    /// Replaces an existing record's blind index, epoch and ciphertext.
+    UpdateRecord(RecordRow),
+    /// Deletes a record.
+    DeleteRecord {
+        /// Its identity.
+        identity_uuid: String,
+        /// Its kind.
+        kind: u8,
+        /// The record.
+        uuid: String,
+    },
+    /// Inserts a grant; an agent has at most one grant per identity.
+    InsertGrant(GrantRow),
+    /// Replaces an existing grant's epoch, ephemeral key and wrapped key.
+    UpdateGrant(GrantRow),
+    /// Deletes a grant.
+    DeleteGrant(String),
+    /// Inserts a session.
+    InsertSession(SessionRow),
+    /// Deletes one session (`Some`) or every session (`None`).
+    DeleteSessions(Option<String>),
+    /// Deletes the sessions that expired at or before this Unix time.
+    DeleteExpiredSessions(u64),
+    /// Replaces the header's KDF parameters, salt and wrapped root key.
+    SetHeaderKey(VaultRow),
+}
+
+/// Row writes applied together or not at all, guarded by preconditions.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Conditions checked, in order, before anything is written.
+    pub preconditions: Vec<Precondition>,
+    /// Writes applied in order.
+    pub writes: Vec<Write>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds a precondition.
+    pub fn require(&mut self, p: Precondition) -> &mut Self {
+        self.preconditions.push(p);
+        self
+    }
+
+    /// Adds a write.
+    pub fn write(&mut self, w: Write) -> &mut Self {
+        self.writes.push(w);
+        self
+    }
+}
+
+/// Why a batch was not applied although the store works.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// The precondition at this index does not hold.
+    Precondition(usize),
+    /// The write at this index would duplicate a unique identity name or
+    /// inbox, a unique record name, a grant, or a row id.
+    Duplicate(usize),
+    /// The write at this index updates a row that does not exist.
+    Missing(usize),
+}
+
+/// The failure of [`Backend::commit`]. Either way nothing was applied.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// The batch conflicts with the stored state.
+    #[error("the batch conflicts with the store: {0:?}")]
+    Conflict(Conflict),
+    /// The store failed.
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+/// What a commit changed: for each write, how many rows it touched.
+pub type Changes = Vec<usize>;
+
+/// Where a vault's rows live. Implementations must make every
+/// [`Backend::commit`] atomic and serialisable with respect to other
+/// commits and reads, from any number of processes or handles.
+pub trait Backend: std::fmt::Debug {
+    /// Where the rows are, for people (a path or an address).
+    fn location(&self) -> String;
+
+    /// The vault header.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if there is none.
+    fn header(&self) -> crate::Result<VaultRow>;
+
+    /// Every identity, by creation time then name.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn identities(&self) -> crate::Result<Vec<IdentityRow>>;
+
+    /// The identity with this uuid.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn identity(&self, uuid: &str) -> crate::Result<Option<IdentityRow>>;
+
+    /// The identity with this name (ASCII case-insensitive).
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn identity_by_name(&self, name: &str) -> crate::Result<Option<IdentityRow>>;
+
+    /// The grants of an identity, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn grants(&self, identity_uuid: &str) -> crate::Result<Vec<GrantRow>>;
+
+    /// The grant of an identity to this recipient.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn grant_for(&self, identity_uuid: &str, recipient: &[u8]) -> crate::Result<Option<GrantRow>>;
+
+    /// The record with this uuid in this identity and kind.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn record(&self, identity_uuid: &str, kind: u8, uuid: &str)
+    -> crate::Result<Option<RecordRow>>;
+
+    /// The records of an identity and kind with this blind index, by uuid.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn records_by_index(
+        &self,
+        identity_uuid: &str,
+        kind: u8,
+        blind_index: &[u8],
+    ) -> crate::Result<Vec<RecordRow>>;
+
+    /// An identity's records, by uuid: all of them or one page.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn records(&self, identity_uuid: &str, query: &RecordQuery) -> crate::Result<Vec<RecordRow>>;
+
+    /// The session with this id.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn session(&self, session_id: &str) -> crate::Result<Option<SessionRow>>;
+
+    /// Applies every write of `batch` atomically if every precondition
+    /// holds; otherwise applies nothing.
+    ///
+    /// # Errors
+    /// [`CommitError::Conflict`] with the failing precondition or write;
+    /// [`CommitError::Failed`] if the store fails.
+    fn commit(&self, batch: &Batch) -> Result<Changes, CommitError>;
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Test hook: fail the next commit on this thread after applying this
+    /// many writes, as a crash in the middle of a batch would.
+    pub(crate) static FAIL_AFTER_WRITES: std::cell::Cell<Option<usize>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Called by backends before applying write `i`: the injected failure of
+/// the tests, never anything in a normal build.
+#[allow(clippy::unnecessary_wraps)]
+pub(crate) fn injected_failure(i: usize) -> Result<(), CommitError> {
+    #[cfg(test)]
+    if FAIL_AFTER_WRITES.with(|f| f.get()) == Some(i) {
+        FAIL_AFTER_WRITES.with(|f| f.set(None));
+        return Err(CommitError::Failed(Error::Storage(
+            "injected failure in the middle of a batch".into(),
+        )));
+    }
+    let _ = i;
+    Ok(())
+}

@@ -1,0 +1,759 @@
+//! The SQLite backend: one vault file, many processes.
+//!
+//! WAL journal, `synchronous = FULL`, foreign keys, `secure_delete`, a busy
+//! timeout; file 0600 in a 0700 directory; the schema version in
+//! `user_version` with forward migrations. Reads are single statements
+//! (each its own snapshot); a commit is one `BEGIN IMMEDIATE` transaction
+//! that checks the batch's preconditions, then applies its writes, so
+//! concurrent writers queue on the busy timeout instead of failing on a
+//! lock upgrade. rusqlite and its error codes stay in this file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::{
+    Backend, Batch, Changes, CommitError, Conflict, GrantRow, IdentityRow, Precondition,
+    RecordQuery, RecordRow, SessionRow, VaultRow, Write, injected_failure,
+};
+use crate::error::{Error, Result};
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
+
+/// How long a process waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE vault (
+    id               INTEGER PRIMARY KEY CHECK (id = 1),
+    vault_id         TEXT    NOT NULL,
+    kdf_memory_kib   INTEGER NOT NULL,
+    kdf_iterations   INTEGER NOT NULL,
+    kdf_parallelism  INTEGER NOT NULL,
+    kdf_salt         BLOB    NOT NULL,
+    wrapped_root_key BLOB    NOT NULL,
+    inbox_domain     TEXT    NOT NULL,
+    created_dt       TEXT    NOT NULL
+);
+CREATE TABLE identities (
+    uuid        TEXT    PRIMARY KEY,
+    name        TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+    inbox       TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+    phone       TEXT,
+    created_dt  TEXT    NOT NULL,
+    key_epoch   INTEGER NOT NULL,
+    wrapped_key BLOB    NOT NULL
+);
+CREATE TABLE records (
+    uuid          TEXT    PRIMARY KEY,
+    identity_uuid TEXT    NOT NULL REFERENCES identities(uuid) ON DELETE CASCADE,
+    kind          INTEGER NOT NULL,
+    blind_index   BLOB    NOT NULL,
+    key_epoch     INTEGER NOT NULL,
+    ciphertext    BLOB    NOT NULL
+);
+CREATE INDEX records_by_name ON records(identity_uuid, kind, blind_index);
+CREATE UNIQUE INDEX records_unique_name ON records(identity_uuid, kind, blind_index)
+    WHERE kind <> 1;
+"#,
+    r#"
+CREATE TABLE sessions (
+    session_id       TEXT    PRIMARY KEY,
+    expires_at       INTEGER NOT NULL,
+    created_dt       TEXT    NOT NULL,
+    wrapped_root_key BLOB    NOT NULL
+);
+CREATE TABLE grants (
+    uuid             TEXT    PRIMARY KEY,
+    identity_uuid    TEXT    NOT NULL REFERENCES identities(uuid) ON DELETE CASCADE,
+    recipient        BLOB    NOT NULL,
+    label            TEXT,
+    key_epoch        INTEGER NOT NULL,
+    ephemeral_public BLOB    NOT NULL,
+    wrapped_key      BLOB    NOT NULL,
+    created_dt       TEXT    NOT NULL,
+    UNIQUE (identity_uuid, recipient)
+);
+CREATE INDEX grants_by_recipient ON grants(recipient);
+"#,
+];
+
+/// A SQLite error as a vault-core error: a damaged file is an integrity
+/// failure, everything else a storage failure carrying its source.
+fn db_error(e: rusqlite::Error) -> Error {
+    use rusqlite::ffi::ErrorCode;
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => {
+            Error::Integrity(format!("the vault file is damaged ({e})"))
+        }
+        _ => Error::Storage(Box::new(e)),
+    }
+}
+
+trait Db<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T> {
+        self.map_err(db_error)
+    }
+}
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+    )
+}
+
+/// A connection to one vault file.
+pub struct SqliteBackend {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteBackend {
+    /// Creates the vault file (0600, directory 0700) and its schema, and
+    /// inserts the header row, in one transaction.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if a vault already exists at `path`.
+    pub fn create(path: &Path, header: &VaultRow) -> Result<SqliteBackend> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::fsutil::ensure_private_dir(dir)?;
+        }
+        create_private_file(path)?;
+        let mut b = SqliteBackend::connect(path)?;
+        let tx = b
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db()?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
+        let tables: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .db()?;
+        if version != 0 || tables != 0 {
+            return Err(Error::Conflict(format!(
+                "a vault already exists at {}",
+                path.display()
+            )));
+        }
+        migrate(&tx, 0)?;
+        tx.execute(
+            "INSERT INTO vault (id, vault_id, kdf_memory_kib, kdf_iterations, kdf_parallelism,
+                 kdf_salt, wrapped_root_key, inbox_domain, created_dt)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                header.vault_id,
+                header.kdf_memory_kib,
+                header.kdf_iterations,
+                header.kdf_parallelism,
+                header.kdf_salt,
+                header.wrapped_root_key,
+                header.inbox_domain,
+                header.created_dt
+            ],
+        )
+        .db()?;
+        tx.commit().db()?;
+        Ok(b)
+    }
+
+    /// Opens an existing vault file, applying forward migrations if needed.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is no vault at `path`; [`Error::Conflict`]
+    /// if the file's schema is newer than this build understands.
+    pub fn open(path: &Path) -> Result<SqliteBackend> {
+        if !path.exists() {
+            return Err(Error::NotFound(format!("no vault at {}", path.display())));
+        }
+        let mut b = SqliteBackend::connect(path)?;
+        let version = user_version(&b.conn)?;
+        if version == 0 {
+            return Err(Error::NotFound(format!(
+                "no vault at {} (the file is not initialised)",
+                path.display()
+            )));
+        }
+        if version > SCHEMA_VERSION {
+            return Err(Error::Conflict(format!(
+                "the vault at {} has schema version {version}, newer than this ravi \
+                 supports ({SCHEMA_VERSION}); upgrade ravi",
+                path.display()
+            )));
+        }
+        if version < SCHEMA_VERSION {
+            let tx = b
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .db()?;
+            let v = user_version(&tx)?;
+            migrate(&tx, v)?;
+            tx.commit().db()?;
+        }
+        Ok(b)
+    }
+
+    fn connect(path: &Path) -> Result<SqliteBackend> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .db()?;
+        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        // journal_mode returns a row; the others do not.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .db()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Storage(
+                format!("could not switch the vault to WAL mode (got {mode})").into(),
+            ));
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous = FULL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA secure_delete = ON;",
+        )
+        .db()?;
+        Ok(SqliteBackend {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn query_all<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).db()?;
+        let rows = stmt.query_map(params, f).db()?;
+        rows.collect::<rusqlite::Result<_>>().db()
+    }
+
+    fn query_one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Option<T>> {
+        let mut stmt = self.conn.prepare_cached(sql).db()?;
+        stmt.query_row(params, f).optional().db()
+    }
+}
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).db()
+}
+
+fn migrate(conn: &Connection, from: i64) -> Result<()> {
+    let from = usize::try_from(from)
+        .map_err(|_| Error::Integrity(format!("bad schema version {from}")))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from) {
+        conn.execute_batch(sql).db()?;
+        conn.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )
+        .db()?;
+    }
+    Ok(())
+}
+
+fn create_private_file(path: &Path) -> Result<()> {
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)
+        .map(drop)
+        .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))
+}
+
+const IDENTITY_COLS: &str = "uuid, name, inbox, phone, created_dt, key_epoch, wrapped_key";
+const RECORD_COLS: &str = "uuid, identity_uuid, kind, blind_index, key_epoch, ciphertext";
+const GRANT_COLS: &str =
+    "uuid, identity_uuid, recipient, label, key_epoch, ephemeral_public, wrapped_key, created_dt";
+
+fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
+    Ok(GrantRow {
+        uuid: r.get(0)?,
+        identity_uuid: r.get(1)?,
+        recipient: r.get(2)?,
+        label: r.get(3)?,
+        key_epoch: r.get(4)?,
+        ephemeral_public: r.get(5)?,
+        wrapped_key: r.get(6)?,
+        created_dt: r.get(7)?,
+    })
+}
+
+fn identity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {
+    Ok(IdentityRow {
+        uuid: r.get(0)?,
+        name: r.get(1)?,
+        inbox: r.get(2)?,
+        phone: r.get(3)?,
+        created_dt: r.get(4)?,
+        key_epoch: r.get(5)?,
+        wrapped_key: r.get(6)?,
+    })
+}
+
+fn record_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RecordRow> {
+    Ok(RecordRow {
+        uuid: r.get(0)?,
+        identity_uuid: r.get(1)?,
+        kind: r.get(2)?,
+        blind_index: r.get(3)?,
+        key_epoch: r.get(4)?,
+        ciphertext: r.get(5)?,
+    })
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Whether a precondition holds, inside the commit's transaction.
+fn holds(conn: &Connection, p: &Precondition) -> rusqlite::Result<bool> {
+    let one = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        stmt.exists(params)
+    };
+    match p {
+        Precondition::HeaderKey(k) => one(
+            "SELECT 1 FROM vault WHERE id = 1 AND wrapped_root_key = ?1",
+            &[k],
+        ),
+        Precondition::IdentityEpoch {
+            identity_uuid,
+            key_epoch,
+        } => one(
+            "SELECT 1 FROM identities WHERE uuid = ?1 AND key_epoch = ?2",
+            &[identity_uuid, key_epoch],
+        ),
+        Precondition::RecordUnchanged { uuid, ciphertext } => one(
+            "SELECT 1 FROM records WHERE uuid = ?1 AND ciphertext = ?2",
+            &[uuid, ciphertext],
+        ),
+        Precondition::NameFree {
+            identity_uuid,
+            kind,
+            blind_index,
+        } => one(
+            "SELECT 1 FROM records WHERE identity_uuid = ?1 AND kind = ?2 AND blind_index = ?3",
+            &[identity_uuid, kind, blind_index],
+        )
+        .map(|found| !found),
+        Precondition::RecordCount {
+            identity_uuid,
+            count,
+        } => {
+            let mut stmt =
+                conn.prepare_cached("SELECT count(*) FROM records WHERE identity_uuid = ?1")?;
+            let n: i64 = stmt.query_row([identity_uuid], |r| r.get(0))?;
+            Ok(n == to_i64(*count))
+        }
+    }
+}
+
+/// Applies one write; the number of rows it touched.
+fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
+    let exec = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<usize> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        stmt.execute(params)
+    };
+    match w {
+        Write::InsertIdentity(r) => exec(
+            &format!(
+                "INSERT INTO identities ({IDENTITY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ),
+            &[
+                &r.uuid,
+                &r.name,
+                &r.inbox,
+                &r.phone,
+                &r.created_dt,
+                &r.key_epoch,
+                &r.wrapped_key,
+            ],
+        ),
+        Write::SetIdentityKey {
+            uuid,
+            key_epoch,
+            wrapped_key,
+        } => exec(
+            "UPDATE identities SET key_epoch = ?2, wrapped_key = ?3 WHERE uuid = ?1",
+            &[uuid, key_epoch, wrapped_key],
+        ),
+        Write::DeleteIdentity(uuid) => exec("DELETE FROM identities WHERE uuid = ?1", &[uuid]),
+        Write::InsertRecord(r) => exec(
+            &format!("INSERT INTO records ({RECORD_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+            &[
+                &r.uuid,
+                &r.identity_uuid,
+                &r.kind,
+                &r.blind_index,
+                &r.key_epoch,
+                &r.ciphertext,
+            ],
+        ),
+        Write::UpdateRecord(r) => exec(
+            "UPDATE records SET blind_index = ?2, key_epoch = ?3, ciphertext = ?4
+             WHERE uuid = ?1 AND identity_uuid = ?5 AND kind = ?6",
+            &[
+                &r.uuid,
+                &r.blind_index,
+                &r.key_epoch,
+                &r.ciphertext,
+                &r.identity_uuid,
+                &r.kind,
+            ],
+        ),
+        Write::DeleteRecord {
+            identity_uuid,
+            kind,
+            uuid,
+        } => exec(
+            "DELETE FROM records WHERE uuid = ?1 AND identity_uuid = ?2 AND kind = ?3",
+            &[uuid, identity_uuid, kind],
+        ),
+        Write::InsertGrant(g) => exec(
+            &format!("INSERT INTO grants ({GRANT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            &[
+                &g.uuid,
+                &g.identity_uuid,
+                &g.recipient,
+                &g.label,
+                &g.key_epoch,
+                &g.ephemeral_public,
+                &g.wrapped_key,
+                &g.created_dt,
+            ],
+        ),
+        Write::UpdateGrant(g) => exec(
+            "UPDATE grants SET key_epoch = ?2, ephemeral_public = ?3, wrapped_key = ?4
+             WHERE uuid = ?1",
+            &[&g.uuid, &g.key_epoch, &g.ephemeral_public, &g.wrapped_key],
+        ),
+        Write::DeleteGrant(uuid) => exec("DELETE FROM grants WHERE uuid = ?1", &[uuid]),
+        Write::InsertSession(s) => exec(
+            "INSERT INTO sessions (session_id, expires_at, created_dt, wrapped_root_key)
+             VALUES (?1, ?2, ?3, ?4)",
+            &[
+                &s.session_id,
+                &to_i64(s.expires_at),
+                &s.created_dt,
+                &s.wrapped_root_key,
+            ],
+        ),
+        Write::DeleteSessions(Some(id)) => {
+            exec("DELETE FROM sessions WHERE session_id = ?1", &[id])
+        }
+        Write::DeleteSessions(None) => exec("DELETE FROM sessions", &[]),
+        Write::DeleteExpiredSessions(now) => exec(
+            "DELETE FROM sessions WHERE expires_at <= ?1",
+            &[&to_i64(*now)],
+        ),
+        Write::SetHeaderKey(v) => exec(
+            "UPDATE vault SET kdf_memory_kib = ?1, kdf_iterations = ?2, kdf_parallelism = ?3,
+                 kdf_salt = ?4, wrapped_root_key = ?5 WHERE id = 1",
+            &[
+                &v.kdf_memory_kib,
+                &v.kdf_iterations,
+                &v.kdf_parallelism,
+                &v.kdf_salt,
+                &v.wrapped_root_key,
+            ],
+        ),
+    }
+}
+
+/// Whether a write that touched no row updated something missing.
+fn must_touch(w: &Write) -> bool {
+    matches!(
+        w,
+        Write::SetIdentityKey { .. }
+            | Write::UpdateRecord(_)
+            | Write::UpdateGrant(_)
+            | Write::SetHeaderKey(_)
+    )
+}
+
+impl SqliteBackend {
+    fn commit_in(&self, batch: &Batch) -> std::result::Result<Changes, CommitError> {
+        for (i, p) in batch.preconditions.iter().enumerate() {
+            if !holds(&self.conn, p).db()? {
+                return Err(CommitError::Conflict(Conflict::Precondition(i)));
+            }
+        }
+        let mut changes = Vec::with_capacity(batch.writes.len());
+        for (i, w) in batch.writes.iter().enumerate() {
+            injected_failure(i)?;
+            match apply(&self.conn, w) {
+                Ok(0) if must_touch(w) => {
+                    return Err(CommitError::Conflict(Conflict::Missing(i)));
+                }
+                Ok(n) => changes.push(n),
+                Err(e) if is_unique_violation(&e) => {
+                    return Err(CommitError::Conflict(Conflict::Duplicate(i)));
+                }
+                Err(e) if is_foreign_key_violation(&e) => {
+                    return Err(CommitError::Conflict(Conflict::Missing(i)));
+                }
+                Err(e) => return Err(db_error(e).into()),
+            }
+        }
+        Ok(changes)
+    }
+}
+
+impl Backend for SqliteBackend {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn header(&self) -> Result<VaultRow> {
+        self.query_one(
+            "SELECT vault_id, kdf_memory_kib, kdf_iterations, kdf_parallelism, kdf_salt,
+                    wrapped_root_key, inbox_domain, created_dt FROM vault WHERE id = 1",
+            [],
+            |r| {
+                Ok(VaultRow {
+                    vault_id: r.get(0)?,
+                    kdf_memory_kib: r.get(1)?,
+                    kdf_iterations: r.get(2)?,
+                    kdf_parallelism: r.get(3)?,
+                    kdf_salt: r.get(4)?,
+                    wrapped_root_key: r.get(5)?,
+                    inbox_domain: r.get(6)?,
+                    created_dt: r.get(7)?,
+                })
+            },
+        )?
+        .ok_or_else(|| Error::Integrity("the vault header is missing".into()))
+    }
+
+    fn identities(&self) -> Result<Vec<IdentityRow>> {
+        self.query_all(
+            &format!("SELECT {IDENTITY_COLS} FROM identities ORDER BY created_dt, name"),
+            [],
+            identity_row,
+        )
+    }
+
+    fn identity(&self, uuid: &str) -> Result<Option<IdentityRow>> {
+        self.query_one(
+            &format!("SELECT {IDENTITY_COLS} FROM identities WHERE uuid = ?1"),
+            [uuid],
+            identity_row,
+        )
+    }
+
+    fn identity_by_name(&self, name: &str) -> Result<Option<IdentityRow>> {
+        self.query_one(
+            &format!("SELECT {IDENTITY_COLS} FROM identities WHERE name = ?1"),
+            [name],
+            identity_row,
+        )
+    }
+
+    fn grants(&self, identity_uuid: &str) -> Result<Vec<GrantRow>> {
+        self.query_all(
+            &format!(
+                "SELECT {GRANT_COLS} FROM grants WHERE identity_uuid = ?1 ORDER BY created_dt, uuid"
+            ),
+            [identity_uuid],
+            grant_row,
+        )
+    }
+
+    fn grant_for(&self, identity_uuid: &str, recipient: &[u8]) -> Result<Option<GrantRow>> {
+        self.query_one(
+            &format!("SELECT {GRANT_COLS} FROM grants WHERE identity_uuid = ?1 AND recipient = ?2"),
+            params![identity_uuid, recipient],
+            grant_row,
+        )
+    }
+
+    fn record(&self, identity_uuid: &str, kind: u8, uuid: &str) -> Result<Option<RecordRow>> {
+        self.query_one(
+            &format!(
+                "SELECT {RECORD_COLS} FROM records
+                 WHERE uuid = ?1 AND identity_uuid = ?2 AND kind = ?3"
+            ),
+            params![uuid, identity_uuid, kind],
+            record_row,
+        )
+    }
+
+    fn records_by_index(
+        &self,
+        identity_uuid: &str,
+        kind: u8,
+        blind_index: &[u8],
+    ) -> Result<Vec<RecordRow>> {
+        self.query_all(
+            &format!(
+                "SELECT {RECORD_COLS} FROM records
+                 WHERE identity_uuid = ?1 AND kind = ?2 AND blind_index = ?3 ORDER BY uuid"
+            ),
+            params![identity_uuid, kind, blind_index],
+            record_row,
+        )
+    }
+
+    fn records(&self, identity_uuid: &str, q: &RecordQuery) -> Result<Vec<RecordRow>> {
+        // NULL parameters switch a condition off; a negative LIMIT is none.
+        let limit = q.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        self.query_all(
+            &format!(
+                "SELECT {RECORD_COLS} FROM records
+                 WHERE identity_uuid = ?1 AND (?2 IS NULL OR kind = ?2)
+                   AND (?3 IS NULL OR uuid > ?3)
+                 ORDER BY uuid LIMIT ?4"
+            ),
+            params![identity_uuid, q.kind, q.after, limit],
+            record_row,
+        )
+    }
+
+    fn session(&self, session_id: &str) -> Result<Option<SessionRow>> {
+        self.query_one(
+            "SELECT session_id, expires_at, created_dt, wrapped_root_key
+             FROM sessions WHERE session_id = ?1",
+            [session_id],
+            |r| {
+                Ok(SessionRow {
+                    session_id: r.get(0)?,
+                    expires_at: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    created_dt: r.get(2)?,
+                    wrapped_root_key: r.get(3)?,
+                })
+            },
+        )
+    }
+
+    fn commit(&self, batch: &Batch) -> std::result::Result<Changes, CommitError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").db()?;
+        match self.commit_in(batch) {
+            Ok(changes) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => Ok(changes),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    Err(db_error(e).into())
+                }
+            },
+            Err(e) => {
+                // A failed ROLLBACK leaves the connection to be dropped,
+                // which rolls back too; the original error matters more.
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::conformance::{self, header};
+
+    struct Files(tempfile::TempDir);
+
+    impl conformance::Harness for Files {
+        fn open(&self) -> Box<dyn Backend + Send> {
+            Box::new(SqliteBackend::open(&self.0.path().join("v.db")).unwrap())
+        }
+    }
+
+    fn harness() -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        SqliteBackend::create(&dir.path().join("v.db"), &header()).unwrap();
+        Files(dir)
+    }
+
+    #[test]
+    fn conformance_suite() {
+        conformance::run_all(&harness);
+    }
+
+    #[test]
+    fn create_open_and_refuse_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/vault.db");
+        SqliteBackend::create(&path, &header()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            let dir_mode = fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(dir_mode, 0o700);
+        }
+        assert!(matches!(
+            SqliteBackend::create(&path, &header()),
+            Err(Error::Conflict(_))
+        ));
+        let s = SqliteBackend::open(&path).unwrap();
+        assert_eq!(s.header().unwrap(), header());
+    }
+
+    #[test]
+    fn missing_and_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vault.db");
+        assert!(matches!(
+            SqliteBackend::open(&path),
+            Err(Error::NotFound(_))
+        ));
+        SqliteBackend::create(&path, &header()).unwrap();
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(c);
+        let err = SqliteBackend::open(&path).unwrap_err();
+        assert!(matches!(err, Error::Conflict(_)), "{err}");
+        assert!(err.to_string().contains("newer"));
+    }
+}

@@ -1,0 +1,137 @@
+//! The plain data types callers see: identities, vault facts, grants,
+//! rotations. Each derives `Serialize` with the documented JSON shape, so
+//! that shape has one definition.
+
+use serde::Serialize;
+
+use crate::agent::AgentPublicKey;
+use crate::backend::{GrantRow, IdentityRow};
+use crate::keys::KdfParams;
+
+/// Default domain of assigned inbox addresses. `.invalid` never routes
+/// mail (RFC 2606): deployments choose their own at init.
+pub const DEFAULT_INBOX_DOMAIN: &str = "ravi.invalid";
+
+/// Choices made once, when a vault is created.
+#[derive(Clone, Debug)]
+pub struct InitOptions {
+    /// Argon2id parameters of the passphrase.
+    pub kdf: KdfParams,
+    /// Domain of assigned inbox addresses.
+    pub inbox_domain: String,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            kdf: KdfParams::DEFAULT,
+            inbox_domain: DEFAULT_INBOX_DOMAIN.into(),
+        }
+    }
+}
+
+/// Public facts about a vault: `{vault, vault_id, inbox_domain, kdf,
+/// created_dt}`.
+#[derive(Clone, Debug, Serialize)]
+pub struct VaultInfo {
+    /// Where the vault's rows are (the file's path).
+    #[serde(rename = "vault")]
+    pub location: String,
+    /// The vault's uuid.
+    pub vault_id: String,
+    /// Domain of assigned inbox addresses.
+    pub inbox_domain: String,
+    /// Argon2id parameters.
+    pub kdf: KdfParams,
+    /// Creation time.
+    pub created_dt: String,
+}
+
+/// An identity's routing metadata (stored in the clear):
+/// `{uuid, name, inbox, phone, created_dt}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    /// The identity's uuid.
+    pub uuid: String,
+    /// Its unique name.
+    pub name: String,
+    /// Its inbox address.
+    pub inbox: String,
+    /// Its phone number (E.164), if any.
+    pub phone: Option<String>,
+    /// Creation time.
+    pub created_dt: String,
+}
+
+impl From<&IdentityRow> for Identity {
+    fn from(r: &IdentityRow) -> Self {
+        Identity {
+            uuid: r.uuid.clone(),
+            name: r.name.clone(),
+            inbox: r.inbox.clone(),
+            phone: r.phone.clone(),
+            created_dt: r.created_dt.clone(),
+        }
+    }
+}
+
+/// A new identity.
+#[derive(Clone, Debug, Default)]
+pub struct NewIdentity {
+    /// Unique name; also the inbox local part unless `email` is given.
+    pub name: String,
+    /// Inbox address; default `<name>@<inbox domain>`.
+    pub email: Option<String>,
+    /// Phone number, normalised to E.164.
+    pub phone: Option<String>,
+}
+
+/// A grant, as listed (no key material): `{uuid, identity_uuid,
+/// agent_public_key, label, key_epoch, created_dt}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GrantInfo {
+    /// The grant's uuid.
+    pub uuid: String,
+    /// The identity's uuid.
+    pub identity_uuid: String,
+    /// The agent's public key (`raviagent1…`).
+    pub agent_public_key: String,
+    /// A label for humans.
+    pub label: Option<String>,
+    /// The identity key epoch it wraps.
+    pub key_epoch: u32,
+    /// Creation time.
+    pub created_dt: String,
+}
+
+impl From<&GrantRow> for GrantInfo {
+    fn from(g: &GrantRow) -> Self {
+        let pk = <[u8; 32]>::try_from(g.recipient.as_slice())
+            .map(|b| AgentPublicKey::from_bytes(b).to_string())
+            .unwrap_or_else(|_| "(malformed)".into());
+        GrantInfo {
+            uuid: g.uuid.clone(),
+            identity_uuid: g.identity_uuid.clone(),
+            agent_public_key: pk,
+            label: g.label.clone(),
+            key_epoch: g.key_epoch,
+            created_dt: g.created_dt.clone(),
+        }
+    }
+}
+
+/// The outcome of a key rotation: `{identity, key_epoch, records_resealed,
+/// grants_kept, grants_removed}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rotation {
+    /// The identity.
+    pub identity: Identity,
+    /// Its new key epoch.
+    pub key_epoch: u32,
+    /// Records re-sealed under the new key.
+    pub records_resealed: usize,
+    /// Grants re-wrapped to the new key.
+    pub grants_kept: usize,
+    /// Grants removed.
+    pub grants_removed: usize,
+}
