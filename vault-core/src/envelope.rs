@@ -290,12 +290,12 @@ mod tests {
         let expected = format!(
             "0001{ver}000e{label}0010{v}0010{i}0001020010{r}000400000001",
             ver = "01",
-            label = hex::encode("ravi/v1/record"),
+            label = data_encoding::HEXLOWER.encode(b"ravi/v1/record"),
             v = "aa".repeat(16),
             i = "bb".repeat(16),
             r = "cc".repeat(16)
         );
-        assert_eq!(hex::encode(ad), expected);
+        assert_eq!(data_encoding::HEXLOWER.encode(&ad), expected);
     }
 
     /// Golden vector of the record envelope: fixed key, nonce and context
@@ -307,7 +307,7 @@ mod tests {
         let padded = pad(b"{\"key\":\"k\"}").unwrap();
         let env = seal_with_nonce(&key, &nonce, &record_ctx(2), &padded).unwrap();
         assert_eq!(env.len(), 1 + 24 + 64 + 16);
-        assert_eq!(hex::encode(&env), GOLDEN_RECORD);
+        assert_eq!(data_encoding::HEXLOWER.encode(&env), GOLDEN_RECORD);
         let opened = open(&key, &record_ctx(2), &env).unwrap();
         assert_eq!(unpad(&opened).unwrap(), b"{\"key\":\"k\"}");
     }
@@ -332,7 +332,7 @@ mod tests {
         };
         let env = seal_with_nonce(&rk, &[0x02; 24], &ctx, &[0x03; 32]).unwrap();
         assert_eq!(env.len(), 1 + 24 + 32 + 16);
-        assert_eq!(hex::encode(&env), GOLDEN_WRAP);
+        assert_eq!(data_encoding::HEXLOWER.encode(&env), GOLDEN_WRAP);
         assert_eq!(&open(&rk, &ctx, &env).unwrap()[..], &[0x03; 32]);
     }
 

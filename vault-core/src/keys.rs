@@ -286,7 +286,10 @@ mod tests {
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
-        assert_eq!(hex::encode(weak.encode()), "01000004000000000100000001");
+        assert_eq!(
+            data_encoding::HEXLOWER.encode(&weak.encode()),
+            "01000004000000000100000001"
+        );
     }
 
     /// Golden vector: identity-key expansion is fixed by the labels.

@@ -1,4 +1,5 @@
 //! End-to-end tests of the `ravi` binary on temporary vaults.
+// Helpers outside #[test] functions unwrap too: this is test code.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;

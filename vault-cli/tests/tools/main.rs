@@ -3,6 +3,8 @@
 //! missing is reported as *ignored* with the reason in its name (and on
 //! stdout), never as passed; with `CI` set, a missing tool fails the test.
 //! `.ci/run` installs every tool and lists ignored tests, which must be none.
+// A `harness = false` target is not test code to clippy, so its
+// allow-unwrap-in-tests setting does not reach here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]

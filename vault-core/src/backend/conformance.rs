@@ -2,7 +2,6 @@
 //! backend (see the `tests` module of each backend): reads, every
 //! precondition, atomicity of rejected and failed batches, and
 //! serialisation of concurrent conflicting commits.
-#![allow(clippy::unwrap_used)]
 
 use super::{
     Backend, Batch, CommitError, Conflict, GrantRow, IdentityRow, Precondition, RecordQuery,
