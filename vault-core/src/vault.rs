@@ -36,7 +36,7 @@ impl Vault {
     /// [`Error::Conflict`] if a vault exists there; [`Error::InvalidInput`]
     /// for bad options.
     pub fn init(path: &Path, passphrase: &Passphrase, opts: &InitOptions) -> Result<Vault> {
-        Vault::init_with(passphrase, opts, |header| {
+        Vault::create_in(passphrase, opts, |header| {
             Ok(Box::new(SqliteBackend::create(path, header)?))
         })
     }
@@ -46,7 +46,16 @@ impl Vault {
     ///
     /// # Errors
     /// As [`Vault::init`], and whatever `create` returns.
+    #[cfg(feature = "hazmat")]
     pub fn init_with(
+        passphrase: &Passphrase,
+        opts: &InitOptions,
+        create: impl FnOnce(&VaultRow) -> Result<Box<dyn Backend>>,
+    ) -> Result<Vault> {
+        Vault::create_in(passphrase, opts, create)
+    }
+
+    fn create_in(
         passphrase: &Passphrase,
         opts: &InitOptions,
         create: impl FnOnce(&VaultRow) -> Result<Box<dyn Backend>>,
@@ -89,14 +98,19 @@ impl Vault {
     /// [`Error::NotFound`] if there is none; [`Error::Integrity`] if the file
     /// is damaged.
     pub fn open(path: &Path) -> Result<Vault> {
-        Vault::with_backend(Box::new(SqliteBackend::open(path)?))
+        Vault::from_backend(Box::new(SqliteBackend::open(path)?))
     }
 
     /// Opens the vault whose rows `backend` holds.
     ///
     /// # Errors
     /// [`Error::Integrity`] if its header is missing or malformed.
+    #[cfg(feature = "hazmat")]
     pub fn with_backend(backend: Box<dyn Backend>) -> Result<Vault> {
+        Vault::from_backend(backend)
+    }
+
+    fn from_backend(backend: Box<dyn Backend>) -> Result<Vault> {
         let header = backend.header()?;
         let vault_id = uuid_bytes(&header.vault_id)?;
         Ok(Vault {
@@ -354,6 +368,44 @@ mod tests {
         assert!(matches!(iv.get_secret("nope"), Err(Error::NotFound(_))));
         u.delete_identity("alice").unwrap();
         assert!(matches!(v.find_identity("alice"), Err(Error::NotFound(_))));
+    }
+
+    /// The whole API over the in-memory backend: the layers above the seam
+    /// do not know which store holds the rows.
+    #[test]
+    fn the_engine_runs_on_the_memory_backend() {
+        use crate::backend::MemoryBackend;
+        let opts = InitOptions {
+            kdf: super::test_support::WEAK,
+            inbox_domain: "example.com".into(),
+        };
+        let mem = std::cell::RefCell::new(None);
+        let v = Vault::create_in(&pass("pw"), &opts, |h| {
+            let b = MemoryBackend::new(h.clone());
+            *mem.borrow_mut() = Some(b.clone());
+            Ok(Box::new(b))
+        })
+        .unwrap();
+        let u = v.unlock(&pass("pw")).unwrap();
+        let id = u
+            .create_identity(&NewIdentity {
+                name: "m".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let iv = u.open_identity(&id).unwrap();
+        iv.set_secret("K", &"v1".into(), None).unwrap();
+        let r = u.rotate_identity("m", None).unwrap();
+        assert_eq!((r.key_epoch, r.records_resealed), (2, 1));
+        assert!(matches!(
+            iv.set_secret("K", &"v2".into(), None),
+            Err(Error::Conflict(_))
+        ));
+        // A second handle on the same rows sees the rotated identity.
+        let v2 = Vault::from_backend(Box::new(mem.borrow().clone().unwrap())).unwrap();
+        let u2 = v2.unlock(&pass("pw")).unwrap();
+        let iv2 = u2.open_identity(&v2.find_identity("m").unwrap()).unwrap();
+        assert_eq!(iv2.get_secret("K").unwrap().value.expose(), "v1");
     }
 
     #[test]
