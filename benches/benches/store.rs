@@ -20,6 +20,9 @@ fn plain_header() -> VaultRow {
         wrapped_root_key: vec![0; 73],
         inbox_domain: "bench.example.com".into(),
         created_dt: "2026-01-01T00:00:00Z".into(),
+        owner_public_key: None,
+        wrapped_owner_key: None,
+        signature: None,
     }
 }
 
@@ -55,6 +58,7 @@ fn plain_store(dir: &tempfile::TempDir) -> SqliteBackend {
         created_dt: "2026-01-01T00:00:00Z".into(),
         key_epoch: 1,
         wrapped_key: vec![0; 73],
+        signature: None,
     }));
     s.commit(&b).expect("identity");
     s

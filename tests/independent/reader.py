@@ -9,6 +9,11 @@ reference code), and the standard library (sqlite3, hmac, json).
         prints every identity's decrypted records as JSON
     reader.py VAULT --agent-key-file K --identity NAME
         opens one identity through its grant to the agent key
+    --owner-key raviowner1...
+        the pinned owner key the vault must carry
+
+Before anything is opened, the owner's Ed25519 signatures (SPEC 4a) on the
+header, on every identity's metadata and on every grant are verified.
 
 Exit 0 on success; any authentication failure raises.
 """
@@ -28,6 +33,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl.bindings import crypto_aead_xchacha20poly1305_ietf_decrypt
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 
 VERSION = b"\x01"
 KIND_NAME_FIELD = {1: "domain", 2: "key", 3: "name"}
@@ -130,12 +137,52 @@ def bech32_bytes(text, hrp):
     return bytes(bech32.convertbits(data, 5, 8, False))
 
 
+def verify(owner, message, signature, what):
+    """SPEC 4a: Ed25519 (RFC 8032) over the field encoding."""
+    if signature is None or len(signature) != 64:
+        raise AuthError("%s is not signed" % what)
+    try:
+        owner.verify(message, signature)
+    except BadSignatureError as e:
+        raise AuthError("%s: bad owner signature" % what) from e
+
+
+def verify_owner_signatures(db, pinned=None):
+    """SPEC 4a: header, identities and grants carry the owner's signatures."""
+    v = db.execute("SELECT * FROM vault").fetchone()
+    vault_id = ub(v["vault_id"])
+    pk = v["owner_public_key"]
+    if pk is None or len(pk) != 32:
+        raise AuthError("the vault has no owner key")
+    if pinned is not None and bech32_bytes(pinned, "raviowner") != pk:
+        raise AuthError("the owner key is not the pinned one")
+    owner = VerifyKey(pk)
+    verify(owner, ad(VERSION, b"ravi/v1/sig/header", vault_id, pk, kdf_params(v), v["kdf_salt"],
+                     v["inbox_domain"].encode(), v["created_dt"].encode()), v["signature"], "header")
+    for i in db.execute("SELECT * FROM identities"):
+        verify(owner, ad(VERSION, b"ravi/v1/sig/identity", vault_id, ub(i["uuid"]), i["name"].encode(),
+                         i["inbox"].encode(), (i["phone"] or "").encode(), i["created_dt"].encode()),
+               i["signature"], "identity " + i["name"])
+    for g in db.execute("SELECT * FROM grants"):
+        verify(owner, ad(VERSION, b"ravi/v1/sig/grant", vault_id, ub(g["uuid"]), ub(g["identity_uuid"]),
+                         struct.pack(">I", g["key_epoch"]), g["recipient"], g["ephemeral_public"],
+                         g["wrapped_key"], (g["label"] or "").encode(), g["created_dt"].encode()),
+               g["signature"], "grant " + g["uuid"])
+    return pk
+
+
 def read_with_passphrase(db, passphrase):
     v = db.execute("SELECT * FROM vault").fetchone()
     vault_id = ub(v["vault_id"])
     kek = derive_kek(passphrase, v)
     rk = open_envelope(kek, ad(VERSION, b"ravi/v1/wrap/root-key", vault_id, kdf_params(v), v["kdf_salt"]),
                        v["wrapped_root_key"])
+    # SPEC 2: the owner's signing key seed, wrapped under RK, is the key
+    # whose public half the header carries.
+    seed = open_envelope(rk, ad(VERSION, b"ravi/v1/wrap/owner-key", vault_id, v["owner_public_key"]),
+                         v["wrapped_owner_key"])
+    if bytes(SigningKey(seed).verify_key) != v["owner_public_key"]:
+        raise AuthError("the owner key does not match its seed")
     result = {}
     for ident in db.execute("SELECT * FROM identities ORDER BY name"):
         ik = open_envelope(rk, identity_ad(vault_id, ident), ident["wrapped_key"])
@@ -174,11 +221,13 @@ def main():
     p.add_argument("--passphrase-file")
     p.add_argument("--agent-key-file")
     p.add_argument("--identity")
+    p.add_argument("--owner-key")
     args = p.parse_args()
     db = sqlite3.connect("file:%s?mode=ro" % args.vault, uri=True)
     db.row_factory = sqlite3.Row
-    if db.execute("PRAGMA user_version").fetchone()[0] != 2:
+    if db.execute("PRAGMA user_version").fetchone()[0] != 3:
         raise SystemExit("unsupported schema version")
+    verify_owner_signatures(db, args.owner_key)
     if args.agent_key_file:
         out = read_with_agent_key(db, args.agent_key_file, args.identity)
     else:

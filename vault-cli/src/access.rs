@@ -1,7 +1,7 @@
 //! Commands that manage access: sessions, agent keys, passphrase change.
 
 use serde_json::json;
-use vault_core::{AgentSecretKey, Error, Result};
+use vault_core::{AgentSecretKey, Error, OwnerPublicKey, Result, Vault};
 
 use crate::args::{AgentCommand, GlobalArgs, PassphraseCommand};
 use crate::{Output, access, config_dir, input, open_vault};
@@ -46,18 +46,35 @@ pub fn lock(g: &GlobalArgs, only_current: bool, out: &mut Output) -> Result<()> 
     Ok(())
 }
 
-/// `ravi agent keygen|pubkey`.
-pub fn agent(c: &AgentCommand, out: &mut Output) -> Result<()> {
+/// The pin line for the vault at `--vault`/`RAVI_VAULT`, if one can be
+/// opened there and has an owner key: a key file made next to an open
+/// vault records which owner to trust.
+fn pin_lines(g: &GlobalArgs) -> Result<Vec<String>> {
+    if !crate::vault_path(g)?.exists() {
+        return Ok(Vec::new());
+    }
+    let vault = open_vault(g)?;
+    let info = vault.info();
+    Ok(info
+        .owner_public_key
+        .map(|k| format!("{}{} {k}", crate::pins::KEY_FILE_PIN, info.vault_id))
+        .into_iter()
+        .collect())
+}
+
+/// `ravi agent keygen|pubkey|pin`.
+pub fn agent(g: &GlobalArgs, c: &AgentCommand, out: &mut Output) -> Result<()> {
     match c {
         AgentCommand::Keygen { out: path } => {
             let key = AgentSecretKey::generate()?;
             let public = key.public().to_string();
+            let pins = pin_lines(g)?;
             match path {
                 Some(p) if p.as_os_str() == "-" => {
                     let secret = key.to_text();
                     out.emit(
                         json!({ "public_key": public, "secret_key": secret.as_str() }),
-                        key.to_file_contents().as_str(),
+                        key.to_file_contents_with(&pins).as_str(),
                     );
                 }
                 _ => {
@@ -69,13 +86,42 @@ pub fn agent(c: &AgentCommand, out: &mut Output) -> Result<()> {
                             dir.join("agent.key")
                         }
                     };
-                    key.write_new_file(&path)?;
+                    key.write_new_file(&path, &pins)?;
                     out.emit(
                         json!({ "public_key": public, "key_file": path }),
                         public.clone(),
                     );
                 }
             }
+        }
+        AgentCommand::Pin {
+            owner_key,
+            key_file,
+        } => {
+            let key = OwnerPublicKey::parse(owner_key)?;
+            // Compare with the vault before pinning (exit 5 on a mismatch);
+            // the vault itself is opened without its pin check.
+            let vault = Vault::open(&crate::vault_path(g)?)?;
+            vault.check_owner(&key)?;
+            let vault_id = vault.info().vault_id;
+            crate::pins::write_pin(&config_dir()?, &vault_id, &key)?;
+            if let Some(f) = key_file {
+                use std::io::Write;
+                AgentSecretKey::read_file(f)?;
+                let line = format!("{}{vault_id} {key}\n", crate::pins::KEY_FILE_PIN);
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(f)
+                    .and_then(|mut file| file.write_all(line.as_bytes()))
+                    .map_err(|e| Error::Io {
+                        context: format!("cannot write {}", f.display()),
+                        source: e,
+                    })?;
+            }
+            out.emit(
+                json!({ "vault_id": vault_id, "owner_public_key": key }),
+                format!("Pinned owner key {key} for vault {vault_id}"),
+            );
         }
         AgentCommand::Pubkey { key_file } => {
             let public = AgentSecretKey::read_file(key_file)?.public().to_string();

@@ -91,6 +91,15 @@ pub enum Command {
     /// Change the vault passphrase
     #[command(subcommand)]
     Passphrase(PassphraseCommand),
+    /// Facts about the vault: id, owner key, KDF (no credential needed)
+    #[command(subcommand)]
+    Vault(VaultCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VaultCommand {
+    /// Print the vault id, the owner's public key and the KDF parameters
+    Info,
 }
 
 #[derive(Subcommand, Debug)]
@@ -105,6 +114,16 @@ pub enum AgentCommand {
     Pubkey {
         #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
+    },
+    /// Pin the vault owner's public key (from `ravi vault info` on a trusted
+    /// machine) before first use: a vault with another owner key is refused
+    Pin {
+        /// The owner's public key, raviowner1…
+        #[arg(long, value_name = "KEY")]
+        owner_key: String,
+        /// Also record the pin in this agent key file
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
     },
 }
 

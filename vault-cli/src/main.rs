@@ -4,6 +4,7 @@
 mod access;
 mod args;
 mod input;
+mod pins;
 mod records;
 
 use std::io::Write;
@@ -21,7 +22,7 @@ use vault_core::{
 
 use args::{
     Cli, Command, GenerateArgs, GetCommand, GlobalArgs, IdentityCommand, InitArgs, KdfArgs,
-    PasswordsCommand,
+    PasswordsCommand, VaultCommand,
 };
 
 fn exit_code(class: ErrorClass) -> u8 {
@@ -161,11 +162,33 @@ fn cwd() -> Result<PathBuf> {
     })
 }
 
+/// Opens the vault and checks it against this client's pinned owner key
+/// (pinning it on first use).
 fn open_vault(g: &GlobalArgs) -> Result<Vault> {
-    Vault::open(&vault_path(g)?).map_err(|e| match e {
+    let vault = Vault::open(&vault_path(g)?).map_err(|e| match e {
         Error::NotFound(m) => Error::NotFound(format!("{m} (run `ravi init` first)")),
         other => other,
-    })
+    })?;
+    pins::check(&vault, &config_dir()?, agent_key_path(g).as_deref())?;
+    Ok(vault)
+}
+
+/// The agent key file this process would use as its credential, by the
+/// order of [`input::credential`].
+fn agent_key_path(g: &GlobalArgs) -> Option<PathBuf> {
+    if g.session_file.is_some() {
+        return None;
+    }
+    if let Some(f) = &g.agent_key_file {
+        return Some(f.clone());
+    }
+    let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+    if g.passphrase_file.is_some() || set("RAVI_SESSION") {
+        return None;
+    }
+    std::env::var_os("RAVI_AGENT_KEY_FILE")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The JSON document of a value: its `Serialize` shape, the one definition.
@@ -238,8 +261,26 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         Command::Totp(c) => with_identity(g, |iv| records::totp(iv, c, out)),
         Command::Unlock { ttl } => access::unlock(g, ttl, out),
         Command::Lock { session } => access::lock(g, *session, out),
-        Command::Agent(c) => access::agent(c, out),
+        Command::Agent(c) => access::agent(g, c, out),
         Command::Passphrase(c) => access::passphrase(g, c, out),
+        Command::Vault(VaultCommand::Info) => {
+            let info = open_vault(g)?.info();
+            let owner = info
+                .owner_public_key
+                .map_or_else(|| "(none yet)".to_string(), |k| k.to_string());
+            let text = format!(
+                "vault:      {}\nvault id:   {}\nowner key:  {owner}\ninbox:      @{}\nkdf:        Argon2id {} MiB, t={}, p={}\ncreated:    {}",
+                info.location,
+                info.vault_id,
+                info.inbox_domain,
+                info.kdf.memory_kib / 1024,
+                info.kdf.iterations,
+                info.kdf.parallelism,
+                info.created_dt
+            );
+            out.emit(to_json(&info)?, text);
+            Ok(())
+        }
     }
 }
 
@@ -285,6 +326,7 @@ fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
     let path = vault_path(g)?;
     let pass = input::passphrase(g.passphrase_file.as_deref(), true)?;
     let vault = Vault::init(&path, &pass, &opts)?;
+    pins::check(&vault, &config_dir()?, None)?;
     let info = vault.info();
     out.emit(
         to_json(&info)?,
@@ -443,14 +485,20 @@ fn credential(g: &GlobalArgs) -> Result<Credential> {
 /// the hint to make a new one.
 fn access<'v>(g: &GlobalArgs, vault: &'v Vault) -> Result<Access<'v>> {
     let credential = credential(g)?;
-    vault
+    let signed_before = vault.owner_public_key().is_some();
+    let access = vault
         .access(&credential)
         .map_err(|e| match (e, &credential) {
             (Error::Locked(m), Credential::Session(_)) => {
                 Error::Locked(format!("{m}; run `ravi unlock`"))
             }
             (e, _) => e,
-        })
+        })?;
+    if !signed_before && vault.owner_public_key().is_some() {
+        // The owner just gave a vault made before signing its owner key.
+        pins::check(vault, &config_dir()?, None)?;
+    }
+    Ok(access)
 }
 
 /// Opens the vault with this process's credential and opens the selected

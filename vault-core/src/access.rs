@@ -29,7 +29,7 @@ pub struct Access<'v>(Inner<'v>);
 
 #[derive(Debug)]
 enum Inner<'v> {
-    Owner(Unlocked<'v>),
+    Owner(Box<Unlocked<'v>>),
     Agent {
         state: &'v VaultState,
         key: AgentSecretKey,
@@ -38,7 +38,7 @@ enum Inner<'v> {
 
 impl<'v> Access<'v> {
     pub(crate) fn owner_access(u: Unlocked<'v>) -> Self {
-        Access(Inner::Owner(u))
+        Access(Inner::Owner(Box::new(u)))
     }
 
     pub(crate) fn agent_access(state: &'v VaultState, key: AgentSecretKey) -> Self {
@@ -88,7 +88,7 @@ pub(crate) fn open_as_agent<'v>(
     // between them shows as a grant of another epoch, so read again.
     let mut tries = 0;
     let (row, grant) = loop {
-        let row = backend
+        let row = state
             .identity(&identity.uuid)?
             .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))?;
         let grant = backend.grant_for(&row.uuid, public.as_bytes())?;
@@ -105,6 +105,9 @@ pub(crate) fn open_as_agent<'v>(
         ))
     };
     let grant = grant.ok_or_else(denied)?;
+    // A grant the owner did not sign (one forged by the store from public
+    // data) is refused before its key is used.
+    state.verify_grant(&grant)?;
     if grant.key_epoch != row.key_epoch {
         return Err(denied());
     }

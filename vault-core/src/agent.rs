@@ -130,11 +130,26 @@ impl AgentSecretKey {
     /// The contents of a key file: comments with the public key, then the
     /// secret key line.
     pub fn to_file_contents(&self) -> Zeroizing<String> {
-        Zeroizing::new(format!(
-            "# ravi agent key: keep this file private (mode 0600)\n# public key: {}\n{}\n",
-            self.public(),
-            self.to_text().as_str()
-        ))
+        self.to_file_contents_with(&[])
+    }
+
+    /// As [`AgentSecretKey::to_file_contents`], with extra comment lines
+    /// (each must start with `#`) before the key: pins, for example.
+    pub fn to_file_contents_with(&self, comments: &[String]) -> Zeroizing<String> {
+        let mut s = format!(
+            "# ravi agent key: keep this file private (mode 0600)\n# public key: {}\n",
+            self.public()
+        );
+        for c in comments
+            .iter()
+            .filter(|c| c.starts_with('#') && !c.contains('\n'))
+        {
+            s.push_str(c);
+            s.push('\n');
+        }
+        s.push_str(self.to_text().as_str());
+        s.push('\n');
+        Zeroizing::new(s)
     }
 
     /// Parses a key file's contents: `#` comments and blank lines are
@@ -187,7 +202,7 @@ impl AgentSecretKey {
     ///
     /// # Errors
     /// [`Error::Conflict`] if the file exists; [`Error::Io`] otherwise.
-    pub fn write_new_file(&self, path: &Path) -> Result<()> {
+    pub fn write_new_file(&self, path: &Path, comments: &[String]) -> Result<()> {
         use std::io::Write;
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -206,7 +221,7 @@ impl AgentSecretKey {
                 Error::io(format!("cannot write {}", path.display()), e)
             }
         })?;
-        f.write_all(self.to_file_contents().as_bytes())
+        f.write_all(self.to_file_contents_with(comments).as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(|e| Error::io(format!("cannot write {}", path.display()), e))
     }

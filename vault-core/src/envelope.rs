@@ -11,8 +11,8 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 use crate::keys::{
-    LABEL_RECORD, LABEL_WRAP_GRANT, LABEL_WRAP_IDENTITY_KEY, LABEL_WRAP_ROOT_KEY,
-    LABEL_WRAP_SESSION, SecretKey,
+    LABEL_RECORD, LABEL_WRAP_GRANT, LABEL_WRAP_IDENTITY_KEY, LABEL_WRAP_OWNER_KEY,
+    LABEL_WRAP_ROOT_KEY, LABEL_WRAP_SESSION, SecretKey,
 };
 use crate::primitives::{NONCE_LEN, TAG_LEN, aead_open, aead_seal, random_bytes};
 
@@ -72,6 +72,14 @@ pub enum SealContext<'a> {
         inbox: &'a str,
         /// Phone number or "".
         phone: &'a str,
+    },
+    /// The owner's Ed25519 signing key (its 32-byte seed), wrapped under
+    /// the root key.
+    OwnerKey {
+        /// The vault's id.
+        vault_id: &'a [u8; 16],
+        /// The owner's Ed25519 public key.
+        owner_public: &'a [u8; 32],
     },
     /// The root key sealed under a session key.
     Session {
@@ -155,6 +163,14 @@ impl SealContext<'_> {
                 field(name.as_bytes());
                 field(inbox.as_bytes());
                 field(phone.as_bytes());
+            }
+            SealContext::OwnerKey {
+                vault_id,
+                owner_public,
+            } => {
+                field(LABEL_WRAP_OWNER_KEY.as_bytes());
+                field(vault_id);
+                field(owner_public);
             }
             SealContext::Session {
                 vault_id,

@@ -25,6 +25,14 @@ pub const LABEL_WRAP_GRANT: &str = "ravi/v1/wrap/grant";
 pub const LABEL_WRAP_SESSION: &str = "ravi/v1/wrap/session";
 /// Associated-data label of a sealed record.
 pub const LABEL_RECORD: &str = "ravi/v1/record";
+/// Label of the owner's signing key wrapped under the root key.
+pub const LABEL_WRAP_OWNER_KEY: &str = "ravi/v1/wrap/owner-key";
+/// Label of the owner's signature on the vault header.
+pub const LABEL_SIG_HEADER: &str = "ravi/v1/sig/header";
+/// Label of the owner's signature on an identity's metadata.
+pub const LABEL_SIG_IDENTITY: &str = "ravi/v1/sig/identity";
+/// Label of the owner's signature on a grant.
+pub const LABEL_SIG_GRANT: &str = "ravi/v1/sig/grant";
 /// HKDF info of the record seal key derived from an identity key.
 pub const LABEL_SEAL_KEY: &str = "ravi/v1/identity/seal-key";
 /// HKDF info of the blind-index key derived from an identity key.

@@ -51,6 +51,7 @@ mod records;
 mod sealer;
 mod secret;
 mod session;
+mod signing;
 mod state;
 mod totp;
 mod unlocked;
@@ -70,6 +71,7 @@ pub use model::{
 pub use records::{NewPassword, PasswordEdit, PasswordEntry, SecretEntry, TotpEntry};
 pub use secret::SecretString;
 pub use session::{DEFAULT_TTL, MAX_TTL, SessionToken, parse_ttl};
+pub use signing::OwnerPublicKey;
 pub use totp::{TotpAlgorithm, TotpCode, TotpParams};
 pub use unlocked::{NewSession, Unlocked};
 pub use vault::Vault;

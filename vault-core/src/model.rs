@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::agent::AgentPublicKey;
 use crate::backend::{GrantRow, IdentityRow};
 use crate::keys::KdfParams;
+use crate::signing::OwnerPublicKey;
 
 /// Default domain of assigned inbox addresses. `.invalid` never routes
 /// mail (RFC 2606): deployments choose their own at init.
@@ -30,8 +31,8 @@ impl Default for InitOptions {
     }
 }
 
-/// Public facts about a vault: `{vault, vault_id, inbox_domain, kdf,
-/// created_dt}`.
+/// Public facts about a vault: `{vault, vault_id, owner_public_key,
+/// inbox_domain, kdf, created_dt}`.
 #[derive(Clone, Debug, Serialize)]
 pub struct VaultInfo {
     /// Where the vault's rows are (the file's path).
@@ -39,6 +40,9 @@ pub struct VaultInfo {
     pub location: String,
     /// The vault's uuid.
     pub vault_id: String,
+    /// The owner's Ed25519 public key (`raviowner1…`), `null` for a vault
+    /// made before signing that its owner has not unlocked since.
+    pub owner_public_key: Option<OwnerPublicKey>,
     /// Domain of assigned inbox addresses.
     pub inbox_domain: String,
     /// Argon2id parameters.

@@ -3,25 +3,225 @@
 //! build a batch with preconditions, commit, and on a lost precondition
 //! read again and retry.
 
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::agent::GrantContext;
-use crate::backend::{Backend, Batch, Changes, CommitError, Conflict, IdentityRow, VaultRow};
+use crate::backend::{
+    Backend, Batch, Changes, CommitError, Conflict, GrantRow, IdentityRow, VaultRow,
+};
 use crate::error::{Error, Result};
+use crate::keys::KdfParams;
 use crate::primitives::random_bytes;
+use crate::sealer::uuid_bytes;
+use crate::signing::{OwnerPublicKey, Signed};
 
 /// How many times a batch is rebuilt after losing a precondition to a
 /// concurrent writer before giving up.
 const MAX_ATTEMPTS: u32 = 64;
 
-/// The shared state of an opened vault.
+/// The shared state of an opened vault. The header and owner key are
+/// replaced only by the owner's own commits (a passphrase change, the
+/// upgrade of a vault made before signing).
 #[derive(Debug)]
 pub(crate) struct VaultState {
     pub(crate) backend: Box<dyn Backend>,
-    pub(crate) header: VaultRow,
+    header: RefCell<VaultRow>,
+    /// The owner's public key, its signature on the header checked.
+    owner: Cell<Option<OwnerPublicKey>>,
     pub(crate) vault_id: [u8; 16],
+}
+
+impl VaultState {
+    /// Reads and checks the header: a vault with an owner key must carry
+    /// the owner's signature on its clear fields.
+    pub(crate) fn load(backend: Box<dyn Backend>) -> Result<Self> {
+        let header = backend.header()?;
+        let vault_id = uuid_bytes(&header.vault_id)?;
+        let owner = verify_header(&vault_id, &header)?;
+        Ok(VaultState {
+            backend,
+            header: RefCell::new(header),
+            owner: Cell::new(owner),
+            vault_id,
+        })
+    }
+
+    /// Reads the header again (after a concurrent owner commit).
+    pub(crate) fn reload(&self) -> Result<()> {
+        let header = self.backend.header()?;
+        if header.vault_id != self.header.borrow().vault_id {
+            return Err(Error::Integrity("the vault's id changed".into()));
+        }
+        let owner = verify_header(&self.vault_id, &header)?;
+        if let (Some(before), Some(now)) = (self.owner.get(), owner)
+            && before != now
+        {
+            return Err(Error::Integrity(format!(
+                "the vault's owner key changed from {before} to {now}"
+            )));
+        }
+        self.owner.set(owner);
+        *self.header.borrow_mut() = header;
+        Ok(())
+    }
+
+    /// The header as read.
+    pub(crate) fn header(&self) -> VaultRow {
+        self.header.borrow().clone()
+    }
+
+    /// The owner's public key, if the vault has one.
+    pub(crate) fn owner(&self) -> Option<OwnerPublicKey> {
+        self.owner.get()
+    }
+
+    /// Checks the owner's signature on an identity's metadata (vaults made
+    /// before signing have no owner key yet and nothing to check).
+    pub(crate) fn verify_identity(&self, row: &IdentityRow) -> Result<()> {
+        let Some(owner) = self.owner() else {
+            return Ok(());
+        };
+        let id = uuid_bytes(&row.uuid)?;
+        owner.verify(
+            &identity_signed(&self.vault_id, &id, row),
+            row.signature.as_deref(),
+            &format!("the metadata of identity {:?}", row.name),
+        )
+    }
+
+    /// Checks the owner's signature on a grant.
+    pub(crate) fn verify_grant(&self, g: &GrantRow) -> Result<()> {
+        let Some(owner) = self.owner() else {
+            return Ok(());
+        };
+        let (gid, iid) = (uuid_bytes(&g.uuid)?, uuid_bytes(&g.identity_uuid)?);
+        owner.verify(
+            &grant_signed(&self.vault_id, &gid, &iid, g),
+            g.signature.as_deref(),
+            "a grant",
+        )
+    }
+
+    /// The identity with this uuid, its signature checked.
+    pub(crate) fn identity(&self, uuid: &str) -> Result<Option<IdentityRow>> {
+        let row = self.backend.identity(uuid)?;
+        if let Some(r) = &row {
+            self.verify_identity(r)?;
+        }
+        Ok(row)
+    }
+
+    /// Every identity, signatures checked.
+    pub(crate) fn identities(&self) -> Result<Vec<IdentityRow>> {
+        let rows = self.backend.identities()?;
+        for r in &rows {
+            self.verify_identity(r)?;
+        }
+        Ok(rows)
+    }
+
+    /// The identity named or identified by `selector` (a name or a uuid),
+    /// its signature checked.
+    pub(crate) fn find_identity(&self, selector: &str) -> Result<IdentityRow> {
+        let row = find_identity_row(self.backend.as_ref(), selector)?;
+        self.verify_identity(&row)?;
+        Ok(row)
+    }
+
+    /// The grants of an identity, signatures checked.
+    pub(crate) fn grants(&self, identity_uuid: &str) -> Result<Vec<GrantRow>> {
+        let grants = self.backend.grants(identity_uuid)?;
+        for g in &grants {
+            self.verify_grant(g)?;
+        }
+        Ok(grants)
+    }
+}
+
+/// The owner key of a header whose signature verifies; `None` for a vault
+/// made before signing (no owner key, no signature).
+fn verify_header(vault_id: &[u8; 16], h: &VaultRow) -> Result<Option<OwnerPublicKey>> {
+    match (&h.owner_public_key, &h.wrapped_owner_key, &h.signature) {
+        (None, None, None) => Ok(None),
+        (Some(pk), Some(_), sig) => {
+            let owner = OwnerPublicKey::from_stored(pk)?;
+            let kdf = kdf_params_of(h).encode();
+            owner.verify(
+                &header_signed(vault_id, h, &kdf, owner.as_bytes()),
+                sig.as_deref(),
+                "the vault header",
+            )?;
+            Ok(Some(owner))
+        }
+        _ => Err(Error::Integrity(
+            "the vault header's owner key is incomplete (tampered)".into(),
+        )),
+    }
+}
+
+/// The KDF parameters of a header.
+pub(crate) fn kdf_params_of(h: &VaultRow) -> KdfParams {
+    KdfParams {
+        memory_kib: h.kdf_memory_kib,
+        iterations: h.kdf_iterations,
+        parallelism: h.kdf_parallelism,
+    }
+}
+
+/// The message the owner signs for a header.
+pub(crate) fn header_signed<'a>(
+    vault_id: &'a [u8; 16],
+    h: &'a VaultRow,
+    kdf_params: &'a [u8; 13],
+    owner_public: &'a [u8; 32],
+) -> Signed<'a> {
+    Signed::Header {
+        vault_id,
+        owner_public,
+        kdf_params,
+        kdf_salt: &h.kdf_salt,
+        inbox_domain: &h.inbox_domain,
+        created_dt: &h.created_dt,
+    }
+}
+
+/// The message the owner signs for an identity's metadata.
+pub(crate) fn identity_signed<'a>(
+    vault_id: &'a [u8; 16],
+    identity_id: &'a [u8; 16],
+    row: &'a IdentityRow,
+) -> Signed<'a> {
+    Signed::Identity {
+        vault_id,
+        identity_id,
+        name: &row.name,
+        inbox: &row.inbox,
+        phone: row.phone.as_deref().unwrap_or(""),
+        created_dt: &row.created_dt,
+    }
+}
+
+/// The message the owner signs for a grant.
+pub(crate) fn grant_signed<'a>(
+    vault_id: &'a [u8; 16],
+    grant_id: &'a [u8; 16],
+    identity_id: &'a [u8; 16],
+    g: &'a GrantRow,
+) -> Signed<'a> {
+    Signed::Grant {
+        vault_id,
+        grant_id,
+        identity_id,
+        epoch: g.key_epoch,
+        recipient: &g.recipient,
+        ephemeral: &g.ephemeral_public,
+        wrapped_key: &g.wrapped_key,
+        label: g.label.as_deref().unwrap_or(""),
+        created_dt: &g.created_dt,
+    }
 }
 
 /// What to do about a commit's conflict.

@@ -20,7 +20,11 @@ use crate::names;
 use crate::primitives::random_bytes;
 use crate::sealer::{RecordSealer, uuid_bytes};
 use crate::session::{MAX_TTL, SessionToken};
-use crate::state::{OnConflict, VaultState, find_identity_row, grant_context, transact};
+use crate::signing::OwnerKey;
+use crate::state::{
+    OnConflict, VaultState, grant_context, grant_signed, header_signed, identity_signed,
+    kdf_params_of, transact,
+};
 
 /// A session created by [`Unlocked::create_session`].
 #[derive(Debug)]
@@ -44,12 +48,38 @@ pub struct Unlocked<'v> {
     root_key: SecretKey,
     /// The session this vault was unlocked with, if not the passphrase.
     session_id: Option<[u8; 16]>,
+    /// The owner's signing key, unwrapped when first needed.
+    owner_key: std::cell::OnceCell<OwnerKey>,
+}
+
+/// Seals the owner's signing key seed under the root key.
+pub(crate) fn wrap_owner_key(
+    root_key: &SecretKey,
+    vault_id: &[u8; 16],
+    owner: &OwnerKey,
+    seed: &SecretKey,
+) -> Result<Vec<u8>> {
+    let public = owner.public();
+    let ctx = SealContext::OwnerKey {
+        vault_id,
+        owner_public: public.as_bytes(),
+    };
+    envelope::seal(root_key, &ctx, seed.expose())
+}
+
+/// Sets a header's owner public key and the owner's signature on it.
+pub(crate) fn sign_header(header: &mut VaultRow, vault_id: &[u8; 16], owner: &OwnerKey) {
+    let public = owner.public();
+    header.owner_public_key = Some(public.as_bytes().to_vec());
+    let kdf = kdf_params_of(header).encode();
+    let sig = owner.sign(&header_signed(vault_id, header, &kdf, public.as_bytes()));
+    header.signature = Some(sig);
 }
 
 impl std::fmt::Debug for Unlocked<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Unlocked")
-            .field("vault", &self.state.header.vault_id)
+            .field("vault", &self.state.vault_id)
             .finish_non_exhaustive()
     }
 }
@@ -69,25 +99,104 @@ fn identity_ctx<'a>(
     }
 }
 
-/// A conflict's precondition, if it was one.
-fn failed_precondition<'b>(batch: &'b Batch, c: &Conflict) -> Option<&'b Precondition> {
-    match c {
-        Conflict::Precondition(i) => batch.preconditions.get(*i),
-        _ => None,
-    }
-}
-
 impl<'v> Unlocked<'v> {
-    pub(crate) fn new(
+    /// The owner's view with this root key. A vault made before signing
+    /// gets its owner key here: the header, every identity and every grant
+    /// are signed in one batch.
+    pub(crate) fn open(
         state: &'v VaultState,
         root_key: SecretKey,
         session_id: Option<[u8; 16]>,
-    ) -> Self {
-        Unlocked {
+    ) -> Result<Self> {
+        let u = Unlocked {
             state,
             root_key,
             session_id,
+            owner_key: std::cell::OnceCell::new(),
+        };
+        if state.owner().is_none() {
+            u.add_owner_key()?;
         }
+        Ok(u)
+    }
+
+    /// The owner's signing key, unwrapped under the root key.
+    fn owner_key(&self) -> Result<&OwnerKey> {
+        if let Some(k) = self.owner_key.get() {
+            return Ok(k);
+        }
+        let tampered = || Error::tampered("the owner's signing key");
+        let owner = self.state.owner().ok_or_else(tampered)?;
+        let h = self.state.header();
+        let wrapped = h.wrapped_owner_key.as_deref().ok_or_else(tampered)?;
+        let ctx = SealContext::OwnerKey {
+            vault_id: &self.state.vault_id,
+            owner_public: owner.as_bytes(),
+        };
+        let seed = envelope::open(&self.root_key, &ctx, wrapped)
+            .and_then(|pt| SecretKey::from_slice(&pt))
+            .ok_or_else(tampered)?;
+        let key = OwnerKey::from_seed(&seed);
+        if key.public() != owner {
+            return Err(tampered());
+        }
+        Ok(self.owner_key.get_or_init(|| key))
+    }
+
+    /// Gives a vault made before signing its owner key (see [`Unlocked::open`]).
+    fn add_owner_key(&self) -> Result<()> {
+        let backend = self.state.backend.as_ref();
+        let (seed, owner) = OwnerKey::generate()?;
+        transact(
+            backend,
+            || {
+                let old = backend.header()?;
+                if old.owner_public_key.is_some() {
+                    // Another process added one meanwhile.
+                    return Ok((Batch::new(), false));
+                }
+                let mut header = old.clone();
+                header.wrapped_owner_key = Some(wrap_owner_key(
+                    &self.root_key,
+                    &self.state.vault_id,
+                    &owner,
+                    &seed,
+                )?);
+                sign_header(&mut header, &self.state.vault_id, &owner);
+                let mut b = Batch::new();
+                b.require(Precondition::HeaderUnchanged {
+                    wrapped_root_key: old.wrapped_root_key.clone(),
+                    signature: None,
+                })
+                .write(Write::SetHeaderKey(header));
+                for row in backend.identities()? {
+                    // Only what the owner's own key opens gets signed.
+                    self.identity_key(&row)?;
+                    let id = uuid_bytes(&row.uuid)?;
+                    b.require(Precondition::IdentityEpoch {
+                        identity_uuid: row.uuid.clone(),
+                        key_epoch: row.key_epoch,
+                    })
+                    .write(Write::SetIdentitySignature {
+                        uuid: row.uuid.clone(),
+                        signature: owner.sign(&identity_signed(&self.state.vault_id, &id, &row)),
+                    });
+                    for mut g in backend.grants(&row.uuid)? {
+                        let gid = uuid_bytes(&g.uuid)?;
+                        g.signature =
+                            Some(owner.sign(&grant_signed(&self.state.vault_id, &gid, &id, &g)));
+                        b.write(Write::UpdateGrant(g));
+                    }
+                }
+                Ok((b, true))
+            },
+            |_, _| OnConflict::Retry,
+        )?;
+        self.state.reload()?;
+        if self.state.owner() == Some(owner.public()) {
+            let _ = self.owner_key.set(owner);
+        }
+        Ok(())
     }
 
     #[cfg(test)]
@@ -107,7 +216,7 @@ impl<'v> Unlocked<'v> {
             None => format!(
                 "{}@{}",
                 new.name.to_ascii_lowercase(),
-                self.state.header.inbox_domain
+                self.state.header().inbox_domain
             ),
         };
         let phone = new
@@ -123,9 +232,16 @@ impl<'v> Unlocked<'v> {
             created_dt: now_rfc3339()?,
             key_epoch: 1,
             wrapped_key: Vec::new(),
+            signature: None,
         };
         let ik = SecretKey::random()?;
         row.wrapped_key = self.wrap_identity_key(&row, &ik)?;
+        let id = uuid_bytes(&row.uuid)?;
+        row.signature = Some(self.owner_key()?.sign(&identity_signed(
+            &self.state.vault_id,
+            &id,
+            &row,
+        )));
         let mut batch = Batch::new();
         batch.write(Write::InsertIdentity(row.clone()));
         transact(
@@ -150,7 +266,7 @@ impl<'v> Unlocked<'v> {
         let (ident, _) = transact(
             backend,
             || {
-                let row = find_identity_row(backend, selector)?;
+                let row = self.state.find_identity(selector)?;
                 let mut b = Batch::new();
                 b.require(Precondition::IdentityEpoch {
                     identity_uuid: row.uuid.clone(),
@@ -196,7 +312,6 @@ impl<'v> Unlocked<'v> {
     pub fn open_identity(&self, identity: &Identity) -> Result<IdentityVault<'v>> {
         let row = self
             .state
-            .backend
             .identity(&identity.uuid)?
             .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))?;
         let ik = self.identity_key(&row)?;
@@ -286,7 +401,7 @@ impl<'v> Unlocked<'v> {
         let (grant, _) = transact(
             backend,
             || {
-                let row = find_identity_row(backend, selector)?;
+                let row = self.state.find_identity(selector)?;
                 let ik = self.identity_key(&row)?;
                 let grant = self.wrap_grant(
                     &row,
@@ -327,7 +442,7 @@ impl<'v> Unlocked<'v> {
         let gid = uuid_bytes(&grant_uuid)?;
         let (eph, wrapped) =
             agent::wrap_to_agent(to, &grant_context(&self.state.vault_id, &id, &gid, row), ik)?;
-        Ok(GrantRow {
+        let mut g = GrantRow {
             uuid: grant_uuid,
             identity_uuid: row.uuid.clone(),
             recipient: to.as_bytes().to_vec(),
@@ -336,7 +451,14 @@ impl<'v> Unlocked<'v> {
             ephemeral_public: eph.to_vec(),
             wrapped_key: wrapped,
             created_dt,
-        })
+            signature: None,
+        };
+        g.signature =
+            Some(
+                self.owner_key()?
+                    .sign(&grant_signed(&self.state.vault_id, &gid, &id, &g)),
+            );
+        Ok(g)
     }
 
     /// Rotates an identity's key, optionally removing one agent's grant
@@ -369,28 +491,38 @@ impl<'v> Unlocked<'v> {
         revoke: Option<&AgentPublicKey>,
     ) -> Result<(Batch, Rotation)> {
         let backend = self.state.backend.as_ref();
-        let old_row = find_identity_row(backend, selector)?;
+        let old_row = self.state.find_identity(selector)?;
         let old_ik = self.identity_key(&old_row)?;
-        let mut grants = backend.grants(&old_row.uuid)?;
         let mut batch = Batch::new();
         batch.require(Precondition::IdentityEpoch {
             identity_uuid: old_row.uuid.clone(),
             key_epoch: old_row.key_epoch,
         });
+        // Rotation is the owner's recovery: a grant the owner did not sign
+        // (planted by the store) is removed, never re-wrapped.
+        let mut grants = Vec::new();
         let mut removed = 0;
+        for g in backend.grants(&old_row.uuid)? {
+            if self.state.verify_grant(&g).is_ok() {
+                grants.push(g);
+            } else {
+                batch.write(Write::DeleteGrant(g.uuid.clone()));
+                removed += 1;
+            }
+        }
         if let Some(pk) = revoke {
             let before = grants.len();
             for g in grants.iter().filter(|g| g.recipient == pk.as_bytes()) {
                 batch.write(Write::DeleteGrant(g.uuid.clone()));
             }
             grants.retain(|g| g.recipient != pk.as_bytes());
-            removed = before - grants.len();
-            if removed == 0 {
+            if grants.len() == before {
                 return Err(Error::NotFound(format!(
                     "agent key {pk} has no grant for identity {:?}",
                     old_row.name
                 )));
             }
+            removed += before - grants.len();
         }
         let new_epoch = old_row
             .key_epoch
@@ -466,12 +598,8 @@ impl<'v> Unlocked<'v> {
                 "changing the passphrase needs the current passphrase, not a session".into(),
             ));
         }
-        let old = &self.state.header;
-        let params = kdf.unwrap_or(KdfParams {
-            memory_kib: old.kdf_memory_kib,
-            iterations: old.kdf_iterations,
-            parallelism: old.kdf_parallelism,
-        });
+        let old = &self.state.header();
+        let params = kdf.unwrap_or(kdf_params_of(old));
         params.validate()?;
         let mut salt = [0u8; SALT_LEN];
         random_bytes(&mut salt)?;
@@ -481,7 +609,7 @@ impl<'v> Unlocked<'v> {
             kdf_params: &params.encode(),
             salt: &salt,
         };
-        let header = VaultRow {
+        let mut header = VaultRow {
             kdf_memory_kib: params.memory_kib,
             kdf_iterations: params.iterations,
             kdf_parallelism: params.parallelism,
@@ -489,21 +617,24 @@ impl<'v> Unlocked<'v> {
             wrapped_root_key: envelope::seal(&kek, &ctx, self.root_key.expose())?,
             ..old.clone()
         };
+        sign_header(&mut header, &self.state.vault_id, self.owner_key()?);
         let mut batch = Batch::new();
         batch
-            .require(Precondition::HeaderKey(old.wrapped_root_key.clone()))
+            .require(Precondition::HeaderUnchanged {
+                wrapped_root_key: old.wrapped_root_key.clone(),
+                signature: old.signature.clone(),
+            })
             .write(Write::SetHeaderKey(header));
         transact(
             self.state.backend.as_ref(),
             || Ok((batch.clone(), ())),
-            |b, c| {
-                let what = failed_precondition(b, c);
-                debug_assert!(matches!(what, Some(Precondition::HeaderKey(_))));
+            |_, _| {
                 OnConflict::Fail(Error::Conflict(
                     "the vault's passphrase changed while this command ran; retry".into(),
                 ))
             },
         )?;
+        self.state.reload()?;
         Ok(params)
     }
 }

@@ -13,14 +13,14 @@ use crate::clock::{now_rfc3339, rfc3339, unix_now};
 use crate::envelope::{self, SealContext};
 use crate::error::{Error, Result};
 use crate::identity_vault::IdentityVault;
-use crate::keys::{KdfParams, Passphrase, SALT_LEN, SecretKey, derive_kek};
+use crate::keys::{Passphrase, SALT_LEN, SecretKey, derive_kek};
 use crate::model::{GrantInfo, Identity, InitOptions, VaultInfo};
 use crate::names;
 use crate::primitives::random_bytes;
-use crate::sealer::uuid_bytes;
 use crate::session::SessionToken;
-use crate::state::{VaultState, find_identity_row};
-use crate::unlocked::Unlocked;
+use crate::signing::{OwnerKey, OwnerPublicKey};
+use crate::state::{VaultState, kdf_params_of};
+use crate::unlocked::{Unlocked, sign_header, wrap_owner_key};
 
 /// A vault, opened but not unlocked: identity metadata is readable, sealed
 /// records are not.
@@ -67,12 +67,13 @@ impl Vault {
         random_bytes(&mut salt)?;
         let kek = derive_kek(passphrase, &salt, &opts.kdf)?;
         let root_key = SecretKey::random()?;
+        let vault_id = *vault_uuid.as_bytes();
         let ctx = SealContext::RootKey {
-            vault_id: vault_uuid.as_bytes(),
+            vault_id: &vault_id,
             kdf_params: &opts.kdf.encode(),
             salt: &salt,
         };
-        let header = VaultRow {
+        let mut header = VaultRow {
             vault_id: vault_uuid.to_string(),
             kdf_memory_kib: opts.kdf.memory_kib,
             kdf_iterations: opts.kdf.iterations,
@@ -81,15 +82,14 @@ impl Vault {
             wrapped_root_key: envelope::seal(&kek, &ctx, root_key.expose())?,
             inbox_domain,
             created_dt: now_rfc3339()?,
+            owner_public_key: None,
+            wrapped_owner_key: None,
+            signature: None,
         };
-        let backend = create(&header)?;
-        Ok(Vault {
-            state: VaultState {
-                backend,
-                header,
-                vault_id: *vault_uuid.as_bytes(),
-            },
-        })
+        let (seed, owner) = OwnerKey::generate()?;
+        header.wrapped_owner_key = Some(wrap_owner_key(&root_key, &vault_id, &owner, &seed)?);
+        sign_header(&mut header, &vault_id, &owner);
+        Vault::from_backend(create(&header)?)
     }
 
     /// Opens the vault file at `path`.
@@ -111,15 +111,33 @@ impl Vault {
     }
 
     fn from_backend(backend: Box<dyn Backend>) -> Result<Vault> {
-        let header = backend.header()?;
-        let vault_id = uuid_bytes(&header.vault_id)?;
         Ok(Vault {
-            state: VaultState {
-                backend,
-                header,
-                vault_id,
-            },
+            state: VaultState::load(backend)?,
         })
+    }
+
+    /// The owner's public key, its signature on the header checked; `None`
+    /// for a vault made before signing that its owner has not unlocked
+    /// since. Clients pin it and compare it with [`Vault::check_owner`].
+    pub fn owner_public_key(&self) -> Option<OwnerPublicKey> {
+        self.state.owner()
+    }
+
+    /// Compares the vault's owner key with the one a client pinned.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if they differ, or if the vault has no owner key
+    /// although one was pinned (the store stripped it).
+    pub fn check_owner(&self, pinned: &OwnerPublicKey) -> Result<()> {
+        match self.state.owner() {
+            Some(k) if k == *pinned => Ok(()),
+            Some(k) => Err(Error::Integrity(format!(
+                "the vault's owner key {k} is not the pinned owner key {pinned}"
+            ))),
+            None => Err(Error::Integrity(format!(
+                "the vault carries no owner key, but {pinned} was pinned for it (stripped by the store?)"
+            ))),
+        }
     }
 
     #[cfg(test)]
@@ -127,24 +145,16 @@ impl Vault {
         self.state.backend.as_ref()
     }
 
-    fn kdf_params(&self) -> KdfParams {
-        let h = &self.state.header;
-        KdfParams {
-            memory_kib: h.kdf_memory_kib,
-            iterations: h.kdf_iterations,
-            parallelism: h.kdf_parallelism,
-        }
-    }
-
     /// Public facts about the vault.
     pub fn info(&self) -> VaultInfo {
-        let h = &self.state.header;
+        let h = self.state.header();
         VaultInfo {
             location: self.state.backend.location(),
             vault_id: h.vault_id.clone(),
+            owner_public_key: self.state.owner(),
             inbox_domain: h.inbox_domain.clone(),
-            kdf: self.kdf_params(),
-            created_dt: h.created_dt.clone(),
+            kdf: kdf_params_of(&h),
+            created_dt: h.created_dt,
         }
     }
 
@@ -155,7 +165,6 @@ impl Vault {
     pub fn identities(&self) -> Result<Vec<Identity>> {
         Ok(self
             .state
-            .backend
             .identities()?
             .iter()
             .map(Identity::from)
@@ -167,7 +176,9 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn find_identity(&self, selector: &str) -> Result<Identity> {
-        find_identity_row(self.state.backend.as_ref(), selector).map(|r| Identity::from(&r))
+        self.state
+            .find_identity(selector)
+            .map(|r| Identity::from(&r))
     }
 
     /// The grants of an identity (public information).
@@ -175,10 +186,9 @@ impl Vault {
     /// # Errors
     /// [`Error::NotFound`] if there is no such identity.
     pub fn grants(&self, selector: &str) -> Result<Vec<GrantInfo>> {
-        let row = find_identity_row(self.state.backend.as_ref(), selector)?;
+        let row = self.state.find_identity(selector)?;
         Ok(self
             .state
-            .backend
             .grants(&row.uuid)?
             .iter()
             .map(GrantInfo::from)
@@ -191,11 +201,11 @@ impl Vault {
     /// [`Error::WrongPassphrase`] if the passphrase is wrong or the wrapped
     /// root key or its parameters were altered.
     pub fn unlock(&self, passphrase: &Passphrase) -> Result<Unlocked<'_>> {
-        let params = self.kdf_params();
+        let h = self.state.header();
+        let params = kdf_params_of(&h);
         params
             .validate()
             .map_err(|_| Error::Integrity("the vault's KDF parameters are out of range".into()))?;
-        let h = &self.state.header;
         let kek = derive_kek(passphrase, &h.kdf_salt, &params)?;
         let ctx = SealContext::RootKey {
             vault_id: &self.state.vault_id,
@@ -205,7 +215,7 @@ impl Vault {
         let rk = envelope::open(&kek, &ctx, &h.wrapped_root_key)
             .and_then(|pt| SecretKey::from_slice(&pt))
             .ok_or(Error::WrongPassphrase)?;
-        Ok(Unlocked::new(&self.state, rk, None))
+        Unlocked::open(&self.state, rk, None)
     }
 
     /// Unlocks with a session token: no key derivation.
@@ -237,7 +247,7 @@ impl Vault {
         let rk = envelope::open(&token.key, &ctx, &row.wrapped_root_key)
             .and_then(|pt| SecretKey::from_slice(&pt))
             .ok_or_else(|| Error::Locked("the session token was refused".into()))?;
-        Ok(Unlocked::new(&self.state, rk, Some(token.id)))
+        Unlocked::open(&self.state, rk, Some(token.id))
     }
 
     /// Opens the vault with a credential.
@@ -272,7 +282,7 @@ pub(crate) mod test_support {
     //! parameters, chosen explicitly for speed.
     use super::*;
 
-    pub(crate) const WEAK: KdfParams = KdfParams {
+    pub(crate) const WEAK: crate::keys::KdfParams = crate::keys::KdfParams {
         memory_kib: 1024,
         iterations: 1,
         parallelism: 1,

@@ -551,14 +551,38 @@ fn no_key_material_at_rest() {
 fn schema_v1_is_migrated() {
     let (env, _) = Env::with_identity("alice");
     env.run(&["secrets", "set", "K", "v"]).ok();
+    // A version 1 file, as a build before sessions and signing wrote it,
+    // that no client pinned.
     env.db()
-        .execute_batch("DROP TABLE grants; DROP TABLE sessions; PRAGMA user_version = 1;")
+        .execute_batch(
+            "DROP TABLE grants; DROP TABLE sessions;
+             ALTER TABLE vault DROP COLUMN owner_public_key;
+             ALTER TABLE vault DROP COLUMN wrapped_owner_key;
+             ALTER TABLE vault DROP COLUMN signature;
+             ALTER TABLE identities DROP COLUMN signature;
+             PRAGMA user_version = 1;",
+        )
         .unwrap();
+    std::fs::remove_dir_all(env.config_dir.join("pins")).unwrap();
+    let info = env.run(&["vault", "info", "--json"]).ok().json();
+    assert!(info["owner_public_key"].is_null());
+    // the owner's first unlock adds the owner key and signs the metadata
     assert_eq!(env.run(&["secrets", "get", "K"]).ok().stdout.trim(), "v");
     let v: i64 = env
         .db()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 2);
+    assert_eq!(v, 3);
+    let info = env.run(&["vault", "info", "--json"]).ok().json();
+    let owner = info["owner_public_key"].as_str().unwrap().to_string();
+    assert!(owner.starts_with("raviowner1"));
+    let pinned = std::fs::read_to_string(
+        env.config_dir
+            .join("pins")
+            .join(info["vault_id"].as_str().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(pinned.trim(), owner);
+    env.run(&["identity", "show", "alice"]).ok();
     env.run(&["unlock"]).ok();
 }

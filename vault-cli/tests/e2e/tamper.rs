@@ -201,15 +201,18 @@ fn every_byte_of_the_wrapped_root_key_and_kdf_header() {
     env.db()
         .execute("UPDATE vault SET kdf_salt = ?1", [bad])
         .unwrap();
-    env.run(&["secrets", "get", "K"]).fails(EXIT_LOCKED);
+    // the owner's signature on the header covers the salt: caught before
+    // any key derivation
+    env.run(&["secrets", "get", "K"]).fails(EXIT_INTEGRITY);
     env.db()
         .execute("UPDATE vault SET kdf_salt = ?1", [salt])
         .unwrap();
-    // a downgraded cost parameter is caught by the associated data
+    // a changed cost parameter is caught by the header signature (and by
+    // the root key's associated data)
     env.db()
         .execute("UPDATE vault SET kdf_memory_kib = 2048", [])
         .unwrap();
-    env.run(&["secrets", "get", "K"]).fails(EXIT_LOCKED);
+    env.run(&["secrets", "get", "K"]).fails(EXIT_INTEGRITY);
     // an absurd cost is refused before any allocation
     env.db()
         .execute("UPDATE vault SET kdf_memory_kib = 2147483647", [])

@@ -134,7 +134,20 @@ pub fn python_reader_opens_a_ravi_vault() {
     std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
 
     let vault = env.vault.to_str().unwrap().to_string();
-    let doc = reader(&py, &[&vault, "--passphrase-file", pass.to_str().unwrap()]);
+    let owner = env.run(&["vault", "info", "--json"]).ok().json()["owner_public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let doc = reader(
+        &py,
+        &[
+            &vault,
+            "--passphrase-file",
+            pass.to_str().unwrap(),
+            "--owner-key",
+            &owner,
+        ],
+    );
     for who in ["alice", "bob"] {
         let got = by_uuid(&doc, who);
         let want = &expected[who];
@@ -172,4 +185,33 @@ pub fn python_reader_opens_a_ravi_vault() {
         ],
     );
     assert_eq!(by_uuid(&agent_doc, "alice"), by_uuid(&doc, "alice"));
+
+    // The reader refuses what ravi refuses: an edited inbox, a forged
+    // grant signature, another owner key.
+    let refused = |args: &[&str]| {
+        let out = std::process::Command::new(&py)
+            .arg(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../tests/independent/reader.py"),
+            )
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the reader accepted {args:?}");
+    };
+    let other_owner = "raviowner1p0h0t20x08n28cf5lcncx7llxtrukh6agn4qn09su4pt444ycrxq26846w";
+    refused(&[
+        &vault,
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--owner-key",
+        other_owner,
+    ]);
+    env.db()
+        .execute(
+            "UPDATE identities SET inbox = 'evil@example.com' WHERE name = 'bob'",
+            [],
+        )
+        .unwrap();
+    refused(&[&vault, "--passphrase-file", pass.to_str().unwrap()]);
 }

@@ -24,6 +24,9 @@ pub(crate) fn header() -> VaultRow {
         wrapped_root_key: vec![2; 72],
         inbox_domain: "example.com".into(),
         created_dt: "2026-01-01T00:00:00Z".into(),
+        owner_public_key: Some(vec![7; 32]),
+        wrapped_owner_key: Some(vec![8; 72]),
+        signature: Some(vec![9; 64]),
     }
 }
 
@@ -36,6 +39,7 @@ fn identity(uuid: &str, name: &str) -> IdentityRow {
         created_dt: format!("2026-01-01T00:00:0{}Z", uuid.len() % 10),
         key_epoch: 1,
         wrapped_key: vec![3; 72],
+        signature: Some(vec![4; 64]),
     }
 }
 
@@ -60,6 +64,14 @@ fn grant(uuid: &str, identity: &str, recipient: u8) -> GrantRow {
         ephemeral_public: vec![5; 32],
         wrapped_key: vec![6; 72],
         created_dt: format!("2026-01-01T00:00:0{recipient}Z"),
+        signature: Some(vec![recipient; 64]),
+    }
+}
+
+fn header_unchanged(wrapped_root_key: Vec<u8>, signature: Option<Vec<u8>>) -> Precondition {
+    Precondition::HeaderUnchanged {
+        wrapped_root_key,
+        signature,
     }
 }
 
@@ -248,8 +260,9 @@ fn preconditions(h: &dyn Harness) {
     seed(b.as_ref());
     let r1 = record("r1", "i1", 2, 1);
     let cases: Vec<(Precondition, bool)> = vec![
-        (Precondition::HeaderKey(vec![2; 72]), true),
-        (Precondition::HeaderKey(vec![0; 72]), false),
+        (header_unchanged(vec![2; 72], Some(vec![9; 64])), true),
+        (header_unchanged(vec![0; 72], Some(vec![9; 64])), false),
+        (header_unchanged(vec![2; 72], None), false),
         (
             Precondition::IdentityEpoch {
                 identity_uuid: "i1".into(),
@@ -329,11 +342,23 @@ fn preconditions(h: &dyn Harness) {
     new_header.wrapped_root_key = vec![8; 72];
     new_header.kdf_salt = vec![9; 16];
     let change = batch(
-        vec![Precondition::HeaderKey(vec![2; 72])],
+        vec![header_unchanged(vec![2; 72], Some(vec![9; 64]))],
         vec![Write::SetHeaderKey(new_header.clone())],
     );
     b.commit(&change).unwrap();
     assert_eq!(h.open().header().unwrap(), new_header);
+    b.commit(&batch(
+        vec![],
+        vec![Write::SetIdentitySignature {
+            uuid: "i2".into(),
+            signature: vec![1; 64],
+        }],
+    ))
+    .unwrap();
+    assert_eq!(
+        h.open().identity("i2").unwrap().unwrap().signature,
+        Some(vec![1; 64])
+    );
     assert_eq!(conflict(b.commit(&change)), Conflict::Precondition(0));
 }
 

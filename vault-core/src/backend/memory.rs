@@ -51,7 +51,13 @@ impl MemoryBackend {
 impl State {
     fn holds(&self, p: &Precondition) -> bool {
         match p {
-            Precondition::HeaderKey(k) => self.header.wrapped_root_key == *k,
+            Precondition::HeaderUnchanged {
+                wrapped_root_key,
+                signature,
+            } => {
+                self.header.wrapped_root_key == *wrapped_root_key
+                    && self.header.signature == *signature
+            }
             Precondition::IdentityEpoch {
                 identity_uuid,
                 key_epoch,
@@ -187,6 +193,7 @@ impl State {
                 old.key_epoch = g.key_epoch;
                 old.ephemeral_public.clone_from(&g.ephemeral_public);
                 old.wrapped_key.clone_from(&g.wrapped_key);
+                old.signature.clone_from(&g.signature);
                 1
             }
             Write::DeleteGrant(uuid) => usize::from(self.grants.remove(uuid).is_some()),
@@ -215,6 +222,14 @@ impl State {
                 h.kdf_parallelism = v.kdf_parallelism;
                 h.kdf_salt.clone_from(&v.kdf_salt);
                 h.wrapped_root_key.clone_from(&v.wrapped_root_key);
+                h.owner_public_key.clone_from(&v.owner_public_key);
+                h.wrapped_owner_key.clone_from(&v.wrapped_owner_key);
+                h.signature.clone_from(&v.signature);
+                1
+            }
+            Write::SetIdentitySignature { uuid, signature } => {
+                let i = self.identities.get_mut(uuid).ok_or(Missing)?;
+                i.signature = Some(signature.clone());
                 1
             }
         })

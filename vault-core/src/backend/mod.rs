@@ -40,6 +40,13 @@ pub struct VaultRow {
     pub inbox_domain: String,
     /// Creation time, RFC 3339.
     pub created_dt: String,
+    /// The owner's Ed25519 public key (absent in vaults made before
+    /// signing, until the owner next unlocks them).
+    pub owner_public_key: Option<Vec<u8>>,
+    /// The owner's signing key seed sealed under the root key.
+    pub wrapped_owner_key: Option<Vec<u8>>,
+    /// The owner's signature on the clear header fields.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// An identity row: clear routing metadata and the wrapped identity key.
@@ -59,6 +66,8 @@ pub struct IdentityRow {
     pub key_epoch: u32,
     /// The identity key sealed under the root key.
     pub wrapped_key: Vec<u8>,
+    /// The owner's signature on the clear metadata.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// A record row: ids, kind, blind index, key epoch and ciphertext only.
@@ -110,6 +119,8 @@ pub struct GrantRow {
     pub wrapped_key: Vec<u8>,
     /// Creation time, RFC 3339.
     pub created_dt: String,
+    /// The owner's signature on the grant.
+    pub signature: Option<Vec<u8>>,
 }
 
 /// Which records a [`Backend::records`] call returns: all of an identity's
@@ -131,9 +142,14 @@ pub struct RecordQuery {
 /// nonce, so two writes of a record never leave the same bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Precondition {
-    /// The header's wrapped root key is still this one (no concurrent
-    /// passphrase change).
-    HeaderKey(Vec<u8>),
+    /// The header is as read: the same wrapped root key and owner signature
+    /// (no concurrent passphrase change or owner-key upgrade).
+    HeaderUnchanged {
+        /// The wrapped root key read.
+        wrapped_root_key: Vec<u8>,
+        /// The header signature read (`None` before signing).
+        signature: Option<Vec<u8>>,
+    },
     /// The identity exists and its key is at this epoch.
     IdentityEpoch {
         /// The identity.
@@ -198,7 +214,8 @@ pub enum Write {
     },
     /// Inserts a grant; an agent has at most one grant per identity.
     InsertGrant(GrantRow),
-    /// Replaces an existing grant's epoch, ephemeral key and wrapped key.
+    /// Replaces an existing grant's epoch, ephemeral key, wrapped key and
+    /// signature.
     UpdateGrant(GrantRow),
     /// Deletes a grant.
     DeleteGrant(String),
@@ -208,8 +225,16 @@ pub enum Write {
     DeleteSessions(Option<String>),
     /// Deletes the sessions that expired at or before this Unix time.
     DeleteExpiredSessions(u64),
-    /// Replaces the header's KDF parameters, salt and wrapped root key.
+    /// Replaces the header's KDF parameters, salt, wrapped root key, owner
+    /// key and signature (every field but the id, inbox domain and time).
     SetHeaderKey(VaultRow),
+    /// Replaces an identity's signature.
+    SetIdentitySignature {
+        /// The identity.
+        uuid: String,
+        /// The owner's signature on its metadata.
+        signature: Vec<u8>,
+    },
 }
 
 /// Row writes applied together or not at all, guarded by preconditions.

@@ -21,7 +21,7 @@ use super::{
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a process waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -80,6 +80,13 @@ CREATE TABLE grants (
     UNIQUE (identity_uuid, recipient)
 );
 CREATE INDEX grants_by_recipient ON grants(recipient);
+"#,
+    r#"
+ALTER TABLE vault ADD COLUMN owner_public_key BLOB;
+ALTER TABLE vault ADD COLUMN wrapped_owner_key BLOB;
+ALTER TABLE vault ADD COLUMN signature BLOB;
+ALTER TABLE identities ADD COLUMN signature BLOB;
+ALTER TABLE grants ADD COLUMN signature BLOB;
 "#,
 ];
 
@@ -169,8 +176,9 @@ impl SqliteBackend {
         migrate(&tx, 0)?;
         tx.execute(
             "INSERT INTO vault (id, vault_id, kdf_memory_kib, kdf_iterations, kdf_parallelism,
-                 kdf_salt, wrapped_root_key, inbox_domain, created_dt)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 kdf_salt, wrapped_root_key, inbox_domain, created_dt, owner_public_key,
+                 wrapped_owner_key, signature)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 header.vault_id,
                 header.kdf_memory_kib,
@@ -179,7 +187,10 @@ impl SqliteBackend {
                 header.kdf_salt,
                 header.wrapped_root_key,
                 header.inbox_domain,
-                header.created_dt
+                header.created_dt,
+                header.owner_public_key,
+                header.wrapped_owner_key,
+                header.signature
             ],
         )
         .db()?;
@@ -305,10 +316,11 @@ fn create_private_file(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("cannot create {}", path.display()), e))
 }
 
-const IDENTITY_COLS: &str = "uuid, name, inbox, phone, created_dt, key_epoch, wrapped_key";
+const IDENTITY_COLS: &str =
+    "uuid, name, inbox, phone, created_dt, key_epoch, wrapped_key, signature";
 const RECORD_COLS: &str = "uuid, identity_uuid, kind, blind_index, key_epoch, ciphertext";
-const GRANT_COLS: &str =
-    "uuid, identity_uuid, recipient, label, key_epoch, ephemeral_public, wrapped_key, created_dt";
+const GRANT_COLS: &str = "uuid, identity_uuid, recipient, label, key_epoch, ephemeral_public, \
+                          wrapped_key, created_dt, signature";
 
 fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
     Ok(GrantRow {
@@ -320,6 +332,7 @@ fn grant_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GrantRow> {
         ephemeral_public: r.get(5)?,
         wrapped_key: r.get(6)?,
         created_dt: r.get(7)?,
+        signature: r.get(8)?,
     })
 }
 
@@ -332,6 +345,7 @@ fn identity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {
         created_dt: r.get(4)?,
         key_epoch: r.get(5)?,
         wrapped_key: r.get(6)?,
+        signature: r.get(7)?,
     })
 }
 
@@ -357,9 +371,12 @@ fn holds(conn: &Connection, p: &Precondition) -> rusqlite::Result<bool> {
         stmt.exists(params)
     };
     match p {
-        Precondition::HeaderKey(k) => one(
-            "SELECT 1 FROM vault WHERE id = 1 AND wrapped_root_key = ?1",
-            &[k],
+        Precondition::HeaderUnchanged {
+            wrapped_root_key,
+            signature,
+        } => one(
+            "SELECT 1 FROM vault WHERE id = 1 AND wrapped_root_key = ?1 AND signature IS ?2",
+            &[wrapped_root_key, signature],
         ),
         Precondition::IdentityEpoch {
             identity_uuid,
@@ -402,7 +419,7 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
     match w {
         Write::InsertIdentity(r) => exec(
             &format!(
-                "INSERT INTO identities ({IDENTITY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                "INSERT INTO identities ({IDENTITY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
             ),
             &[
                 &r.uuid,
@@ -412,6 +429,7 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
                 &r.created_dt,
                 &r.key_epoch,
                 &r.wrapped_key,
+                &r.signature,
             ],
         ),
         Write::SetIdentityKey {
@@ -455,7 +473,9 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
             &[uuid, identity_uuid, kind],
         ),
         Write::InsertGrant(g) => exec(
-            &format!("INSERT INTO grants ({GRANT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
+            &format!(
+                "INSERT INTO grants ({GRANT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ),
             &[
                 &g.uuid,
                 &g.identity_uuid,
@@ -465,12 +485,19 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
                 &g.ephemeral_public,
                 &g.wrapped_key,
                 &g.created_dt,
+                &g.signature,
             ],
         ),
         Write::UpdateGrant(g) => exec(
-            "UPDATE grants SET key_epoch = ?2, ephemeral_public = ?3, wrapped_key = ?4
-             WHERE uuid = ?1",
-            &[&g.uuid, &g.key_epoch, &g.ephemeral_public, &g.wrapped_key],
+            "UPDATE grants SET key_epoch = ?2, ephemeral_public = ?3, wrapped_key = ?4,
+                 signature = ?5 WHERE uuid = ?1",
+            &[
+                &g.uuid,
+                &g.key_epoch,
+                &g.ephemeral_public,
+                &g.wrapped_key,
+                &g.signature,
+            ],
         ),
         Write::DeleteGrant(uuid) => exec("DELETE FROM grants WHERE uuid = ?1", &[uuid]),
         Write::InsertSession(s) => exec(
@@ -493,14 +520,22 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
         ),
         Write::SetHeaderKey(v) => exec(
             "UPDATE vault SET kdf_memory_kib = ?1, kdf_iterations = ?2, kdf_parallelism = ?3,
-                 kdf_salt = ?4, wrapped_root_key = ?5 WHERE id = 1",
+                 kdf_salt = ?4, wrapped_root_key = ?5, owner_public_key = ?6,
+                 wrapped_owner_key = ?7, signature = ?8 WHERE id = 1",
             &[
                 &v.kdf_memory_kib,
                 &v.kdf_iterations,
                 &v.kdf_parallelism,
                 &v.kdf_salt,
                 &v.wrapped_root_key,
+                &v.owner_public_key,
+                &v.wrapped_owner_key,
+                &v.signature,
             ],
+        ),
+        Write::SetIdentitySignature { uuid, signature } => exec(
+            "UPDATE identities SET signature = ?2 WHERE uuid = ?1",
+            &[uuid, signature],
         ),
     }
 }
@@ -513,6 +548,7 @@ fn must_touch(w: &Write) -> bool {
             | Write::UpdateRecord(_)
             | Write::UpdateGrant(_)
             | Write::SetHeaderKey(_)
+            | Write::SetIdentitySignature { .. }
     )
 }
 
@@ -552,7 +588,8 @@ impl Backend for SqliteBackend {
     fn header(&self) -> Result<VaultRow> {
         self.query_one(
             "SELECT vault_id, kdf_memory_kib, kdf_iterations, kdf_parallelism, kdf_salt,
-                    wrapped_root_key, inbox_domain, created_dt FROM vault WHERE id = 1",
+                    wrapped_root_key, inbox_domain, created_dt, owner_public_key,
+                    wrapped_owner_key, signature FROM vault WHERE id = 1",
             [],
             |r| {
                 Ok(VaultRow {
@@ -564,6 +601,9 @@ impl Backend for SqliteBackend {
                     wrapped_root_key: r.get(5)?,
                     inbox_domain: r.get(6)?,
                     created_dt: r.get(7)?,
+                    owner_public_key: r.get(8)?,
+                    wrapped_owner_key: r.get(9)?,
+                    signature: r.get(10)?,
                 })
             },
         )?

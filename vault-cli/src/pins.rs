@@ -1,0 +1,156 @@
+//! Pinned owner keys: what this client believes the vault owner's public
+//! key is, kept outside the vault so that the store cannot change it.
+//!
+//! - `<config dir>/pins/<vault id>`: one line, `raviowner1…`. Written once
+//!   (by `init`, on first use, or by `ravi agent pin`), never replaced: a
+//!   create-new write, so parallel first uses agree or one of them fails.
+//! - an agent key file written by `ravi agent keygen` next to an open vault
+//!   carries `# pin: <vault id> <raviowner1…>` lines (comments to parsers
+//!   that predate pins).
+//!
+//! A vault whose owner key differs from a pin, or that carries none although
+//! one is pinned, is refused with an integrity error (exit 5).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use vault_core::{Error, OwnerPublicKey, Result, Vault};
+
+const PIN_DIR: &str = "pins";
+/// The prefix of a pin line in an agent key file.
+pub const KEY_FILE_PIN: &str = "# pin: ";
+
+fn pin_path(config_dir: &Path, vault_id: &str) -> Result<PathBuf> {
+    // The id comes from the store: accept only a uuid as a file name.
+    let id = uuid_text(vault_id)?;
+    Ok(config_dir.join(PIN_DIR).join(id))
+}
+
+fn uuid_text(s: &str) -> Result<String> {
+    let ok = s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    if ok {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(Error::Integrity(format!(
+            "the vault id {s:?} is not a uuid"
+        )))
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        context: format!("cannot access pin {}", path.display()),
+        source: e,
+    }
+}
+
+/// The key pinned in the config directory for this vault, if any.
+pub fn read_pin(config_dir: &Path, vault_id: &str) -> Result<Option<OwnerPublicKey>> {
+    let path = pin_path(config_dir, vault_id)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => OwnerPublicKey::parse(text.trim())
+            .map(Some)
+            .map_err(|_| Error::InvalidInput(format!("{} is not a valid pin", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&path, e)),
+    }
+}
+
+/// Pins `key` for this vault in the config directory, unless a pin exists;
+/// an existing pin must be the same key.
+pub fn write_pin(config_dir: &Path, vault_id: &str, key: &OwnerPublicKey) -> Result<()> {
+    let path = pin_path(config_dir, vault_id)?;
+    if let Some(dir) = path.parent() {
+        vault_core::ensure_private_dir(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    // Write a complete file under a temporary name, then link it into
+    // place: a reader never sees a half-written pin, and of two parallel
+    // first uses exactly one creates it.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = opts.open(&tmp).map_err(|e| io(&tmp, e))?;
+    let written = f
+        .write_all(format!("{key}\n").as_bytes())
+        .and_then(|()| f.sync_all());
+    let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            match read_pin(config_dir, vault_id)? {
+                Some(k) if k == *key => Ok(()),
+                Some(k) => Err(Error::Integrity(format!(
+                    "the vault's owner key {key} is not the pinned owner key {k}"
+                ))),
+                None => Err(io(&path, e)),
+            }
+        }
+        Err(e) => Err(io(&path, e)),
+    }
+}
+
+/// The pins an agent key file carries: `(vault id, owner key)`.
+pub fn key_file_pins(contents: &str) -> Vec<(String, OwnerPublicKey)> {
+    contents
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(KEY_FILE_PIN))
+        .filter_map(|rest| {
+            let (id, key) = rest.trim().split_once(' ')?;
+            Some((id.to_ascii_lowercase(), OwnerPublicKey::parse(key).ok()?))
+        })
+        .collect()
+}
+
+/// Checks the vault against what this client pinned, and pins its owner
+/// key on first use. `key_file` is the agent key file in use, if any.
+pub fn check(vault: &Vault, config_dir: &Path, key_file: Option<&Path>) -> Result<()> {
+    let vault_id = vault.info().vault_id;
+    let id = uuid_text(&vault_id)?;
+    let mut pinned = Vec::new();
+    if let Some(f) = key_file
+        && let Ok(text) = std::fs::read_to_string(f)
+    {
+        pinned.extend(
+            key_file_pins(&text)
+                .into_iter()
+                .filter(|(v, _)| *v == id)
+                .map(|(_, k)| k),
+        );
+    }
+    pinned.extend(read_pin(config_dir, &vault_id)?);
+    for k in &pinned {
+        vault.check_owner(k)?;
+    }
+    match vault.owner_public_key() {
+        Some(owner) if pinned.is_empty() => write_pin(config_dir, &vault_id, &owner),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "raviowner1p0h0t20x08n28cf5lcncx7llxtrukh6agn4qn09su4pt444ycrxq26846w";
+
+    #[test]
+    fn pin_once_and_compare() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+        let k = OwnerPublicKey::parse(KEY).unwrap();
+        assert_eq!(read_pin(dir.path(), id).unwrap(), None);
+        write_pin(dir.path(), id, &k).unwrap();
+        write_pin(dir.path(), id, &k).unwrap();
+        assert_eq!(read_pin(dir.path(), id).unwrap(), Some(k));
+        assert!(pin_path(dir.path(), "../../etc/passwd").is_err());
+        let text =
+            format!("# ravi agent key\n{KEY_FILE_PIN}{id} {KEY}\nRAVI-AGENT-SECRET-KEY-1X\n");
+        assert_eq!(key_file_pins(&text), [(id.to_string(), k)]);
+    }
+}
