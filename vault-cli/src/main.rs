@@ -326,6 +326,7 @@ fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
     let path = vault_path(g)?;
     let pass = input::passphrase(g.passphrase_file.as_deref(), true)?;
     let vault = Vault::init(&path, &pass, &opts)?;
+    pins::new_vault_at(&config_dir()?, &vault.info().location)?;
     pins::check(&vault, &config_dir()?, None)?;
     let info = vault.info();
     out.emit(

@@ -8,8 +8,14 @@
 //!   carries `# pin: <vault id> <raviowner1…>` lines (comments to parsers
 //!   that predate pins).
 //!
-//! A vault whose owner key differs from a pin, or that carries none although
-//! one is pinned, is refused with an integrity error (exit 5).
+//! - `<config dir>/pins/at-<SHA-256 of the vault path>`: the id of the vault
+//!   first seen at that path, so that a store which swaps in another vault
+//!   (another id, its own owner key) is noticed.
+//!
+//! A vault whose owner key differs from a pin, that carries none although
+//! one is pinned, that is not the vault first seen at its path, or that an
+//! agent key file with pins does not name, is refused with an integrity
+//! error (exit 5).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,35 +69,16 @@ pub fn write_pin(config_dir: &Path, vault_id: &str, key: &OwnerPublicKey) -> Res
     if let Some(dir) = path.parent() {
         vault_core::ensure_private_dir(dir)?;
     }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    // Write a complete file under a temporary name, then link it into
-    // place: a reader never sees a half-written pin, and of two parallel
-    // first uses exactly one creates it.
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = opts.open(&tmp).map_err(|e| io(&tmp, e))?;
-    let written = f
-        .write_all(format!("{key}\n").as_bytes())
-        .and_then(|()| f.sync_all());
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, &path));
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            match read_pin(config_dir, vault_id)? {
-                Some(k) if k == *key => Ok(()),
-                Some(k) => Err(Error::Integrity(format!(
-                    "the vault's owner key {key} is not the pinned owner key {k}"
-                ))),
-                None => Err(io(&path, e)),
-            }
-        }
-        Err(e) => Err(io(&path, e)),
+    create_once(&path, &key.to_string())?;
+    match read_pin(config_dir, vault_id)? {
+        Some(k) if k == *key => Ok(()),
+        Some(k) => Err(Error::Integrity(format!(
+            "the vault's owner key {key} is not the pinned owner key {k}"
+        ))),
+        None => Err(Error::Integrity(format!(
+            "the pin {} vanished while it was written",
+            path.display()
+        ))),
     }
 }
 
@@ -107,21 +94,98 @@ pub fn key_file_pins(contents: &str) -> Vec<(String, OwnerPublicKey)> {
         .collect()
 }
 
+/// The file that remembers which vault was first seen at `location`.
+fn location_path(config_dir: &Path, location: &str) -> PathBuf {
+    use sha2::Digest;
+    let canonical = std::fs::canonicalize(location)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| location.to_string());
+    let digest = sha2::Sha256::digest(canonical.as_bytes());
+    config_dir
+        .join(PIN_DIR)
+        .join(format!("at-{}", data_encoding::HEXLOWER.encode(&digest)))
+}
+
+/// Checks that the vault at `location` is the one first seen there, and
+/// remembers it on first sight.
+fn check_location(config_dir: &Path, location: &str, id: &str) -> Result<()> {
+    let path = location_path(config_dir, location);
+    match std::fs::read_to_string(&path) {
+        Ok(seen) if seen.trim() == id => Ok(()),
+        Ok(seen) => Err(Error::Integrity(format!(
+            "the vault at {location} is {id}, but {} was there before: the store swapped in another vault",
+            seen.trim()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                vault_core::ensure_private_dir(dir)?;
+            }
+            create_once(&path, id)
+        }
+        Err(e) => Err(io(&path, e)),
+    }
+}
+
+/// Writes `text` to a new file at `path` unless it exists (then the caller
+/// compares); complete or absent, never torn.
+fn create_once(path: &Path, text: &str) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut f = opts.open(&tmp).map_err(|e| io(&tmp, e))?;
+    let linked = f
+        .write_all(format!("{text}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::hard_link(&tmp, path));
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        // A parallel first use wrote it: the caller reads it again.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// Records that the vault at this path is a new one (`ravi init` made it):
+/// whatever was first seen there before is forgotten.
+pub fn new_vault_at(config_dir: &Path, location: &str) -> Result<()> {
+    let path = location_path(config_dir, location);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io(&path, e)),
+    }
+}
+
 /// Checks the vault against what this client pinned, and pins its owner
 /// key on first use. `key_file` is the agent key file in use, if any.
 pub fn check(vault: &Vault, config_dir: &Path, key_file: Option<&Path>) -> Result<()> {
-    let vault_id = vault.info().vault_id;
+    let info = vault.info();
+    let vault_id = info.vault_id;
     let id = uuid_text(&vault_id)?;
+    check_location(config_dir, &info.location, &id)?;
     let mut pinned = Vec::new();
     if let Some(f) = key_file
         && let Ok(text) = std::fs::read_to_string(f)
     {
-        pinned.extend(
-            key_file_pins(&text)
-                .into_iter()
-                .filter(|(v, _)| *v == id)
-                .map(|(_, k)| k),
-        );
+        let file_pins = key_file_pins(&text);
+        let mine: Vec<_> = file_pins
+            .iter()
+            .filter(|(v, _)| *v == id)
+            .map(|(_, k)| *k)
+            .collect();
+        if !file_pins.is_empty() && mine.is_empty() {
+            return Err(Error::Integrity(format!(
+                "the agent key file {} pins other vaults; vault {id} is not one of them",
+                f.display()
+            )));
+        }
+        pinned.extend(mine);
     }
     pinned.extend(read_pin(config_dir, &vault_id)?);
     for k in &pinned {

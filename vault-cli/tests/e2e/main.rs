@@ -12,3 +12,4 @@ mod passwords;
 mod secrets;
 mod tamper;
 mod totp;
+mod untrusted;

@@ -1,0 +1,351 @@
+//! Attacks by whoever can write the vault file but knows no secret: the
+//! party end-to-end encryption exists to distrust. Each is scripted on a
+//! real vault file with sqlite and must end in exit 5, never in forged data
+//! with exit 0.
+
+use rusqlite::params;
+use vault_core::AgentPublicKey;
+use vault_core::hazmat::{key_from_bytes, seal_secret_record, wrap_to_agent};
+
+use crate::common::*;
+
+fn as_agent(env: &Env, key_file: &std::path::Path, args: &[&str]) -> Run {
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE")
+        .env("RAVI_AGENT_KEY_FILE", key_file)
+        .args(args);
+    run_command(&mut c)
+}
+
+fn uuid16(s: &str) -> [u8; 16] {
+    let hex: String = s.chars().filter(|c| *c != '-').collect();
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
+/// alice (granted to agent A) and bob (not granted), each with a secret.
+fn setup() -> (Env, std::path::PathBuf, String) {
+    let (env, _) = Env::with_identity("alice");
+    env.run(&["secrets", "set", "K", "alice-v"]).ok();
+    env.run(&[
+        "identity",
+        "create",
+        "--name",
+        "bob",
+        "--phone",
+        "+14155550123",
+    ])
+    .ok();
+    env.run(&["--identity", "bob", "secrets", "set", "K", "bob-v"])
+        .ok();
+    let key = env.dir.path().join("a.key");
+    let public = env
+        .run(&["agent", "keygen", "--out", key.to_str().unwrap(), "--json"])
+        .ok()
+        .json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.run(&["identity", "grant", "alice", "--to", &public])
+        .ok();
+    (env, key, public)
+}
+
+/// A grant to agent A for bob, forged from public data only (the agent's
+/// public key, the vault and identity ids, bob's clear metadata), with a
+/// record planted under the forged key: the agent refuses the grant with
+/// exit 5, returns nothing planted, and writes nothing under the forged key.
+#[test]
+fn forged_grant_is_refused() {
+    let (env, key, public) = setup();
+    let db = env.db();
+    let vault_id: String = db
+        .query_row("SELECT vault_id FROM vault", [], |r| r.get(0))
+        .unwrap();
+    let (bob, name, inbox, phone, epoch): (String, String, String, Option<String>, u32) = db
+        .query_row(
+            "SELECT uuid, name, inbox, phone, key_epoch FROM identities WHERE name = 'bob'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    let agent = AgentPublicKey::parse(&public).unwrap();
+    let forged_ik = key_from_bytes([0x66; 32]);
+    let grant_id = "6f9619ff-8b86-4d01-b42d-00cf4fc964ff";
+    let (eph, wrapped) = wrap_to_agent(
+        &agent,
+        &uuid16(&vault_id),
+        &uuid16(&bob),
+        &uuid16(grant_id),
+        epoch,
+        &name,
+        &inbox,
+        phone.as_deref().unwrap_or(""),
+        &forged_ik,
+    )
+    .unwrap();
+    // A signature copied from alice's real grant does not fit this one.
+    let copied: Vec<u8> = db
+        .query_row("SELECT signature FROM grants", [], |r| r.get(0))
+        .unwrap();
+    db.execute(
+        "INSERT INTO grants (uuid, identity_uuid, recipient, label, key_epoch, ephemeral_public,
+             wrapped_key, created_dt, signature)
+         VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, '2026-01-01T00:00:00Z', ?7)",
+        params![
+            grant_id,
+            bob,
+            agent.as_bytes().to_vec(),
+            epoch,
+            eph.to_vec(),
+            wrapped,
+            copied
+        ],
+    )
+    .unwrap();
+    let planted = "5a5a5a5a-0000-4000-8000-000000000001";
+    let (bi, ct) = seal_secret_record(
+        uuid16(&vault_id),
+        &bob,
+        epoch,
+        &forged_ik,
+        planted,
+        "PLANTED",
+        "attacker-chosen",
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO records (uuid, identity_uuid, kind, blind_index, key_epoch, ciphertext)
+         VALUES (?1, ?2, 2, ?3, ?4, ?5)",
+        params![planted, bob, bi, epoch, ct],
+    )
+    .unwrap();
+    let before: i64 = db
+        .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+        .unwrap();
+
+    for args in [
+        vec!["--identity", "bob", "secrets", "get", "PLANTED"],
+        vec!["--identity", "bob", "secrets", "list"],
+        vec!["--identity", "bob", "secrets", "set", "NEW", "agent-secret"],
+    ] {
+        let r = as_agent(&env, &key, &args).fails(EXIT_INTEGRITY);
+        assert!(!r.stdout.contains("attacker-chosen"), "{args:?}");
+        assert!(
+            r.stderr.contains("not signed by the vault owner"),
+            "{}",
+            r.stderr
+        );
+    }
+    let after: i64 = db
+        .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(before, after, "nothing was written under the forged key");
+    // The agent's real grant still works; the owner sees the planted record
+    // fail to open under bob's real key, and the forged grant in the list.
+    assert_eq!(
+        as_agent(&env, &key, &["secrets", "get", "K"])
+            .ok()
+            .stdout
+            .trim(),
+        "alice-v"
+    );
+    env.run(&["--identity", "bob", "secrets", "list"])
+        .fails(EXIT_INTEGRITY);
+    env.run(&["identity", "grants", "bob"])
+        .fails(EXIT_INTEGRITY);
+    // Rotation is the owner's recovery: it drops the planted grant.
+    let r = env
+        .run(&["identity", "rotate", "bob", "--json"])
+        .fails(EXIT_INTEGRITY);
+    assert!(
+        r.stderr.contains("5a5a5a5a"),
+        "the planted record is named: {}",
+        r.stderr
+    );
+    env.db()
+        .execute("DELETE FROM records WHERE uuid = ?1", [planted])
+        .unwrap();
+    let r = env
+        .run(&["identity", "rotate", "bob", "--json"])
+        .ok()
+        .json();
+    assert_eq!(r["grants_removed"], 1);
+    env.run(&["identity", "grants", "bob"]).ok();
+}
+
+/// Edited clear metadata is caught by every read that prints it.
+#[test]
+fn edited_metadata_is_refused() {
+    for (column, value) in [
+        ("inbox", "'attacker@evil.example'"),
+        ("phone", "'+15550000000'"),
+        ("name", "'eve'"),
+        ("created_dt", "'2020-01-01T00:00:00Z'"),
+    ] {
+        let (env, _, _) = setup();
+        env.db()
+            .execute(
+                &format!("UPDATE identities SET {column} = {value} WHERE name = 'alice'"),
+                [],
+            )
+            .unwrap();
+        for args in [
+            vec!["get", "email"],
+            vec!["get", "phone"],
+            vec!["identity", "list"],
+            vec!["identity", "show"],
+        ] {
+            let mut c = env.command();
+            c.env_remove("RAVI_PASSPHRASE").args(&args);
+            let r = run_command(&mut c);
+            // a renamed row no longer matches the selection by uuid+name
+            // only when looked up by name; by uuid it is found and refused
+            assert_eq!(r.code, EXIT_INTEGRITY, "{column}: {args:?}: {}", r.stderr);
+            assert!(!r.stdout.contains("attacker") && !r.stdout.contains("+1555"));
+        }
+    }
+}
+
+/// An edited inbox domain in the header makes every command exit 5, so no
+/// identity is ever created with an attacker's address.
+#[test]
+fn edited_inbox_domain_and_grant_label_are_refused() {
+    let (env, key, _) = setup();
+    env.db()
+        .execute("UPDATE vault SET inbox_domain = 'evil.example'", [])
+        .unwrap();
+    for args in [
+        vec!["identity", "create", "--name", "carol"],
+        vec!["get", "email"],
+        vec!["vault", "info"],
+    ] {
+        env.run(&args).fails(EXIT_INTEGRITY);
+    }
+    env.db()
+        .execute("UPDATE vault SET inbox_domain = 'agents.example.com'", [])
+        .unwrap();
+    env.run(&["identity", "create", "--name", "carol"]).ok();
+    env.db()
+        .execute("UPDATE grants SET label = 'attacker'", [])
+        .unwrap();
+    as_agent(&env, &key, &["secrets", "get", "K"]).fails(EXIT_INTEGRITY);
+    env.run(&["identity", "grants", "alice"])
+        .fails(EXIT_INTEGRITY);
+}
+
+/// Another owner key (a header re-signed by the attacker, or the owner key
+/// stripped) against a pinned one: exit 5, never a silent re-pin.
+#[test]
+fn owner_key_substitution_and_stripping_are_refused() {
+    let (env, key, _) = setup();
+    let other = Env::new();
+    let (pk, wok, sig): (Vec<u8>, Vec<u8>, Vec<u8>) = other
+        .db()
+        .query_row(
+            "SELECT owner_public_key, wrapped_owner_key, signature FROM vault",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    let (opk, owok, osig): (Vec<u8>, Vec<u8>, Vec<u8>) = env
+        .db()
+        .query_row(
+            "SELECT owner_public_key, wrapped_owner_key, signature FROM vault",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    env.db()
+        .execute(
+            "UPDATE vault SET owner_public_key = ?1, wrapped_owner_key = ?2, signature = ?3",
+            params![pk, wok, sig],
+        )
+        .unwrap();
+    env.run(&["get", "email"]).fails(EXIT_INTEGRITY);
+    env.db()
+        .execute(
+            "UPDATE vault SET owner_public_key = NULL, wrapped_owner_key = NULL, signature = NULL",
+            [],
+        )
+        .unwrap();
+    let r = env.run(&["get", "email"]).fails(EXIT_INTEGRITY);
+    assert!(r.stderr.contains("pinned"), "{}", r.stderr);
+    as_agent(&env, &key, &["secrets", "get", "K"]).fails(EXIT_INTEGRITY);
+    env.db()
+        .execute(
+            "UPDATE vault SET owner_public_key = ?1, wrapped_owner_key = ?2, signature = ?3",
+            params![opk, owok, osig],
+        )
+        .unwrap();
+    env.run(&["get", "email"]).ok();
+}
+
+/// The whole file swapped for another vault (another id, its own valid
+/// owner key, a grant to the same agent) is noticed by the owner's client
+/// (the vault first seen at this path) and by the agent (its key file pins
+/// the vault it was made for).
+#[test]
+fn swapped_vault_is_refused() {
+    let (env, key, public) = setup();
+    let other = Env::new();
+    other.run(&["identity", "create", "--name", "alice"]).ok();
+    other
+        .run(&["--identity", "alice", "secrets", "set", "K", "attacker-v"])
+        .ok();
+    other
+        .run(&["identity", "grant", "alice", "--to", &public])
+        .ok();
+    std::fs::copy(&other.vault, &env.vault).unwrap();
+    let r = env.run(&["get", "email"]).fails(EXIT_INTEGRITY);
+    assert!(r.stderr.contains("swapped"), "{}", r.stderr);
+    // the agent, with a fresh config directory of its own
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE")
+        .env("RAVI_CONFIG_DIR", env.dir.path().join("agent-cfg"))
+        .env("RAVI_AGENT_KEY_FILE", &key)
+        .args(["--identity", "alice", "secrets", "get", "K"]);
+    let r = run_command(&mut c).fails(EXIT_INTEGRITY);
+    assert!(!r.stdout.contains("attacker-v"));
+}
+
+/// A key file made away from the vault pins on first use, or explicitly
+/// with `ravi agent pin`; a wrong key is refused and never pinned.
+#[test]
+fn agent_pin_command() {
+    let (env, _, _) = setup();
+    let info = env.run(&["vault", "info", "--json"]).ok().json();
+    let owner = info["owner_public_key"].as_str().unwrap().to_string();
+    assert!(owner.starts_with("raviowner1"));
+    assert!(info["vault_id"].is_string());
+    let fresh = env.dir.path().join("fresh-cfg");
+    let pin = |k: &str| {
+        let mut c = env.command();
+        c.env("RAVI_CONFIG_DIR", &fresh)
+            .args(["agent", "pin", "--owner-key", k, "--json"]);
+        run_command(&mut c)
+    };
+    let other_owner = Env::new().run(&["vault", "info", "--json"]).ok().json()["owner_public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    pin(&other_owner).fails(EXIT_INTEGRITY);
+    assert!(
+        !fresh
+            .join("pins")
+            .join(info["vault_id"].as_str().unwrap())
+            .exists()
+    );
+    pin("raviowner1notakey").fails(EXIT_INVALID);
+    let r = pin(&owner).ok().json();
+    assert_eq!(r["owner_public_key"], owner);
+    assert_eq!(
+        std::fs::read_to_string(fresh.join("pins").join(info["vault_id"].as_str().unwrap()))
+            .unwrap()
+            .trim(),
+        owner
+    );
+}
