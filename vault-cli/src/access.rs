@@ -154,3 +154,25 @@ pub fn passphrase(g: &GlobalArgs, c: &PassphraseCommand, out: &mut Output) -> Re
     );
     Ok(())
 }
+
+/// `ravi rekey`: a new root key and a rotation of every identity.
+pub fn rekey(g: &GlobalArgs, out: &mut Output) -> Result<()> {
+    let vault = open_vault(g)?;
+    let pass = input::owner_passphrase(
+        g.session_file.as_deref(),
+        g.agent_key_file.as_deref(),
+        g.passphrase_file.as_deref(),
+        "re-key the vault",
+    )?;
+    let r = vault.unlock(&pass)?.rekey(&pass)?;
+    let records: usize = r.identities.iter().map(|i| i.records_resealed).sum();
+    out.emit(
+        crate::to_json(&r)?,
+        format!(
+            "Re-keyed the vault: {} identities rotated, {records} records re-sealed, {} sessions ended",
+            r.identities.len(),
+            r.sessions_revoked
+        ),
+    );
+    Ok(())
+}

@@ -91,6 +91,9 @@ pub enum Command {
     /// Change the vault passphrase
     #[command(subcommand)]
     Passphrase(PassphraseCommand),
+    /// Recover from a leak: a new root key and new keys for every identity,
+    /// every record re-sealed, every session ended (needs the passphrase)
+    Rekey,
     /// Facts about the vault: id, owner key, KDF (no credential needed)
     #[command(subcommand)]
     Vault(VaultCommand),

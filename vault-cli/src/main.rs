@@ -263,6 +263,7 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         Command::Lock { session } => access::lock(g, *session, out),
         Command::Agent(c) => access::agent(g, c, out),
         Command::Passphrase(c) => access::passphrase(g, c, out),
+        Command::Rekey => access::rekey(g, out),
         Command::Vault(VaultCommand::Info) => {
             let info = open_vault(g)?.info();
             let owner = info

@@ -66,7 +66,7 @@ pub use generator::{DEFAULT_LENGTH, GeneratorOptions, generate_password};
 pub use identity_vault::IdentityVault;
 pub use keys::{KdfParams, Passphrase};
 pub use model::{
-    DEFAULT_INBOX_DOMAIN, GrantInfo, Identity, InitOptions, NewIdentity, Rotation, VaultInfo,
+    DEFAULT_INBOX_DOMAIN, GrantInfo, Identity, InitOptions, NewIdentity, Rekey, Rotation, VaultInfo,
 };
 pub use records::{NewPassword, PasswordEdit, PasswordEntry, SecretEntry, TotpEntry};
 pub use secret::SecretString;

@@ -139,3 +139,13 @@ pub struct Rotation {
     /// Grants removed.
     pub grants_removed: usize,
 }
+
+/// The outcome of a re-key: `{identities, sessions_revoked}`, one
+/// [`Rotation`] per identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Rekey {
+    /// Every identity's rotation.
+    pub identities: Vec<Rotation>,
+    /// Sessions ended.
+    pub sessions_revoked: usize,
+}

@@ -124,6 +124,11 @@ impl OwnerKey {
         OwnerKey(SigningKey::from_bytes(seed.expose()))
     }
 
+    /// The 32-byte seed (to wrap it under a new root key).
+    pub(crate) fn seed(&self) -> [u8; 32] {
+        self.0.to_bytes()
+    }
+
     pub(crate) fn public(&self) -> OwnerPublicKey {
         OwnerPublicKey(self.0.verifying_key().to_bytes())
     }

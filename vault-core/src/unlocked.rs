@@ -15,7 +15,7 @@ use crate::envelope::{self, SealContext};
 use crate::error::{Error, Result};
 use crate::identity_vault::IdentityVault;
 use crate::keys::{KdfParams, Passphrase, SALT_LEN, SecretKey, derive_kek};
-use crate::model::{GrantInfo, Identity, NewIdentity, Rotation};
+use crate::model::{GrantInfo, Identity, NewIdentity, Rekey, Rotation};
 use crate::names;
 use crate::primitives::random_bytes;
 use crate::sealer::{RecordSealer, uuid_bytes};
@@ -235,23 +235,24 @@ impl<'v> Unlocked<'v> {
             signature: None,
         };
         let ik = SecretKey::random()?;
-        row.wrapped_key = self.wrap_identity_key(&row, &ik)?;
+        row.wrapped_key = wrap_identity_key(&self.root_key, &self.state.vault_id, &row, &ik)?;
         let id = uuid_bytes(&row.uuid)?;
         row.signature = Some(self.owner_key()?.sign(&identity_signed(
             &self.state.vault_id,
             &id,
             &row,
         )));
-        let mut batch = Batch::new();
+        let mut batch = self.current_root_key();
         batch.write(Write::InsertIdentity(row.clone()));
         transact(
             self.state.backend.as_ref(),
             || Ok((batch.clone(), ())),
-            |_, _| {
-                OnConflict::Fail(Error::Conflict(format!(
+            |b, c| match c {
+                Conflict::Duplicate(_) => OnConflict::Fail(Error::Conflict(format!(
                     "an identity named {:?} or with inbox {:?} already exists",
                     row.name, row.inbox
-                )))
+                ))),
+                _ => self.on_rekeyed(b, c),
             },
         )?;
         Ok(Identity::from(&row))
@@ -279,17 +280,6 @@ impl<'v> Unlocked<'v> {
             |_, _| OnConflict::Retry,
         )?;
         Ok(ident)
-    }
-
-    /// Seals an identity key under the root key, bound to the row's uuid,
-    /// epoch and routing metadata.
-    fn wrap_identity_key(&self, row: &IdentityRow, ik: &SecretKey) -> Result<Vec<u8>> {
-        let id = uuid_bytes(&row.uuid)?;
-        envelope::seal(
-            &self.root_key,
-            &identity_ctx(&self.state.vault_id, &id, row),
-            ik.expose(),
-        )
     }
 
     /// Unwraps a row's identity key under the root key.
@@ -479,21 +469,61 @@ impl<'v> Unlocked<'v> {
         let backend = self.state.backend.as_ref();
         let (rotation, _) = transact(
             backend,
-            || self.rotation_batch(selector, revoke),
-            |_, _| OnConflict::Retry,
+            || {
+                let row = self.state.find_identity(selector)?;
+                let mut batch = self.current_root_key();
+                let rotation = self.rotation_into(&mut batch, &row, &self.root_key, revoke)?;
+                Ok((batch, rotation))
+            },
+            |b, c| self.on_rekeyed(b, c),
         )?;
         Ok(rotation)
     }
 
-    fn rotation_batch(
+    /// A batch guarded by the header as this vault was unlocked: whatever
+    /// it wraps under this root key is refused once the vault was re-keyed.
+    fn current_root_key(&self) -> Batch {
+        let h = self.state.header();
+        let mut b = Batch::new();
+        b.require(Precondition::HeaderUnchanged {
+            wrapped_root_key: h.wrapped_root_key,
+            signature: h.signature,
+        });
+        b
+    }
+
+    /// A lost header precondition: the vault got a new root key (or
+    /// passphrase) meanwhile; anything else is retried.
+    fn on_rekeyed(&self, batch: &Batch, c: &Conflict) -> OnConflict {
+        match c {
+            Conflict::Precondition(i)
+                if matches!(
+                    batch.preconditions.get(*i),
+                    Some(Precondition::HeaderUnchanged { .. })
+                ) =>
+            {
+                OnConflict::Fail(Error::Locked(
+                    "the vault's passphrase or root key changed while this command ran; unlock again"
+                        .into(),
+                ))
+            }
+            _ => OnConflict::Retry,
+        }
+    }
+
+    /// Adds to `batch` the rotation of `old_row`'s key: its preconditions
+    /// (epoch, record set) and writes (planted and revoked grants removed,
+    /// records re-sealed, the new key wrapped under `root_key` and to the
+    /// remaining grantees).
+    fn rotation_into(
         &self,
-        selector: &str,
+        batch: &mut Batch,
+        old_row: &IdentityRow,
+        root_key: &SecretKey,
         revoke: Option<&AgentPublicKey>,
-    ) -> Result<(Batch, Rotation)> {
+    ) -> Result<Rotation> {
         let backend = self.state.backend.as_ref();
-        let old_row = self.state.find_identity(selector)?;
-        let old_ik = self.identity_key(&old_row)?;
-        let mut batch = Batch::new();
+        let old_ik = self.identity_key(old_row)?;
         batch.require(Precondition::IdentityEpoch {
             identity_uuid: old_row.uuid.clone(),
             key_epoch: old_row.key_epoch,
@@ -556,7 +586,7 @@ impl<'v> Unlocked<'v> {
         batch.write(Write::SetIdentityKey {
             uuid: new_row.uuid.clone(),
             key_epoch: new_epoch,
-            wrapped_key: self.wrap_identity_key(&new_row, &new_ik)?,
+            wrapped_key: wrap_identity_key(root_key, &self.state.vault_id, &new_row, &new_ik)?,
         });
         for g in &grants {
             let pk = <[u8; 32]>::try_from(g.recipient.as_slice())
@@ -572,71 +602,171 @@ impl<'v> Unlocked<'v> {
             )?;
             batch.write(Write::UpdateGrant(fresh));
         }
-        Ok((
-            batch,
-            Rotation {
-                identity: Identity::from(&new_row),
-                key_epoch: new_epoch,
-                records_resealed: records.len(),
-                grants_kept: grants.len(),
-                grants_removed: removed,
-            },
-        ))
+        Ok(Rotation {
+            identity: Identity::from(&new_row),
+            key_epoch: new_epoch,
+            records_resealed: records.len(),
+            grants_kept: grants.len(),
+            grants_removed: removed,
+        })
     }
 
-    /// Re-wraps the root key under a new passphrase (new salt, optionally
-    /// new KDF parameters), in one batch. No record is re-encrypted and
-    /// sessions stay valid.
-    ///
-    /// # Errors
-    /// [`Error::Denied`] when unlocked with a session rather than the
-    /// passphrase; [`Error::InvalidInput`] for bad parameters;
-    /// [`Error::Conflict`] if the passphrase changed meanwhile.
-    pub fn change_passphrase(&self, new: &Passphrase, kdf: Option<KdfParams>) -> Result<KdfParams> {
-        if self.session_id.is_some() {
-            return Err(Error::Denied(
-                "changing the passphrase needs the current passphrase, not a session".into(),
-            ));
-        }
-        let old = &self.state.header();
-        let params = kdf.unwrap_or(kdf_params_of(old));
+    /// A new header for `root_key` under `passphrase` (new salt), with the
+    /// owner's key re-wrapped under it and the header signed again.
+    fn header_for(
+        &self,
+        root_key: &SecretKey,
+        passphrase: &Passphrase,
+        params: KdfParams,
+    ) -> Result<VaultRow> {
+        let old = self.state.header();
         params.validate()?;
         let mut salt = [0u8; SALT_LEN];
         random_bytes(&mut salt)?;
-        let kek = derive_kek(new, &salt, &params)?;
+        let kek = derive_kek(passphrase, &salt, &params)?;
         let ctx = SealContext::RootKey {
             vault_id: &self.state.vault_id,
             kdf_params: &params.encode(),
             salt: &salt,
         };
+        let owner = self.owner_key()?;
+        let seed = SecretKey::from_bytes(owner.seed());
         let mut header = VaultRow {
             kdf_memory_kib: params.memory_kib,
             kdf_iterations: params.iterations,
             kdf_parallelism: params.parallelism,
             kdf_salt: salt.to_vec(),
-            wrapped_root_key: envelope::seal(&kek, &ctx, self.root_key.expose())?,
-            ..old.clone()
+            wrapped_root_key: envelope::seal(&kek, &ctx, root_key.expose())?,
+            wrapped_owner_key: Some(wrap_owner_key(
+                root_key,
+                &self.state.vault_id,
+                owner,
+                &seed,
+            )?),
+            ..old
         };
-        sign_header(&mut header, &self.state.vault_id, self.owner_key()?);
-        let mut batch = Batch::new();
-        batch
-            .require(Precondition::HeaderUnchanged {
-                wrapped_root_key: old.wrapped_root_key.clone(),
-                signature: old.signature.clone(),
-            })
-            .write(Write::SetHeaderKey(header));
+        sign_header(&mut header, &self.state.vault_id, owner);
+        Ok(header)
+    }
+
+    fn require_passphrase(&self, what: &str) -> Result<()> {
+        if self.session_id.is_some() {
+            return Err(Error::Denied(format!(
+                "{what} needs the current passphrase, not a session"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A new passphrase (new salt, optionally new KDF parameters) and a new
+    /// root key: the owner key and every identity key are re-wrapped under
+    /// it, and every session ends (their tokens seal the old root key). One
+    /// batch. Records are not re-sealed: see [`Unlocked::rekey`] for that.
+    ///
+    /// # Errors
+    /// [`Error::Denied`] when unlocked with a session rather than the
+    /// passphrase; [`Error::InvalidInput`] for bad parameters;
+    /// [`Error::Locked`] if the vault was re-keyed meanwhile.
+    pub fn change_passphrase(&self, new: &Passphrase, kdf: Option<KdfParams>) -> Result<KdfParams> {
+        self.require_passphrase("changing the passphrase")?;
+        let params = kdf.unwrap_or(kdf_params_of(&self.state.header()));
+        let backend = self.state.backend.as_ref();
         transact(
-            self.state.backend.as_ref(),
-            || Ok((batch.clone(), ())),
-            |_, _| {
-                OnConflict::Fail(Error::Conflict(
-                    "the vault's passphrase changed while this command ran; retry".into(),
-                ))
+            backend,
+            || {
+                let new_rk = SecretKey::random()?;
+                let mut batch = self.current_root_key();
+                batch.write(Write::SetHeaderKey(self.header_for(&new_rk, new, params)?));
+                let identities = self.state.identities()?;
+                batch.require(Precondition::IdentityCount(count(identities.len())));
+                for row in &identities {
+                    let ik = self.identity_key(row)?;
+                    batch
+                        .require(Precondition::IdentityEpoch {
+                            identity_uuid: row.uuid.clone(),
+                            key_epoch: row.key_epoch,
+                        })
+                        .write(Write::SetIdentityKey {
+                            uuid: row.uuid.clone(),
+                            key_epoch: row.key_epoch,
+                            wrapped_key: wrap_identity_key(
+                                &new_rk,
+                                &self.state.vault_id,
+                                row,
+                                &ik,
+                            )?,
+                        });
+                }
+                batch.write(Write::DeleteSessions(None));
+                Ok((batch, ()))
             },
+            |b, c| self.on_rekeyed(b, c),
         )?;
         self.state.reload()?;
         Ok(params)
     }
+
+    /// Recovery after a leak: a new root key (the passphrase stays, with a
+    /// new salt) and a rotation of every identity — new identity keys,
+    /// every record re-sealed, grants re-wrapped to the remaining grantees —
+    /// and every session ended, in one batch. Afterwards an old passphrase,
+    /// session token or revoked agent key, even with an old copy of the
+    /// vault, opens nothing written or re-sealed since.
+    ///
+    /// # Errors
+    /// [`Error::Denied`] when unlocked with a session; [`Error::Integrity`]
+    /// if a record fails to open (nothing is changed then).
+    pub fn rekey(&self, passphrase: &Passphrase) -> Result<Rekey> {
+        self.require_passphrase("re-keying the vault")?;
+        let params = kdf_params_of(&self.state.header());
+        let backend = self.state.backend.as_ref();
+        let (rekey, changes) = transact(
+            backend,
+            || {
+                let new_rk = SecretKey::random()?;
+                let mut batch = self.current_root_key();
+                batch.write(Write::SetHeaderKey(
+                    self.header_for(&new_rk, passphrase, params)?,
+                ));
+                let identities = self.state.identities()?;
+                batch.require(Precondition::IdentityCount(count(identities.len())));
+                let mut rotations = Vec::new();
+                for row in &identities {
+                    rotations.push(self.rotation_into(&mut batch, row, &new_rk, None)?);
+                }
+                batch.write(Write::DeleteSessions(None));
+                Ok((
+                    batch,
+                    Rekey {
+                        identities: rotations,
+                        sessions_revoked: 0,
+                    },
+                ))
+            },
+            |b, c| self.on_rekeyed(b, c),
+        )?;
+        self.state.reload()?;
+        Ok(Rekey {
+            sessions_revoked: changes.last().copied().unwrap_or(0),
+            ..rekey
+        })
+    }
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// Seals an identity key under a root key, bound to the row's uuid, epoch
+/// and routing metadata.
+fn wrap_identity_key(
+    root_key: &SecretKey,
+    vault_id: &[u8; 16],
+    row: &IdentityRow,
+    ik: &SecretKey,
+) -> Result<Vec<u8>> {
+    let id = uuid_bytes(&row.uuid)?;
+    envelope::seal(root_key, &identity_ctx(vault_id, &id, row), ik.expose())
 }
 
 #[cfg(test)]
@@ -739,11 +869,76 @@ mod tests {
         u.change_passphrase(&pass("new"), None).unwrap();
         let v = Vault::open(&dir.path().join("v.db")).unwrap();
         assert!(matches!(v.unlock(&pass("pw")), Err(Error::WrongPassphrase)));
-        v.unlock(&pass("new")).unwrap();
-        // the session survives the passphrase change, until revoked
-        let us = v.unlock_with_session(&t).unwrap();
-        assert_eq!(us.revoke_sessions(true).unwrap(), 1);
+        let u = v.unlock(&pass("new")).unwrap();
+        // a new root key: sessions (which seal the old one) end
         assert!(matches!(v.unlock_with_session(&t), Err(Error::Locked(_))));
+        assert_eq!(read_all(&u.open_identity(&id).unwrap()).len(), 5);
+        // a stale unlocked view (old root key) can no longer write under it
+        let stale = Vault::open(&dir.path().join("v.db")).unwrap();
+        let su = stale.unlock(&pass("new")).unwrap();
+        u.change_passphrase(&pass("newer"), None).unwrap();
+        assert!(matches!(
+            su.create_identity(&NewIdentity {
+                name: "late".into(),
+                ..Default::default()
+            }),
+            Err(Error::Locked(_))
+        ));
+    }
+
+    /// After a re-key, an old copy of the vault and any old credential
+    /// open nothing written or re-sealed since.
+    #[test]
+    fn rekey_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = setup(&dir);
+        let agent = AgentSecretKey::generate().unwrap();
+        let u = v.unlock(&pass("pw")).unwrap();
+        u.grant("alice", &agent.public(), None).unwrap();
+        let s = u.create_session(Duration::from_secs(600)).unwrap();
+        let old_copy = dir.path().join("old.db");
+        std::fs::copy(dir.path().join("v.db"), &old_copy).unwrap();
+        // the committed state lives partly in the write-ahead log
+        std::fs::copy(dir.path().join("v.db-wal"), dir.path().join("old.db-wal")).unwrap();
+        let id = v.find_identity("alice").unwrap();
+        let old_rk = u.root_key().clone();
+        let old_ik = u
+            .identity_key(&v.backend().identity(&id.uuid).unwrap().unwrap())
+            .unwrap();
+        // revoke the agent, then re-key
+        u.rotate_identity("alice", Some(&agent.public())).unwrap();
+        let r = u.rekey(&pass("pw")).unwrap();
+        assert_eq!(r.identities.len(), 1);
+        assert_eq!(r.identities[0].records_resealed, 5);
+        assert_eq!(r.sessions_revoked, 1);
+        let v = Vault::open(&dir.path().join("v.db")).unwrap();
+        let u = v.unlock(&pass("pw")).unwrap();
+        let iv = u.open_identity(&id).unwrap();
+        iv.set_secret("AFTER", &"after".into(), None).unwrap();
+        assert_eq!(read_all(&iv).len(), 6);
+        // old credentials against the new file
+        assert!(v.unlock_with_session(&s.token).is_err());
+        assert!(v.open_identity_as_agent(&agent, &id).is_err());
+        let row = v.backend().identity(&id.uuid).unwrap().unwrap();
+        let stale = Unlocked::open(v.state_for_tests(), old_rk.clone(), None);
+        assert!(stale.is_err() || stale.unwrap().identity_key(&row).is_err());
+        let new_ik = u.identity_key(&row).unwrap();
+        assert_ne!(new_ik, old_ik);
+        // the old copy still opens with the old passphrase, but only to
+        // the old key, which opens no new record
+        let old = Vault::open(&old_copy).unwrap();
+        let ou = old.unlock(&pass("pw")).unwrap();
+        assert_eq!(*ou.root_key(), old_rk);
+        let rec = v
+            .backend()
+            .records(&id.uuid, &crate::backend::RecordQuery::default())
+            .unwrap();
+        let old_sealer =
+            RecordSealer::new(v.state_for_tests().vault_id, &id.uuid, 1, &old_ik).unwrap();
+        for r in &rec {
+            let opened: Result<crate::records::SecretBody> = old_sealer.open_row(r);
+            assert!(opened.is_err());
+        }
     }
 
     /// The root key, identity keys, session key and agent secret never

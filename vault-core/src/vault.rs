@@ -145,6 +145,11 @@ impl Vault {
         self.state.backend.as_ref()
     }
 
+    #[cfg(test)]
+    pub(crate) fn state_for_tests(&self) -> &VaultState {
+        &self.state
+    }
+
     /// Public facts about the vault.
     pub fn info(&self) -> VaultInfo {
         let h = self.state.header();

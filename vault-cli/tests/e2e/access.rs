@@ -477,14 +477,8 @@ fn passphrase_change() {
         "--json",
     ]);
     assert_eq!(run_command(&mut c).ok().json()["password"], "pw-1");
-    // sessions made before the change stay valid
-    assert_eq!(
-        with_session(&env, &token, &["secrets", "get", "K"])
-            .ok()
-            .stdout
-            .trim(),
-        "v"
-    );
+    // a new root key: sessions made before the change end
+    with_session(&env, &token, &["secrets", "get", "K"]).fails(EXIT_LOCKED);
     let kdf: i64 = env
         .db()
         .query_row("SELECT kdf_memory_kib FROM vault", [], |r| r.get(0))
@@ -585,4 +579,82 @@ fn schema_v1_is_migrated() {
     assert_eq!(pinned.trim(), owner);
     env.run(&["identity", "show", "alice"]).ok();
     env.run(&["unlock"]).ok();
+}
+
+/// `ravi rekey` after a leak: an old copy of the vault with the old
+/// passphrase, a session token from before, or a revoked agent key opens
+/// nothing written or re-sealed afterwards.
+#[test]
+fn rekey_recovers_from_a_leak() {
+    let (env, _) = Env::with_identity("alice");
+    env.run(&["secrets", "set", "BEFORE", "before-v"]).ok();
+    let (key, public) = keygen(&env, "a.key");
+    env.run(&["identity", "grant", "alice", "--to", &public])
+        .ok();
+    let token = env.run(&["unlock"]).ok().stdout.trim().to_string();
+    // the thief's copy, taken while everything was valid
+    let copy = env.dir.path().join("stolen.db");
+    let holder = env.db();
+    holder
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    std::fs::copy(&env.vault, &copy).unwrap();
+    drop(holder);
+    env.run(&["identity", "revoke", "alice", "--from", &public])
+        .ok();
+    let r = env.run(&["rekey", "--json"]).ok().json();
+    assert_eq!(r["identities"][0]["records_resealed"], 1);
+    assert_eq!(r["sessions_revoked"], 1);
+    env.run(&["secrets", "set", "AFTER", "after-v"]).ok();
+    assert_eq!(
+        env.run(&["secrets", "get", "BEFORE"]).ok().stdout.trim(),
+        "before-v"
+    );
+    // the old token and the revoked agent key against the live vault
+    with_session(&env, &token, &["secrets", "get", "AFTER"]).fails(EXIT_LOCKED);
+    as_agent(&env, &key, &["secrets", "get", "AFTER"]).fails(EXIT_LOCKED);
+    // the stolen copy's keys against the live rows: splice the stolen
+    // header key and session in, so that the old passphrase and the old
+    // session token yield the old root key (the unit test `rekey_recovers`
+    // shows the old root and identity keys open none of the new rows)
+    let live = env.db();
+    let stolen = rusqlite::Connection::open(&copy).unwrap();
+    let (wrk, salt): (Vec<u8>, Vec<u8>) = stolen
+        .query_row("SELECT wrapped_root_key, kdf_salt FROM vault", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let (sid, swrk): (String, Vec<u8>) = stolen
+        .query_row(
+            "SELECT session_id, wrapped_root_key FROM sessions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    live.execute(
+        "UPDATE vault SET wrapped_root_key = ?1, kdf_salt = ?2",
+        rusqlite::params![wrk, salt],
+    )
+    .unwrap();
+    live.execute(
+        "INSERT INTO sessions (session_id, expires_at, created_dt, wrapped_root_key)
+         VALUES (?1, 9999999999, 'x', ?2)",
+        rusqlite::params![sid, swrk],
+    )
+    .unwrap();
+    for r in [
+        env.run(&["secrets", "get", "AFTER"]),
+        with_session(&env, &token, &["secrets", "get", "AFTER"]),
+        env.run(&["secrets", "get", "BEFORE"]),
+    ] {
+        assert_ne!(r.code, 0);
+        assert!(!r.stdout.contains("after-v") && !r.stdout.contains("before-v"));
+    }
+    // and the stolen copy itself still opens only what it held
+    let mut c = env.command();
+    c.env("RAVI_VAULT", &copy)
+        .env("RAVI_CONFIG_DIR", env.dir.path().join("thief-cfg"))
+        .args(["--identity", "alice", "secrets", "list", "--json"]);
+    let r = run_command(&mut c).ok();
+    assert!(!r.stdout.contains("AFTER"));
 }

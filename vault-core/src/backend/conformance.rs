@@ -314,6 +314,8 @@ fn preconditions(h: &dyn Harness) {
             },
             false,
         ),
+        (Precondition::IdentityCount(2), true),
+        (Precondition::IdentityCount(3), false),
         (
             Precondition::RecordCount {
                 identity_uuid: "i1".into(),

@@ -78,6 +78,9 @@ impl State {
                     && r.kind == *kind
                     && r.blind_index == *blind_index
             }),
+            Precondition::IdentityCount(count) => {
+                u64::try_from(self.identities.len()).is_ok_and(|n| n == *count)
+            }
             Precondition::RecordCount {
                 identity_uuid,
                 count,

@@ -173,6 +173,9 @@ pub enum Precondition {
         /// The blind index of the name.
         blind_index: Vec<u8>,
     },
+    /// The vault has exactly this many identities (none was added or
+    /// removed since they were read).
+    IdentityCount(u64),
     /// The identity has exactly this many records, every kind (none was
     /// added or removed since they were read).
     RecordCount {

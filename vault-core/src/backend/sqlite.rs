@@ -398,6 +398,11 @@ fn holds(conn: &Connection, p: &Precondition) -> rusqlite::Result<bool> {
             &[identity_uuid, kind, blind_index],
         )
         .map(|found| !found),
+        Precondition::IdentityCount(count) => {
+            let mut stmt = conn.prepare_cached("SELECT count(*) FROM identities")?;
+            let n: i64 = stmt.query_row([], |r| r.get(0))?;
+            Ok(n == to_i64(*count))
+        }
         Precondition::RecordCount {
             identity_uuid,
             count,
