@@ -59,6 +59,7 @@ fn plain_store(dir: &tempfile::TempDir) -> SqliteBackend {
         key_epoch: 1,
         wrapped_key: vec![0; 73],
         signature: None,
+        head: None,
     }));
     s.commit(&b).expect("identity");
     s

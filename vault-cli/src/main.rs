@@ -6,6 +6,7 @@ mod args;
 mod input;
 mod pins;
 mod records;
+mod seen;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -509,5 +510,12 @@ fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()
     let vault = open_vault(g)?;
     let ident = selected_identity(g, &vault)?;
     let iv = access(g, &vault)?.open_identity(&ident)?;
-    f(&iv)
+    // The identity's head against the newest this client saw, before and
+    // after the command (a write raises it).
+    let (cfg, vault_id) = (config_dir()?, vault.info().vault_id);
+    let newest = seen::newest_seen(&cfg, &vault_id, &ident.uuid)?;
+    seen::check(&ident.name, newest, iv.refresh_head()?)?;
+    let result = f(&iv);
+    seen::raise(&cfg, &vault_id, &ident.uuid, iv.head_seq())?;
+    result
 }

@@ -22,7 +22,7 @@ use crate::records::{
     KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword, PasswordBody, PasswordEdit, PasswordEntry,
     SecretBody, SecretEntry, TotpBody, TotpEntry,
 };
-use crate::sealer::RecordSealer;
+use crate::sealer::{Head, RecordSealer, xor_into};
 use crate::secret::SecretString;
 use crate::state::{OnConflict, VaultState, transact};
 use crate::totp::{self, TotpAlgorithm, TotpCode, TotpParams};
@@ -32,6 +32,9 @@ pub struct IdentityVault<'v> {
     backend: &'v dyn Backend,
     identity: Identity,
     sealer: RecordSealer,
+    /// The sequence of the newest head this handle read or wrote (`None`:
+    /// the identity has no head yet, SPEC §4b).
+    head_seq: std::cell::Cell<Option<u64>>,
 }
 
 impl std::fmt::Debug for IdentityVault<'_> {
@@ -59,16 +62,155 @@ fn params_of(body: &TotpBody) -> Result<TotpParams> {
 impl<'v> IdentityVault<'v> {
     /// The one constructor: the identity's row and its unwrapped key.
     pub(crate) fn new(state: &'v VaultState, row: &IdentityRow, key: &SecretKey) -> Result<Self> {
+        let sealer = RecordSealer::new(state.vault_id, &row.uuid, row.key_epoch, key)?;
+        let head_seq = match &row.head {
+            Some(h) => Some(sealer.open_head(h)?.seq),
+            None => None,
+        };
         Ok(IdentityVault {
             backend: state.backend.as_ref(),
             identity: Identity::from(row),
-            sealer: RecordSealer::new(state.vault_id, &row.uuid, row.key_epoch, key)?,
+            sealer,
+            head_seq: std::cell::Cell::new(head_seq),
         })
     }
 
     /// The identity these records belong to.
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// The sequence number of the identity's newest head this handle has
+    /// read or written: clients remember it outside the vault and refuse a
+    /// lower one later (a rollback). `None` for an identity made before
+    /// heads, until its first write.
+    pub fn head_seq(&self) -> Option<u64> {
+        self.head_seq.get()
+    }
+
+    /// The identity's head as stored now, checked: its bytes (for the
+    /// precondition) and content. An identity made before heads gets one
+    /// committing to its current records, at sequence 0.
+    fn current_head(&self) -> Result<(Option<Vec<u8>>, Head)> {
+        let row = self.backend.identity(&self.identity.uuid)?.ok_or_else(|| {
+            Error::NotFound(format!("identity {:?} was deleted", self.identity.name))
+        })?;
+        if row.key_epoch != self.sealer.epoch() {
+            return Err(Error::Conflict(
+                "the identity's key was rotated while this command ran; retry".into(),
+            ));
+        }
+        let head = match &row.head {
+            Some(h) => self.sealer.open_head(h)?,
+            None => Head {
+                seq: 0,
+                epoch: self.sealer.epoch(),
+                commitment: self.sealer.commitment(
+                    &self
+                        .backend
+                        .records(&self.identity.uuid, &RecordQuery::default())?,
+                )?,
+            },
+        };
+        self.note_seq(head.seq);
+        Ok((row.head, head))
+    }
+
+    /// Reads the identity's head again and returns its sequence (as
+    /// [`IdentityVault::head_seq`]). A client compares it with the newest
+    /// it remembers, read *before* this call.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if the head fails to authenticate.
+    pub fn refresh_head(&self) -> Result<Option<u64>> {
+        let row = self.backend.identity(&self.identity.uuid)?.ok_or_else(|| {
+            Error::NotFound(format!("identity {:?} was deleted", self.identity.name))
+        })?;
+        if let Some(h) = &row.head {
+            self.note_seq(self.sealer.open_head(h)?.seq);
+        }
+        Ok(self.head_seq())
+    }
+
+    fn note_seq(&self, seq: u64) {
+        self.head_seq
+            .set(Some(self.head_seq.get().map_or(seq, |s| s.max(seq))));
+    }
+
+    /// Adds the head update to a batch of record writes: the precondition
+    /// that the head is as read, and the new head (next sequence, the
+    /// commitment updated by each written record's leaf).
+    fn with_head(&self, batch: &mut Batch) -> Result<u64> {
+        let (bytes, head) = self.current_head()?;
+        let old: HashMap<&str, &[u8]> = batch
+            .preconditions
+            .iter()
+            .filter_map(|p| match p {
+                Precondition::RecordUnchanged { uuid, ciphertext } => {
+                    Some((uuid.as_str(), ciphertext.as_slice()))
+                }
+                _ => None,
+            })
+            .collect();
+        let unread = |uuid: &str| {
+            Error::Storage(format!("record {uuid} is written without being read").into())
+        };
+        let mut c = head.commitment;
+        for w in &batch.writes {
+            match w {
+                Write::InsertRecord(r) => {
+                    xor_into(&mut c, &self.sealer.leaf(&r.uuid, r.kind, &r.ciphertext)?);
+                }
+                Write::UpdateRecord(r) => {
+                    let before = old.get(r.uuid.as_str()).ok_or_else(|| unread(&r.uuid))?;
+                    xor_into(&mut c, &self.sealer.leaf(&r.uuid, r.kind, before)?);
+                    xor_into(&mut c, &self.sealer.leaf(&r.uuid, r.kind, &r.ciphertext)?);
+                }
+                Write::DeleteRecord { uuid, kind, .. } => {
+                    let before = old.get(uuid.as_str()).ok_or_else(|| unread(uuid))?;
+                    xor_into(&mut c, &self.sealer.leaf(uuid, *kind, before)?);
+                }
+                _ => {}
+            }
+        }
+        let seq = head.seq.saturating_add(1);
+        batch
+            .require(Precondition::IdentityHead {
+                identity_uuid: self.identity.uuid.clone(),
+                head: bytes,
+            })
+            .write(Write::SetIdentityHead {
+                uuid: self.identity.uuid.clone(),
+                head: self.sealer.seal_head(seq, &c),
+            });
+        Ok(seq)
+    }
+
+    /// Every record of the identity, checked against the head's commitment:
+    /// a deleted, added, older or swapped record is a rollback. The head is
+    /// read before and after the records; a write in between makes it read
+    /// again.
+    fn all_records_checked(&self) -> Result<Vec<RecordRow>> {
+        for _ in 0..16 {
+            let (before, head) = self.current_head()?;
+            let rows = self
+                .backend
+                .records(&self.identity.uuid, &RecordQuery::default())?;
+            let (after, _) = self.current_head()?;
+            if before != after {
+                continue;
+            }
+            if before.is_some() && self.sealer.commitment(&rows)? != head.commitment {
+                return Err(Error::Integrity(format!(
+                    "rollback or deletion detected: the records of identity {:?} are not the set its head (sequence {}) commits to",
+                    self.identity.name, head.seq
+                )));
+            }
+            return Ok(rows);
+        }
+        Err(Error::Conflict(
+            "the identity kept changing while its records were listed; try again".into(),
+        ))
     }
 
     /// The precondition of every write: the identity still exists and its
@@ -93,10 +235,16 @@ impl<'v> IdentityVault<'v> {
     /// a duplicate name the error `duplicate` makes.
     fn transact<T>(
         &self,
-        attempt: impl FnMut() -> Result<(Batch, T)>,
+        mut attempt: impl FnMut() -> Result<(Batch, T)>,
         duplicate: impl Fn() -> Error,
     ) -> Result<T> {
-        let (value, _) = transact(self.backend, attempt, |batch, c| match c {
+        let next_seq = std::cell::Cell::new(0);
+        let with_head = || {
+            let (mut batch, value) = attempt()?;
+            next_seq.set(self.with_head(&mut batch)?);
+            Ok((batch, value))
+        };
+        let (value, _) = transact(self.backend, with_head, |batch, c| match c {
             Conflict::Precondition(i)
                 if matches!(
                     batch.preconditions.get(*i),
@@ -117,17 +265,15 @@ impl<'v> IdentityVault<'v> {
             Conflict::Duplicate(_) => OnConflict::Fail(duplicate()),
             Conflict::Precondition(_) | Conflict::Missing(_) => OnConflict::Retry,
         })?;
+        self.note_seq(next_seq.get());
         Ok(value)
     }
 
+    /// The records of one kind, the whole set checked against the head.
     fn records_of_kind(&self, kind: u8) -> Result<Vec<RecordRow>> {
-        self.backend.records(
-            &self.identity.uuid,
-            &RecordQuery {
-                kind: Some(kind),
-                ..RecordQuery::default()
-            },
-        )
+        let mut rows = self.all_records_checked()?;
+        rows.retain(|r| r.kind == kind);
+        Ok(rows)
     }
 
     fn open_password(&self, row: &RecordRow) -> Result<PasswordEntry> {

@@ -37,6 +37,12 @@ pub const LABEL_SIG_GRANT: &str = "ravi/v1/sig/grant";
 pub const LABEL_SEAL_KEY: &str = "ravi/v1/identity/seal-key";
 /// HKDF info of the blind-index key derived from an identity key.
 pub const LABEL_INDEX_KEY: &str = "ravi/v1/identity/blind-index-key";
+/// HKDF info of the identity-head key derived from an identity key.
+pub const LABEL_HEAD_KEY: &str = "ravi/v1/identity/head-key";
+/// Label of an identity head's MAC.
+pub const LABEL_HEAD: &str = "ravi/v1/head/identity";
+/// Label of a record's leaf in an identity head's commitment.
+pub const LABEL_HEAD_LEAF: &str = "ravi/v1/head/leaf";
 
 /// Length of the Argon2id salt stored with a vault.
 pub const SALT_LEN: usize = 16;
@@ -229,6 +235,8 @@ pub(crate) struct IdentityKeys {
     pub seal: SecretKey,
     /// Keys the blind index of record names.
     pub index: SecretKey,
+    /// Keys the identity head's MAC and its record-set commitment.
+    pub head: SecretKey,
 }
 
 impl IdentityKeys {
@@ -241,6 +249,10 @@ impl IdentityKeys {
             index: SecretKey(hkdf_sha256(
                 identity_key.expose(),
                 LABEL_INDEX_KEY.as_bytes(),
+            )),
+            head: SecretKey(hkdf_sha256(
+                identity_key.expose(),
+                LABEL_HEAD_KEY.as_bytes(),
             )),
         }
     }

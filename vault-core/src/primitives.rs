@@ -103,6 +103,12 @@ pub(crate) fn x25519_shared(
         .then(|| Zeroizing::new(shared.to_bytes()))
 }
 
+/// SHA-256 (FIPS 180-4).
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    Sha256::digest(data).into()
+}
+
 /// HMAC-SHA256 (RFC 2104) over the concatenation of `parts`.
 pub(crate) fn hmac_sha256(key: &[u8; KEY_LEN], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac =

@@ -7,8 +7,8 @@ use zeroize::Zeroizing;
 use crate::backend::RecordRow;
 use crate::envelope::{self, SealContext};
 use crate::error::{Error, Result};
-use crate::keys::{IdentityKeys, SecretKey};
-use crate::primitives::{NONCE_LEN, hmac_sha256};
+use crate::keys::{IdentityKeys, LABEL_HEAD, LABEL_HEAD_LEAF, SecretKey};
+use crate::primitives::{NONCE_LEN, hmac_sha256, sha256};
 use crate::records::{KIND_PASSWORD, KIND_SECRET, KIND_TOTP, RecordBody};
 
 /// A stored id as its 16 uuid bytes (for associated data).
@@ -27,6 +27,27 @@ fn record_name(kind: u8, json: &serde_json::Value) -> Option<&str> {
         _ => return None,
     };
     json.get(field)?.as_str()
+}
+
+/// An identity head (SPEC §4b): a sequence number raised by every write,
+/// the key epoch, and a commitment to the identity's whole record set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Head {
+    pub(crate) seq: u64,
+    pub(crate) epoch: u32,
+    pub(crate) commitment: [u8; 32],
+}
+
+/// Stored length of a head: `u64be(seq) || u32be(epoch) || commitment (32)
+/// || MAC (32)`.
+pub(crate) const HEAD_LEN: usize = 8 + 4 + 32 + 32;
+
+/// `acc ^= x`: the commitment is the XOR of its records' leaves, so one
+/// record's change updates it without reading the others.
+pub(crate) fn xor_into(acc: &mut [u8; 32], x: &[u8; 32]) {
+    for (a, b) in acc.iter_mut().zip(x) {
+        *a ^= b;
+    }
 }
 
 /// The keys and context that seal an identity's records at one epoch.
@@ -57,6 +78,91 @@ impl RecordSealer {
     /// The key epoch this sealer seals under.
     pub(crate) fn epoch(&self) -> u32 {
         self.epoch
+    }
+
+    /// A record's leaf in the head commitment:
+    /// MAC(HK, label || record_id || kind || u32be(epoch) || SHA-256(ciphertext)).
+    pub(crate) fn leaf(&self, uuid: &str, kind: u8, ciphertext: &[u8]) -> Result<[u8; 32]> {
+        let id = uuid_bytes(uuid)?;
+        Ok(hmac_sha256(
+            self.keys.head.expose(),
+            &[
+                LABEL_HEAD_LEAF.as_bytes(),
+                &id,
+                &[kind],
+                &self.epoch.to_be_bytes(),
+                &sha256(ciphertext),
+            ],
+        ))
+    }
+
+    /// The commitment to a whole record set (all of them this identity's,
+    /// at this epoch).
+    pub(crate) fn commitment(&self, rows: &[RecordRow]) -> Result<[u8; 32]> {
+        let mut acc = [0u8; 32];
+        for r in rows {
+            if r.identity_uuid != self.identity_uuid || r.key_epoch != self.epoch {
+                return Err(Error::tampered(format!("record {}", r.uuid)));
+            }
+            xor_into(&mut acc, &self.leaf(&r.uuid, r.kind, &r.ciphertext)?);
+        }
+        Ok(acc)
+    }
+
+    fn head_mac(&self, seq: u64, commitment: &[u8; 32]) -> [u8; 32] {
+        hmac_sha256(
+            self.keys.head.expose(),
+            &[
+                LABEL_HEAD.as_bytes(),
+                &self.vault_id,
+                &self.identity_id,
+                &seq.to_be_bytes(),
+                &self.epoch.to_be_bytes(),
+                commitment,
+            ],
+        )
+    }
+
+    /// The stored bytes of the head `(seq, this epoch, commitment)`.
+    pub(crate) fn seal_head(&self, seq: u64, commitment: &[u8; 32]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEAD_LEN);
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&self.epoch.to_be_bytes());
+        out.extend_from_slice(commitment);
+        out.extend_from_slice(&self.head_mac(seq, commitment));
+        out
+    }
+
+    /// Checks a stored head: its length, its epoch against this sealer's,
+    /// and its MAC.
+    pub(crate) fn open_head(&self, bytes: &[u8]) -> Result<Head> {
+        let bad = || Error::Integrity("the identity's head failed to authenticate".into());
+        if bytes.len() != HEAD_LEN {
+            return Err(bad());
+        }
+        let seq = u64::from_be_bytes(bytes[..8].try_into().map_err(|_| bad())?);
+        let epoch = u32::from_be_bytes(bytes[8..12].try_into().map_err(|_| bad())?);
+        let commitment: [u8; 32] = bytes[12..44].try_into().map_err(|_| bad())?;
+        if epoch > self.epoch {
+            return Err(Error::Conflict(
+                "the identity's key was rotated while this command ran; retry".into(),
+            ));
+        }
+        if epoch != self.epoch {
+            return Err(Error::Integrity(format!(
+                "rollback detected: the identity's head is for key epoch {epoch}, its key is at {}",
+                self.epoch
+            )));
+        }
+        let mac = self.head_mac(seq, &commitment);
+        if !bool::from(mac.ct_eq(&bytes[44..])) {
+            return Err(bad());
+        }
+        Ok(Head {
+            seq,
+            epoch,
+            commitment,
+        })
     }
 
     /// The blind index of a (normalised) record name:

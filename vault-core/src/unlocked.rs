@@ -233,8 +233,14 @@ impl<'v> Unlocked<'v> {
             key_epoch: 1,
             wrapped_key: Vec::new(),
             signature: None,
+            head: None,
         };
         let ik = SecretKey::random()?;
+        // Sequence 0, no records yet.
+        row.head = Some(
+            RecordSealer::new(self.state.vault_id, &row.uuid, row.key_epoch, &ik)?
+                .seal_head(0, &[0; 32]),
+        );
         row.wrapped_key = wrap_identity_key(&self.root_key, &self.state.vault_id, &row, &ik)?;
         let id = uuid_bytes(&row.uuid)?;
         row.signature = Some(self.owner_key()?.sign(&identity_signed(
@@ -566,28 +572,49 @@ impl<'v> Unlocked<'v> {
             &old_ik,
         )?;
         let new_sealer = RecordSealer::new(self.state.vault_id, &old_row.uuid, new_epoch, &new_ik)?;
+        let old_seq = match &old_row.head {
+            Some(h) => old_sealer.open_head(h)?.seq,
+            None => 0,
+        };
+        batch.require(Precondition::IdentityHead {
+            identity_uuid: old_row.uuid.clone(),
+            head: old_row.head.clone(),
+        });
         let records = backend.records(&old_row.uuid, &RecordQuery::default())?;
         batch.require(Precondition::RecordCount {
             identity_uuid: old_row.uuid.clone(),
             count: u64::try_from(records.len()).unwrap_or(u64::MAX),
         });
+        let mut resealed = Vec::with_capacity(records.len());
         for rec in &records {
-            batch
-                .require(Precondition::RecordUnchanged {
-                    uuid: rec.uuid.clone(),
-                    ciphertext: rec.ciphertext.clone(),
-                })
-                .write(Write::UpdateRecord(new_sealer.reseal(&old_sealer, rec)?));
+            let new = new_sealer.reseal(&old_sealer, rec)?;
+            batch.require(Precondition::RecordUnchanged {
+                uuid: rec.uuid.clone(),
+                ciphertext: rec.ciphertext.clone(),
+            });
+            resealed.push(new);
         }
+        let head = new_sealer.seal_head(
+            old_seq.saturating_add(1),
+            &new_sealer.commitment(&resealed)?,
+        );
+        batch
+            .writes
+            .extend(resealed.into_iter().map(Write::UpdateRecord));
         let new_row = IdentityRow {
             key_epoch: new_epoch,
             ..old_row.clone()
         };
-        batch.write(Write::SetIdentityKey {
-            uuid: new_row.uuid.clone(),
-            key_epoch: new_epoch,
-            wrapped_key: wrap_identity_key(root_key, &self.state.vault_id, &new_row, &new_ik)?,
-        });
+        batch
+            .write(Write::SetIdentityKey {
+                uuid: new_row.uuid.clone(),
+                key_epoch: new_epoch,
+                wrapped_key: wrap_identity_key(root_key, &self.state.vault_id, &new_row, &new_ik)?,
+            })
+            .write(Write::SetIdentityHead {
+                uuid: new_row.uuid.clone(),
+                head,
+            });
         for g in &grants {
             let pk = <[u8; 32]>::try_from(g.recipient.as_slice())
                 .map(AgentPublicKey::from_bytes)

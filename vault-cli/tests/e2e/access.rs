@@ -554,10 +554,12 @@ fn schema_v1_is_migrated() {
              ALTER TABLE vault DROP COLUMN wrapped_owner_key;
              ALTER TABLE vault DROP COLUMN signature;
              ALTER TABLE identities DROP COLUMN signature;
+             ALTER TABLE identities DROP COLUMN head;
              PRAGMA user_version = 1;",
         )
         .unwrap();
     std::fs::remove_dir_all(env.config_dir.join("pins")).unwrap();
+    std::fs::remove_dir_all(env.config_dir.join("state")).unwrap();
     let info = env.run(&["vault", "info", "--json"]).ok().json();
     assert!(info["owner_public_key"].is_null());
     // the owner's first unlock adds the owner key and signs the metadata
@@ -566,7 +568,7 @@ fn schema_v1_is_migrated() {
         .db()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4);
     let info = env.run(&["vault", "info", "--json"]).ok().json();
     let owner = info["owner_public_key"].as_str().unwrap().to_string();
     assert!(owner.starts_with("raviowner1"));
@@ -578,6 +580,14 @@ fn schema_v1_is_migrated() {
     .unwrap();
     assert_eq!(pinned.trim(), owner);
     env.run(&["identity", "show", "alice"]).ok();
+    // the first write gives the identity its head, committing to what is there
+    env.run(&["secrets", "set", "K2", "v2"]).ok();
+    let head: Option<Vec<u8>> = env
+        .db()
+        .query_row("SELECT head FROM identities", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(head.map(|h| h.len()), Some(76));
+    assert_eq!(env.run(&["secrets", "list"]).ok().stdout.lines().count(), 2);
     env.run(&["unlock"]).ok();
 }
 

@@ -40,6 +40,7 @@ fn identity(uuid: &str, name: &str) -> IdentityRow {
         key_epoch: 1,
         wrapped_key: vec![3; 72],
         signature: Some(vec![4; 64]),
+        head: None,
     }
 }
 
@@ -314,6 +315,20 @@ fn preconditions(h: &dyn Harness) {
             },
             false,
         ),
+        (
+            Precondition::IdentityHead {
+                identity_uuid: "i1".into(),
+                head: None,
+            },
+            true,
+        ),
+        (
+            Precondition::IdentityHead {
+                identity_uuid: "i1".into(),
+                head: Some(vec![1]),
+            },
+            false,
+        ),
         (Precondition::IdentityCount(2), true),
         (Precondition::IdentityCount(3), false),
         (
@@ -362,6 +377,25 @@ fn preconditions(h: &dyn Harness) {
         Some(vec![1; 64])
     );
     assert_eq!(conflict(b.commit(&change)), Conflict::Precondition(0));
+    let set_head = |head: Vec<u8>| Write::SetIdentityHead {
+        uuid: "i2".into(),
+        head,
+    };
+    b.commit(&batch(vec![], vec![set_head(vec![5; 76])]))
+        .unwrap();
+    let guarded = batch(
+        vec![Precondition::IdentityHead {
+            identity_uuid: "i2".into(),
+            head: Some(vec![5; 76]),
+        }],
+        vec![set_head(vec![6; 76])],
+    );
+    b.commit(&guarded).unwrap();
+    assert_eq!(conflict(b.commit(&guarded)), Conflict::Precondition(0));
+    assert_eq!(
+        h.open().identity("i2").unwrap().unwrap().head,
+        Some(vec![6; 76])
+    );
 }
 
 fn rejected_batch_applies_nothing(h: &dyn Harness) {

@@ -78,6 +78,13 @@ impl State {
                     && r.kind == *kind
                     && r.blind_index == *blind_index
             }),
+            Precondition::IdentityHead {
+                identity_uuid,
+                head,
+            } => self
+                .identities
+                .get(identity_uuid)
+                .is_some_and(|i| i.head == *head),
             Precondition::IdentityCount(count) => {
                 u64::try_from(self.identities.len()).is_ok_and(|n| n == *count)
             }
@@ -228,6 +235,11 @@ impl State {
                 h.owner_public_key.clone_from(&v.owner_public_key);
                 h.wrapped_owner_key.clone_from(&v.wrapped_owner_key);
                 h.signature.clone_from(&v.signature);
+                1
+            }
+            Write::SetIdentityHead { uuid, head } => {
+                let i = self.identities.get_mut(uuid).ok_or(Missing)?;
+                i.head = Some(head.clone());
                 1
             }
             Write::SetIdentitySignature { uuid, signature } => {

@@ -68,6 +68,9 @@ pub struct IdentityRow {
     pub wrapped_key: Vec<u8>,
     /// The owner's signature on the clear metadata.
     pub signature: Option<Vec<u8>>,
+    /// The identity head: sequence, key epoch and record-set commitment,
+    /// MACed under a key derived from the identity key (SPEC §4b).
+    pub head: Option<Vec<u8>>,
 }
 
 /// A record row: ids, kind, blind index, key epoch and ciphertext only.
@@ -173,6 +176,13 @@ pub enum Precondition {
         /// The blind index of the name.
         blind_index: Vec<u8>,
     },
+    /// The identity's head is as read (`None`: it has none yet).
+    IdentityHead {
+        /// The identity.
+        identity_uuid: String,
+        /// The head bytes read.
+        head: Option<Vec<u8>>,
+    },
     /// The vault has exactly this many identities (none was added or
     /// removed since they were read).
     IdentityCount(u64),
@@ -231,6 +241,13 @@ pub enum Write {
     /// Replaces the header's KDF parameters, salt, wrapped root key, owner
     /// key and signature (every field but the id, inbox domain and time).
     SetHeaderKey(VaultRow),
+    /// Replaces an identity's head.
+    SetIdentityHead {
+        /// The identity.
+        uuid: String,
+        /// The new head.
+        head: Vec<u8>,
+    },
     /// Replaces an identity's signature.
     SetIdentitySignature {
         /// The identity.

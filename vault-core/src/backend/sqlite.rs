@@ -21,7 +21,7 @@ use super::{
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a process waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -87,6 +87,9 @@ ALTER TABLE vault ADD COLUMN wrapped_owner_key BLOB;
 ALTER TABLE vault ADD COLUMN signature BLOB;
 ALTER TABLE identities ADD COLUMN signature BLOB;
 ALTER TABLE grants ADD COLUMN signature BLOB;
+"#,
+    r#"
+ALTER TABLE identities ADD COLUMN head BLOB;
 "#,
 ];
 
@@ -317,7 +320,7 @@ fn create_private_file(path: &Path) -> Result<()> {
 }
 
 const IDENTITY_COLS: &str =
-    "uuid, name, inbox, phone, created_dt, key_epoch, wrapped_key, signature";
+    "uuid, name, inbox, phone, created_dt, key_epoch, wrapped_key, signature, head";
 const RECORD_COLS: &str = "uuid, identity_uuid, kind, blind_index, key_epoch, ciphertext";
 const GRANT_COLS: &str = "uuid, identity_uuid, recipient, label, key_epoch, ephemeral_public, \
                           wrapped_key, created_dt, signature";
@@ -346,6 +349,7 @@ fn identity_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<IdentityRow> {
         key_epoch: r.get(5)?,
         wrapped_key: r.get(6)?,
         signature: r.get(7)?,
+        head: r.get(8)?,
     })
 }
 
@@ -398,6 +402,13 @@ fn holds(conn: &Connection, p: &Precondition) -> rusqlite::Result<bool> {
             &[identity_uuid, kind, blind_index],
         )
         .map(|found| !found),
+        Precondition::IdentityHead {
+            identity_uuid,
+            head,
+        } => one(
+            "SELECT 1 FROM identities WHERE uuid = ?1 AND head IS ?2",
+            &[identity_uuid, head],
+        ),
         Precondition::IdentityCount(count) => {
             let mut stmt = conn.prepare_cached("SELECT count(*) FROM identities")?;
             let n: i64 = stmt.query_row([], |r| r.get(0))?;
@@ -424,7 +435,7 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
     match w {
         Write::InsertIdentity(r) => exec(
             &format!(
-                "INSERT INTO identities ({IDENTITY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                "INSERT INTO identities ({IDENTITY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
             ),
             &[
                 &r.uuid,
@@ -435,6 +446,7 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
                 &r.key_epoch,
                 &r.wrapped_key,
                 &r.signature,
+                &r.head,
             ],
         ),
         Write::SetIdentityKey {
@@ -538,6 +550,10 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
                 &v.signature,
             ],
         ),
+        Write::SetIdentityHead { uuid, head } => exec(
+            "UPDATE identities SET head = ?2 WHERE uuid = ?1",
+            &[uuid, head],
+        ),
         Write::SetIdentitySignature { uuid, signature } => exec(
             "UPDATE identities SET signature = ?2 WHERE uuid = ?1",
             &[uuid, signature],
@@ -554,6 +570,7 @@ fn must_touch(w: &Write) -> bool {
             | Write::UpdateGrant(_)
             | Write::SetHeaderKey(_)
             | Write::SetIdentitySignature { .. }
+            | Write::SetIdentityHead { .. }
     )
 }
 
