@@ -13,7 +13,8 @@ reference code), and the standard library (sqlite3, hmac, json).
         the pinned owner key the vault must carry
 
 Before anything is opened, the owner's Ed25519 signatures (SPEC 4a) on the
-header, on every identity's metadata and on every grant are verified.
+header, on every identity's metadata and on every grant are verified; each
+identity's head (SPEC 4b) is checked against its whole record set.
 
 Exit 0 on success; any authentication failure raises.
 """
@@ -94,12 +95,40 @@ def identity_ad(vault_id, ident, label=b"ravi/v1/wrap/identity-key"):
               ident["name"].encode(), ident["inbox"].encode(), (ident["phone"] or "").encode())
 
 
+def verify_head(vault_id, ident, ik, rows):
+    """SPEC 4b: the identity head's MAC and its commitment to the record set."""
+    head = ident["head"]
+    if head is None:
+        return
+    if len(head) != 76:
+        raise AuthError("bad head length")
+    hk = hkdf(ik, b"ravi/v1/identity/head-key")
+    seq, epoch = struct.unpack(">QI", head[:12])
+    commitment = head[12:44]
+    if epoch != ident["key_epoch"]:
+        raise AuthError("head epoch")
+    mac = hmac.new(hk, b"ravi/v1/head/identity" + vault_id + ub(ident["uuid"]) + head[:8] + head[8:12]
+                   + commitment, hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, head[44:]):
+        raise AuthError("head MAC")
+    acc = bytes(32)
+    for r in rows:
+        leaf = hmac.new(hk, b"ravi/v1/head/leaf" + ub(r["uuid"]) + bytes([r["kind"]])
+                        + struct.pack(">I", r["key_epoch"]) + hashlib.sha256(r["ciphertext"]).digest(),
+                        hashlib.sha256).digest()
+        acc = bytes(a ^ b for a, b in zip(acc, leaf))
+    if acc != commitment:
+        raise AuthError("the records are not the set the head commits to")
+
+
 def open_records(db, vault_id, ident, ik):
     """SPEC 2 and 5-6: derive SK and BK, open every record, check its blind index."""
     sk = hkdf(ik, b"ravi/v1/identity/seal-key")
     bk = hkdf(ik, b"ravi/v1/identity/blind-index-key")
     out = []
-    for r in db.execute("SELECT * FROM records WHERE identity_uuid = ? ORDER BY uuid", (ident["uuid"],)):
+    rows = db.execute("SELECT * FROM records WHERE identity_uuid = ? ORDER BY uuid", (ident["uuid"],)).fetchall()
+    verify_head(vault_id, ident, ik, rows)
+    for r in rows:
         a = ad(VERSION, b"ravi/v1/record", vault_id, ub(ident["uuid"]), bytes([r["kind"]]),
                ub(r["uuid"]), struct.pack(">I", r["key_epoch"]))
         body = json.loads(unpad(open_envelope(sk, a, r["ciphertext"])))
@@ -225,7 +254,7 @@ def main():
     args = p.parse_args()
     db = sqlite3.connect("file:%s?mode=ro" % args.vault, uri=True)
     db.row_factory = sqlite3.Row
-    if db.execute("PRAGMA user_version").fetchone()[0] != 3:
+    if db.execute("PRAGMA user_version").fetchone()[0] != 4:
         raise SystemExit("unsupported schema version")
     verify_owner_signatures(db, args.owner_key)
     if args.agent_key_file:

@@ -349,3 +349,215 @@ fn agent_pin_command() {
         owner
     );
 }
+
+/// The vault file as it is now (the write-ahead log folded in first), to
+/// put back later as a store that rolls back would.
+fn snapshot(env: &Env) -> Vec<u8> {
+    env.db()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    std::fs::read(&env.vault).unwrap()
+}
+
+fn restore(env: &Env, bytes: &[u8]) {
+    let wal = env.vault.with_extension("db-wal");
+    let shm = env.vault.with_extension("db-shm");
+    let _ = std::fs::remove_file(wal);
+    let _ = std::fs::remove_file(shm);
+    std::fs::write(&env.vault, bytes).unwrap();
+}
+
+/// The whole file rolled back after a write: every client that saw the
+/// newer state (passphrase, session, agent key with its own config dir)
+/// refuses it with exit 5.
+#[test]
+fn whole_file_rollback_after_a_write_is_caught() {
+    let (env, key, _) = setup();
+    let token = env.run(&["unlock"]).ok().stdout.trim().to_string();
+    let agent_cfg = env.dir.path().join("agent-cfg");
+    let agent = |args: &[&str]| {
+        let mut c = env.command();
+        c.env_remove("RAVI_PASSPHRASE")
+            .env("RAVI_CONFIG_DIR", &agent_cfg)
+            .env("RAVI_AGENT_KEY_FILE", &key)
+            .args(["--identity", "alice"])
+            .args(args);
+        run_command(&mut c)
+    };
+    let session = |args: &[&str]| {
+        let mut c = env.command();
+        c.env_remove("RAVI_PASSPHRASE")
+            .env("RAVI_SESSION", &token)
+            .args(args);
+        run_command(&mut c)
+    };
+    agent(&["secrets", "get", "K"]).ok();
+    let old = snapshot(&env);
+    env.run(&["secrets", "set", "NEW", "new-v"]).ok();
+    agent(&["secrets", "get", "NEW"]).ok();
+    session(&["secrets", "get", "NEW"]).ok();
+    restore(&env, &old);
+    for r in [
+        env.run(&["secrets", "get", "K"]),
+        session(&["secrets", "get", "K"]),
+        agent(&["secrets", "get", "K"]),
+        env.run(&["secrets", "set", "LATER", "x"]),
+    ] {
+        let r = r.fails(EXIT_INTEGRITY);
+        assert!(r.stderr.contains("rollback detected"), "{}", r.stderr);
+    }
+}
+
+/// Single records deleted, replaced by an older version of themselves, or
+/// planted: the listing checks the whole set against the identity's head.
+#[test]
+fn deleted_replayed_and_planted_records_are_caught_by_list() {
+    let (env, key, _) = setup();
+    env.run(&["secrets", "set", "K2", "v2"]).ok();
+    let (uuid, old_ct): (String, Vec<u8>) = env
+        .db()
+        .query_row(
+            "SELECT r.uuid, r.ciphertext FROM records r JOIN identities i
+             ON r.identity_uuid = i.uuid WHERE i.name = 'alice' ORDER BY r.uuid LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let list_fails = |what: &str| {
+        let r = env.run(&["secrets", "list"]).fails(EXIT_INTEGRITY);
+        assert!(
+            r.stderr.contains("rollback or deletion"),
+            "{what}: {}",
+            r.stderr
+        );
+        as_agent(&env, &key, &["secrets", "list"]).fails(EXIT_INTEGRITY);
+    };
+    // replaced by its older version
+    let key_name = env
+        .run(&["secrets", "list", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["uuid"] == uuid.as_str())
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.run(&["secrets", "set", &key_name, "newer"]).ok();
+    let new_ct: Vec<u8> = env
+        .db()
+        .query_row(
+            "SELECT ciphertext FROM records WHERE uuid = ?1",
+            [&uuid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    env.db()
+        .execute(
+            "UPDATE records SET ciphertext = ?1 WHERE uuid = ?2",
+            params![old_ct, uuid],
+        )
+        .unwrap();
+    list_fails("replayed");
+    env.db()
+        .execute(
+            "UPDATE records SET ciphertext = ?1 WHERE uuid = ?2",
+            params![new_ct, uuid],
+        )
+        .unwrap();
+    env.run(&["secrets", "list"]).ok();
+    // deleted
+    let row: (String, i64, Vec<u8>, i64, Vec<u8>) = env
+        .db()
+        .query_row(
+            "SELECT identity_uuid, kind, blind_index, key_epoch, ciphertext FROM records WHERE uuid = ?1",
+            [&uuid],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    env.db()
+        .execute("DELETE FROM records WHERE uuid = ?1", [&uuid])
+        .unwrap();
+    list_fails("deleted");
+    env.db()
+        .execute(
+            "INSERT INTO records (uuid, identity_uuid, kind, blind_index, key_epoch, ciphertext)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![uuid, row.0, row.1, row.2, row.3, row.4],
+        )
+        .unwrap();
+    env.run(&["secrets", "list"]).ok();
+    // a deletion stays detected after further writes: each write updates
+    // the commitment from the head, not from what the store shows
+    env.run(&["secrets", "set", "K3", "v3"]).ok();
+    env.db()
+        .execute("DELETE FROM records WHERE uuid = ?1", [&uuid])
+        .unwrap();
+    env.run(&["secrets", "list"]).fails(EXIT_INTEGRITY);
+}
+
+/// A revoked agent's grant and the identity row restored from a backup
+/// (undoing the revocation): the owner's client, which saw the rotation,
+/// refuses to read or write the identity, so nothing is sealed under the
+/// revoked key.
+#[test]
+fn undone_revocation_is_caught() {
+    let (env, key, public) = setup();
+    let db = env.db();
+    let ident: (String, i64, Vec<u8>, Option<Vec<u8>>) = db
+        .query_row(
+            "SELECT uuid, key_epoch, wrapped_key, head FROM identities WHERE name = 'alice'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    let grant: (String, Vec<u8>, Vec<u8>, Vec<u8>, String, Vec<u8>) = db
+        .query_row(
+            "SELECT uuid, recipient, ephemeral_public, wrapped_key, created_dt, signature FROM grants",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .unwrap();
+    env.run(&["identity", "revoke", "alice", "--from", &public])
+        .ok();
+    env.run(&["secrets", "get", "K"]).ok();
+    let before: i64 = db
+        .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+        .unwrap();
+    db.execute(
+        "UPDATE identities SET key_epoch = ?2, wrapped_key = ?3, head = ?4 WHERE uuid = ?1",
+        params![ident.0, ident.1, ident.2, ident.3],
+    )
+    .unwrap();
+    db.execute(
+        "INSERT INTO grants (uuid, identity_uuid, recipient, label, key_epoch, ephemeral_public,
+             wrapped_key, created_dt, signature) VALUES (?1, ?2, ?3, NULL, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            grant.0, ident.0, grant.1, ident.1, grant.2, grant.3, grant.4, grant.5
+        ],
+    )
+    .unwrap();
+    for args in [
+        vec!["secrets", "get", "K"],
+        vec![
+            "secrets",
+            "set",
+            "AFTER",
+            "must-not-be-sealed-under-the-old-key",
+        ],
+    ] {
+        let r = env.run(&args).fails(EXIT_INTEGRITY);
+        assert!(r.stderr.contains("rollback"), "{}", r.stderr);
+    }
+    let after: i64 = db
+        .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(before, after, "nothing was written under the revoked key");
+    // the revoked agent opens nothing: its key opens the restored grant,
+    // but every record was re-sealed under the new key
+    let r = as_agent(&env, &key, &["secrets", "get", "K"]);
+    assert_ne!(r.code, 0);
+    assert!(!r.stdout.contains("alice-v"));
+}

@@ -207,11 +207,33 @@ pub fn python_reader_opens_a_ravi_vault() {
         "--owner-key",
         other_owner,
     ]);
+    let pass_arg = pass.to_str().unwrap();
+    // a deleted record: the head's commitment no longer matches
+    type Row = (String, String, i64, Vec<u8>, i64, Vec<u8>);
+    let saved: Row = env
+        .db()
+        .query_row(
+            "SELECT uuid, identity_uuid, kind, blind_index, key_epoch, ciphertext FROM records LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .unwrap();
+    env.db()
+        .execute("DELETE FROM records WHERE uuid = ?1", [&saved.0])
+        .unwrap();
+    refused(&[&vault, "--passphrase-file", pass_arg]);
+    env.db()
+        .execute(
+            "INSERT INTO records VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![saved.0, saved.1, saved.2, saved.3, saved.4, saved.5],
+        )
+        .unwrap();
+    reader(&py, &[&vault, "--passphrase-file", pass_arg]);
     env.db()
         .execute(
             "UPDATE identities SET inbox = 'evil@example.com' WHERE name = 'bob'",
             [],
         )
         .unwrap();
-    refused(&[&vault, "--passphrase-file", pass.to_str().unwrap()]);
+    refused(&[&vault, "--passphrase-file", pass_arg]);
 }
