@@ -166,12 +166,37 @@ fn cwd() -> Result<PathBuf> {
 /// Opens the vault and checks it against this client's pinned owner key
 /// (pinning it on first use).
 fn open_vault(g: &GlobalArgs) -> Result<Vault> {
-    let vault = Vault::open(&vault_path(g)?).map_err(|e| match e {
+    let path = vault_path(g)?;
+    let vault = Vault::open(&path).map_err(|e| match e {
         Error::NotFound(m) => Error::NotFound(format!("{m} (run `ravi init` first)")),
         other => other,
     })?;
+    warn_if_others_can_write(&path);
     pins::check(&vault, &config_dir()?, agent_key_path(g).as_deref())?;
     Ok(vault)
+}
+
+/// Anyone who can write the vault's directory can replace the vault (and
+/// its -wal) wholesale: say so, as ssh does of a lax key file.
+fn warn_if_others_can_write(vault: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = vault
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if let Ok(m) = std::fs::metadata(dir) {
+            let mode = m.permissions().mode();
+            // The sticky bit (as on /tmp) stops others replacing our files.
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                eprintln!(
+                    "ravi: warning: {} is writable by other users, who could replace the vault; use a 0700 directory",
+                    dir.display()
+                );
+            }
+        }
+    }
 }
 
 /// The agent key file this process would use as its credential, by the

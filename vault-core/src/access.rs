@@ -109,7 +109,13 @@ pub(crate) fn open_as_agent<'v>(
     // data) is refused before its key is used.
     state.verify_grant(&grant)?;
     if grant.key_epoch != row.key_epoch {
-        return Err(denied());
+        // Rotation re-wraps every kept grant in the same batch, so a signed
+        // grant of another epoch than its identity's is an old row put
+        // back (or the identity row is).
+        return Err(Error::Integrity(format!(
+            "the grant of identity {:?} is for key epoch {}, the identity is at {} (restored from a backup?)",
+            row.name, grant.key_epoch, row.key_epoch
+        )));
     }
     let id = uuid_bytes(&row.uuid)?;
     let gid = uuid_bytes(&grant.uuid)?;

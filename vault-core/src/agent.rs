@@ -29,6 +29,14 @@ pub const PUBLIC_HRP: &str = "raviagent";
 /// Bech32 human-readable part of agent secret keys (written upper-case).
 pub const SECRET_HRP: &str = "ravi-agent-secret-key-";
 
+/// Decodes Bech32 with the classic BIP 173 checksum only (not Bech32m), as
+/// SPEC §6b names it.
+pub(crate) fn decode_bech32(s: &str) -> std::result::Result<(Hrp, Vec<u8>), String> {
+    let checked = bech32::primitives::decode::CheckedHrpstring::new::<Bech32>(s)
+        .map_err(|e| e.to_string())?;
+    Ok((checked.hrp(), checked.byte_iter().collect()))
+}
+
 fn hrp(s: &str) -> Hrp {
     Hrp::parse(s).expect("the HRP constants are valid Bech32 HRPs")
 }
@@ -44,7 +52,12 @@ impl AgentPublicKey {
     /// [`Error::InvalidInput`] for anything that is not a valid agent public key.
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.trim();
-        let (h, data) = bech32::decode(s).map_err(|e| {
+        if s.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(Error::invalid(
+                "invalid agent public key: it is written in lower case (raviagent1…)",
+            ));
+        }
+        let (h, data) = decode_bech32(s).map_err(|e| {
             Error::invalid(format!(
                 "invalid agent public key (expected raviagent1…; a typo breaks its checksum): {e}"
             ))
@@ -168,7 +181,12 @@ impl AgentSecretKey {
         if keys.next().is_some() {
             return Err(Error::invalid("the agent key file holds more than one key"));
         }
-        let (h, data) = bech32::decode(line)
+        if line.chars().any(|c| c.is_ascii_lowercase()) {
+            return Err(Error::invalid(
+                "the agent key file's key must be upper case (RAVI-AGENT-SECRET-KEY-1…)",
+            ));
+        }
+        let (h, data) = decode_bech32(line)
             .map_err(|_| Error::invalid("the agent key file is not a valid ravi agent key"))?;
         let data = Zeroizing::new(data);
         if h != hrp(SECRET_HRP) {
@@ -337,6 +355,13 @@ mod tests {
         assert!(AgentPublicKey::parse(&typo).is_err());
         assert!(AgentPublicKey::parse("raviagent1").is_err());
         assert!(AgentPublicKey::parse(k.to_text().as_str()).is_err());
+        // exactly the variant and casing SPEC names: classic Bech32, lower
+        // case for public keys, upper case for secret keys
+        let m = bech32::encode::<bech32::Bech32m>(hrp(PUBLIC_HRP), k.public().as_bytes()).unwrap();
+        assert!(AgentPublicKey::parse(&m).is_err(), "Bech32m is refused");
+        assert!(AgentPublicKey::parse(&text.to_ascii_uppercase()).is_err());
+        let lower = format!("{}\n", k.to_text().to_ascii_lowercase());
+        assert!(AgentSecretKey::parse_file_contents(&lower).is_err());
     }
 
     #[test]

@@ -230,10 +230,18 @@ pub fn seal_with_nonce(
     Ok(out)
 }
 
-/// Opens an envelope. Any failure — wrong version, short input, wrong key,
-/// wrong context, a flipped bit — is the same opaque `None`.
+/// The longest envelope a reader accepts: the padded bucket of the largest
+/// record plaintext, plus version, nonce and tag.
+pub const ENVELOPE_MAX_LEN: usize = 2 * MAX_RECORD_LEN + ENVELOPE_MIN_LEN;
+
+/// Opens an envelope. Any failure — wrong version, short or oversized
+/// input, wrong key, wrong context, a flipped bit — is the same opaque
+/// `None`.
 pub fn open(key: &SecretKey, ctx: &SealContext<'_>, envelope: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    if envelope.len() < ENVELOPE_MIN_LEN || envelope[0] != ENVELOPE_VERSION {
+    if envelope.len() < ENVELOPE_MIN_LEN
+        || envelope.len() > ENVELOPE_MAX_LEN
+        || envelope[0] != ENVELOPE_VERSION
+    {
         return None;
     }
     let nonce: &[u8; NONCE_LEN] = envelope[1..1 + NONCE_LEN].try_into().ok()?;

@@ -146,11 +146,16 @@ impl KdfParams {
         iterations: 3,
         parallelism: 4,
     };
-    /// Largest memory cost a vault may ask for (4 GiB), so a hostile file
+    /// Largest memory cost a vault may ask for (1 GiB), so a hostile file
     /// cannot make `ravi` allocate without bound.
-    pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
+    pub const MAX_MEMORY_KIB: u32 = 1024 * 1024;
     /// Largest pass count a vault may ask for.
-    pub const MAX_ITERATIONS: u32 = 64;
+    pub const MAX_ITERATIONS: u32 = 16;
+    /// Largest memory × passes a vault may ask for (3 GiB-passes: about
+    /// 6 s of one Argon2id derivation on the 2-core reference machine, where
+    /// the default 64 MiB × 3 takes 0.12 s), so a hostile header cannot stall
+    /// a client for long.
+    pub const MAX_COST_KIB_PASSES: u64 = 3 * 1024 * 1024;
     /// Largest parallelism a vault may ask for.
     pub const MAX_PARALLELISM: u32 = 16;
 
@@ -179,6 +184,12 @@ impl KdfParams {
         }
         if self.memory_kib < 8 * self.parallelism {
             return Err(Error::invalid("KDF memory must be at least 8 KiB per lane"));
+        }
+        if u64::from(self.memory_kib) * u64::from(self.iterations) > Self::MAX_COST_KIB_PASSES {
+            return Err(Error::invalid(format!(
+                "KDF memory × iterations must be at most {} MiB-passes",
+                Self::MAX_COST_KIB_PASSES / 1024
+            )));
         }
         Ok(())
     }
@@ -261,6 +272,26 @@ impl IdentityKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hostile header cannot ask for more than a few seconds of work.
+    #[test]
+    fn kdf_cost_is_bounded() {
+        let p = |memory_kib, iterations| KdfParams {
+            memory_kib,
+            iterations,
+            parallelism: 4,
+        };
+        KdfParams::DEFAULT.validate().unwrap();
+        p(1024 * 1024, 3).validate().unwrap();
+        for bad in [
+            p(1024 * 1024, 4),
+            p(2 * 1024 * 1024, 1),
+            p(65536, 17),
+            p(4 * 1024 * 1024, 1),
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn debug_is_redacted() {

@@ -9,7 +9,9 @@ use crate::envelope::{self, SealContext};
 use crate::error::{Error, Result};
 use crate::keys::{IdentityKeys, LABEL_HEAD, LABEL_HEAD_LEAF, SecretKey};
 use crate::primitives::{NONCE_LEN, hmac_sha256, sha256};
-use crate::records::{KIND_PASSWORD, KIND_SECRET, KIND_TOTP, RecordBody};
+use crate::records::{
+    KIND_PASSWORD, KIND_SECRET, KIND_TOTP, PasswordBody, RecordBody, SecretBody, TotpBody,
+};
 
 /// A stored id as its 16 uuid bytes (for associated data).
 pub(crate) fn uuid_bytes(s: &str) -> Result<[u8; 16]> {
@@ -18,15 +20,19 @@ pub(crate) fn uuid_bytes(s: &str) -> Result<[u8; 16]> {
         .map_err(|_| Error::Integrity(format!("stored id {s:?} is not a uuid")))
 }
 
-/// The name a record is indexed by, read from its plaintext JSON.
-fn record_name(kind: u8, json: &serde_json::Value) -> Option<&str> {
-    let field = match kind {
-        KIND_PASSWORD => "domain",
-        KIND_SECRET => "key",
-        KIND_TOTP => "name",
-        _ => return None,
-    };
-    json.get(field)?.as_str()
+/// The name a record is indexed by, read from its plaintext JSON through
+/// its (zeroizing) body type, so no copy of the plaintext outlives it.
+fn record_name(kind: u8, json: &[u8]) -> Option<Zeroizing<String>> {
+    fn name<T: RecordBody>(json: &[u8]) -> Option<Zeroizing<String>> {
+        let body: T = serde_json::from_slice(json).ok()?;
+        Some(Zeroizing::new(body.name().to_string()))
+    }
+    match kind {
+        KIND_PASSWORD => name::<PasswordBody>(json),
+        KIND_SECRET => name::<SecretBody>(json),
+        KIND_TOTP => name::<TotpBody>(json),
+        _ => None,
+    }
 }
 
 /// An identity head (SPEC §4b): a sequence number raised by every write,
@@ -229,8 +235,16 @@ impl RecordSealer {
                 "the identity's key was rotated while this command ran; retry".into(),
             ));
         }
-        if row.identity_uuid != self.identity_uuid || row.key_epoch != self.epoch {
+        if row.identity_uuid != self.identity_uuid {
             return Err(what());
+        }
+        if row.key_epoch != self.epoch {
+            // Not "no such record": a row that exists but is sealed under a
+            // retired key epoch is damaged or rolled back.
+            return Err(Error::Integrity(format!(
+                "record {} is sealed under key epoch {}, but the identity's key is at epoch {} (rolled back or damaged)",
+                row.uuid, row.key_epoch, self.epoch
+            )));
         }
         let record_id = uuid_bytes(&row.uuid)?;
         let ctx = SealContext::Record {
@@ -273,11 +287,9 @@ impl RecordSealer {
     /// keeping its uuid, kind and plaintext.
     pub(crate) fn reseal(&self, from: &RecordSealer, row: &RecordRow) -> Result<RecordRow> {
         let json = from.decrypt(row)?;
-        let value: serde_json::Value = serde_json::from_slice(&json)
-            .map_err(|_| Error::tampered(format!("record {}", row.uuid)))?;
-        let name = record_name(row.kind, &value)
+        let name = record_name(row.kind, &json)
             .ok_or_else(|| Error::tampered(format!("record {}", row.uuid)))?;
-        from.check_name(row, name)?;
-        self.seal_json(row.kind, &row.uuid, name, &json, None)
+        from.check_name(row, &name)?;
+        self.seal_json(row.kind, &row.uuid, &name, &json, None)
     }
 }

@@ -33,7 +33,11 @@ impl OwnerPublicKey {
     /// [`Error::InvalidInput`] for anything else.
     pub fn parse(s: &str) -> Result<Self> {
         let bad = || Error::InvalidInput("invalid owner public key (expected raviowner1…)".into());
-        let (h, data) = bech32::decode(s.trim()).map_err(|_| bad())?;
+        let s = s.trim();
+        if s.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(bad());
+        }
+        let (h, data) = crate::agent::decode_bech32(s).map_err(|_| bad())?;
         if h != Hrp::parse(OWNER_HRP).map_err(|_| bad())? {
             return Err(bad());
         }

@@ -561,3 +561,50 @@ fn undone_revocation_is_caught() {
     assert_ne!(r.code, 0);
     assert!(!r.stdout.contains("alice-v"));
 }
+
+/// Revoked wrapped keys and deleted ciphertext do not linger in the vault
+/// file or its write-ahead log once the command has returned, even while
+/// another connection keeps the log alive.
+#[test]
+fn retired_keys_and_deleted_records_leave_no_copy() {
+    let (env, _, public) = setup();
+    env.run(&["secrets", "set", "GONE", "to-be-deleted"]).ok();
+    let read = |sql: &str| -> Vec<Vec<u8>> {
+        let db = env.db();
+        let mut st = db.prepare(sql).unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let mut retired = read("SELECT wrapped_key FROM grants");
+    retired.extend(read(
+        "SELECT wrapped_key FROM identities WHERE name = 'alice'",
+    ));
+    retired.extend(read(
+        "SELECT ciphertext FROM records r JOIN identities i ON r.identity_uuid = i.uuid
+         WHERE i.name = 'alice'",
+    ));
+    // another process with the vault open: the log is not removed on close
+    let holder = env.db();
+    holder
+        .query_row("SELECT count(*) FROM identities", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap();
+    env.run(&["secrets", "delete", "GONE"]).ok();
+    env.run(&["identity", "revoke", "alice", "--from", &public])
+        .ok();
+    assert!(env.vault.with_extension("db-wal").exists());
+    for (path, bytes) in env.stored_bytes() {
+        for old in &retired {
+            assert!(
+                !contains(&bytes, old),
+                "a retired blob of {} bytes is still in {}",
+                old.len(),
+                path.display()
+            );
+        }
+    }
+    drop(holder);
+}

@@ -574,7 +574,36 @@ fn must_touch(w: &Write) -> bool {
     )
 }
 
+/// Whether a write deletes ciphertext or replaces key material: its old
+/// bytes must not linger in the write-ahead log.
+fn retires_secrets(w: &Write) -> bool {
+    matches!(
+        w,
+        Write::DeleteRecord { .. }
+            | Write::DeleteIdentity(_)
+            | Write::DeleteGrant(_)
+            | Write::DeleteSessions(_)
+            | Write::SetIdentityKey { .. }
+            | Write::SetHeaderKey(_)
+            | Write::UpdateGrant(_)
+    )
+}
+
 impl SqliteBackend {
+    /// Copies the log into the main file (where `secure_delete` has zeroed
+    /// freed cells) and truncates it, so deleted ciphertext and retired
+    /// wrapped keys do not stay in `-wal`. Best effort and never waits:
+    /// with readers or writers in the way it is skipped, and the next
+    /// deleting commit tries again.
+    fn checkpoint_truncate(&self) {
+        if self.conn.busy_timeout(Duration::ZERO).is_ok() {
+            let _ = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
+        }
+    }
+
     fn commit_in(&self, batch: &Batch) -> std::result::Result<Changes, CommitError> {
         for (i, p) in batch.preconditions.iter().enumerate() {
             if !holds(&self.conn, p).db()? {
@@ -736,7 +765,12 @@ impl Backend for SqliteBackend {
         self.conn.execute_batch("BEGIN IMMEDIATE").db()?;
         match self.commit_in(batch) {
             Ok(changes) => match self.conn.execute_batch("COMMIT") {
-                Ok(()) => Ok(changes),
+                Ok(()) => {
+                    if batch.writes.iter().any(retires_secrets) {
+                        self.checkpoint_truncate();
+                    }
+                    Ok(changes)
+                }
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
                     Err(db_error(e).into())
