@@ -23,6 +23,7 @@ fn plain_header() -> VaultRow {
         owner_public_key: None,
         wrapped_owner_key: None,
         signature: None,
+        vault_head: None,
     }
 }
 

@@ -254,7 +254,7 @@ def main():
     args = p.parse_args()
     db = sqlite3.connect("file:%s?mode=ro" % args.vault, uri=True)
     db.row_factory = sqlite3.Row
-    if db.execute("PRAGMA user_version").fetchone()[0] != 4:
+    if db.execute("PRAGMA user_version").fetchone()[0] != 3:
         raise SystemExit("unsupported schema version")
     verify_owner_signatures(db, args.owner_key)
     if args.agent_key_file:

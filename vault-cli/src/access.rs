@@ -165,6 +165,7 @@ pub fn rekey(g: &GlobalArgs, out: &mut Output) -> Result<()> {
         "re-key the vault",
     )?;
     let r = vault.unlock(&pass)?.rekey(&pass)?;
+    crate::raise_vault_head(&vault)?;
     let records: usize = r.identities.iter().map(|i| i.records_resealed).sum();
     out.emit(
         crate::to_json(&r)?,

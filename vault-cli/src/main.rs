@@ -172,8 +172,27 @@ fn open_vault(g: &GlobalArgs) -> Result<Vault> {
         other => other,
     })?;
     warn_if_others_can_write(&path);
-    pins::check(&vault, &config_dir()?, agent_key_path(g).as_deref())?;
+    let cfg = config_dir()?;
+    pins::check(&vault, &cfg, agent_key_path(g).as_deref())?;
+    // The vault head against the newest this client saw: remembered value
+    // first, then the head read again.
+    let vault_id = vault.info().vault_id;
+    let newest = seen::newest_seen(&cfg, &vault_id, seen::VAULT_HEAD)?;
+    let now = vault.refresh_head()?;
+    seen::check("the vault", newest, now)?;
+    seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, now)?;
     Ok(vault)
+}
+
+/// Records the vault head after an owner write raised it.
+fn raise_vault_head(vault: &Vault) -> Result<()> {
+    let seq = vault.refresh_head()?;
+    seen::raise(
+        &config_dir()?,
+        &vault.info().vault_id,
+        seen::VAULT_HEAD,
+        seq,
+    )
 }
 
 /// Anyone who can write the vault's directory can replace the vault (and
@@ -491,6 +510,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
             );
         }
     }
+    raise_vault_head(&vault)?;
     Ok(())
 }
 
@@ -539,7 +559,11 @@ fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()
     // after the command (a write raises it).
     let (cfg, vault_id) = (config_dir()?, vault.info().vault_id);
     let newest = seen::newest_seen(&cfg, &vault_id, &ident.uuid)?;
-    seen::check(&ident.name, newest, iv.refresh_head()?)?;
+    seen::check(
+        &format!("identity {:?}", ident.name),
+        newest,
+        iv.refresh_head()?,
+    )?;
     let result = f(&iv);
     seen::raise(&cfg, &vault_id, &ident.uuid, iv.head_seq())?;
     result

@@ -2,8 +2,8 @@
 //! a store that serves an older head (a rolled-back file, an identity
 //! replayed with its records) is caught with exit 5.
 //!
-//! `<config dir>/state/<vault id>/<identity uuid>`: the highest head
-//! sequence seen, as decimal text. Updated under an exclusive file lock and
+//! `<config dir>/state/<vault id>/<identity uuid>` (and `…/vault-head` for
+//! the vault head): the highest head sequence seen, as decimal text. Updated under an exclusive file lock and
 //! never lowered, so parallel processes only ever raise it.
 
 use std::fs::{File, OpenOptions};
@@ -16,8 +16,11 @@ fn uuid_ok(s: &str) -> bool {
     s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
 }
 
+/// The state key of the vault head (beside one file per identity uuid).
+pub const VAULT_HEAD: &str = "vault-head";
+
 fn path(config_dir: &Path, vault_id: &str, identity_uuid: &str) -> Result<PathBuf> {
-    if !uuid_ok(vault_id) || !uuid_ok(identity_uuid) {
+    if !uuid_ok(vault_id) || !(uuid_ok(identity_uuid) || identity_uuid == VAULT_HEAD) {
         return Err(Error::Integrity("a stored id is not a uuid".into()));
     }
     Ok(config_dir
@@ -77,17 +80,17 @@ pub fn newest_seen(config_dir: &Path, vault_id: &str, identity_uuid: &str) -> Re
 }
 
 /// Compares the head the vault shows now (read *after* `seen`) with the
-/// newest seen before.
+/// newest seen before. `what` names it in the error.
 ///
 /// # Errors
 /// [`Error::Integrity`] if it is older, or absent although one was seen.
-pub fn check(identity_name: &str, seen: Option<u64>, now: Option<u64>) -> Result<()> {
+pub fn check(what: &str, seen: Option<u64>, now: Option<u64>) -> Result<()> {
     match (seen, now) {
         (Some(s), None) => Err(Error::Integrity(format!(
-            "rollback detected: identity {identity_name:?} shows no head, but this client saw sequence {s}"
+            "rollback detected: {what} shows no head, but this client saw sequence {s}"
         ))),
         (Some(s), Some(q)) if q < s => Err(Error::Integrity(format!(
-            "rollback detected: identity {identity_name:?} shows head sequence {q}, but this client saw {s}"
+            "rollback detected: {what} shows head sequence {q}, but this client saw {s}"
         ))),
         _ => Ok(()),
     }

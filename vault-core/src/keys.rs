@@ -31,6 +31,8 @@ pub const LABEL_WRAP_OWNER_KEY: &str = "ravi/v1/wrap/owner-key";
 pub const LABEL_SIG_HEADER: &str = "ravi/v1/sig/header";
 /// Label of the owner's signature on an identity's metadata.
 pub const LABEL_SIG_IDENTITY: &str = "ravi/v1/sig/identity";
+/// Label of the owner's signature on the vault head.
+pub const LABEL_SIG_VAULT_HEAD: &str = "ravi/v1/sig/vault-head";
 /// Label of the owner's signature on a grant.
 pub const LABEL_SIG_GRANT: &str = "ravi/v1/sig/grant";
 /// HKDF info of the record seal key derived from an identity key.

@@ -56,6 +56,7 @@ mod state;
 mod totp;
 mod unlocked;
 mod vault;
+mod vault_head;
 
 pub use access::{Access, Credential};
 pub use agent::{AgentPublicKey, AgentSecretKey};

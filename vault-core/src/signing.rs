@@ -14,7 +14,9 @@ use bech32::{Bech32, Hrp};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 use crate::error::{Error, Result};
-use crate::keys::{LABEL_SIG_GRANT, LABEL_SIG_HEADER, LABEL_SIG_IDENTITY, SecretKey};
+use crate::keys::{
+    LABEL_SIG_GRANT, LABEL_SIG_HEADER, LABEL_SIG_IDENTITY, LABEL_SIG_VAULT_HEAD, SecretKey,
+};
 
 /// Bech32 human-readable part of owner public keys.
 pub const OWNER_HRP: &str = "raviowner";
@@ -176,6 +178,13 @@ pub enum Signed<'a> {
         /// Its creation time.
         created_dt: &'a str,
     },
+    /// The vault head: its body (SPEC §4c).
+    VaultHead {
+        /// The vault's id.
+        vault_id: &'a [u8; 16],
+        /// `u64be(seq) || identities || grants`.
+        body: &'a [u8],
+    },
     /// A grant of an identity's key to an agent.
     Grant {
         /// The vault's id.
@@ -243,6 +252,14 @@ impl Signed<'_> {
                 field(inbox.as_bytes());
                 field(phone.as_bytes());
                 field(created_dt.as_bytes());
+            }
+            Signed::VaultHead { vault_id, body } => {
+                field(LABEL_SIG_VAULT_HEAD.as_bytes());
+                field(vault_id);
+                // The body can exceed a u16 field: it is the last bytes,
+                // preceded by its u32be length.
+                m.extend_from_slice(&u32::try_from(body.len()).unwrap_or(u32::MAX).to_be_bytes());
+                m.extend_from_slice(body);
             }
             Signed::Grant {
                 vault_id,

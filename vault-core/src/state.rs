@@ -17,6 +17,7 @@ use crate::keys::KdfParams;
 use crate::primitives::random_bytes;
 use crate::sealer::uuid_bytes;
 use crate::signing::{OwnerPublicKey, Signed};
+use crate::vault_head::VaultHead;
 
 /// How many times a batch is rebuilt after losing a precondition to a
 /// concurrent writer before giving up.
@@ -31,6 +32,8 @@ pub(crate) struct VaultState {
     header: RefCell<VaultRow>,
     /// The owner's public key, its signature on the header checked.
     owner: Cell<Option<OwnerPublicKey>>,
+    /// The vault head, its signature checked (`None` before signing).
+    vault_head: RefCell<Option<VaultHead>>,
     pub(crate) vault_id: [u8; 16],
 }
 
@@ -41,12 +44,36 @@ impl VaultState {
         let header = backend.header()?;
         let vault_id = uuid_bytes(&header.vault_id)?;
         let owner = verify_header(&vault_id, &header)?;
+        let vault_head = open_vault_head(&vault_id, &header, owner)?;
         Ok(VaultState {
             backend,
             header: RefCell::new(header),
             owner: Cell::new(owner),
+            vault_head: RefCell::new(vault_head),
             vault_id,
         })
+    }
+
+    /// The vault head's sequence, `None` before signing.
+    pub(crate) fn vault_head_seq(&self) -> Option<u64> {
+        self.vault_head.borrow().as_ref().map(|h| h.seq)
+    }
+
+    /// Runs a check against the vault head; if it fails, reads the head
+    /// again (an owner write may have committed since it was read) and
+    /// runs it once more.
+    fn against_head(&self, check: impl Fn(&VaultHead) -> Result<()>) -> Result<()> {
+        let once = || match self.vault_head.borrow().as_ref() {
+            Some(h) => check(h),
+            None => Ok(()),
+        };
+        match once() {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                self.reload()?;
+                once()
+            }
+        }
     }
 
     /// Reads the header again (after a concurrent owner commit).
@@ -56,6 +83,7 @@ impl VaultState {
             return Err(Error::Integrity("the vault's id changed".into()));
         }
         let owner = verify_header(&self.vault_id, &header)?;
+        let vault_head = open_vault_head(&self.vault_id, &header, owner)?;
         if let (Some(before), Some(now)) = (self.owner.get(), owner)
             && before != now
         {
@@ -63,8 +91,18 @@ impl VaultState {
                 "the vault's owner key changed from {before} to {now}"
             )));
         }
+        let seen = self.vault_head_seq();
+        if let (Some(s), Some(h)) = (seen, &vault_head)
+            && h.seq < s
+        {
+            return Err(Error::Integrity(format!(
+                "rollback detected: the vault head went back from sequence {s} to {}",
+                h.seq
+            )));
+        }
         self.owner.set(owner);
         *self.header.borrow_mut() = header;
+        *self.vault_head.borrow_mut() = vault_head;
         Ok(())
     }
 
@@ -89,7 +127,8 @@ impl VaultState {
             &identity_signed(&self.vault_id, &id, row),
             row.signature.as_deref(),
             &format!("the metadata of identity {:?}", row.name),
-        )
+        )?;
+        self.against_head(|h| h.check_identity(row))
     }
 
     /// Checks the owner's signature on a grant.
@@ -102,42 +141,87 @@ impl VaultState {
             &grant_signed(&self.vault_id, &gid, &iid, g),
             g.signature.as_deref(),
             "a grant",
-        )
+        )?;
+        self.against_head(|h| h.check_grant(g))
     }
 
     /// The identity with this uuid, its signature checked.
     pub(crate) fn identity(&self, uuid: &str) -> Result<Option<IdentityRow>> {
         let row = self.backend.identity(uuid)?;
-        if let Some(r) = &row {
-            self.verify_identity(r)?;
+        match &row {
+            Some(r) => self.verify_identity(r)?,
+            None => {
+                let id = uuid_bytes(uuid)?;
+                self.against_head(|h| match h.identities.contains_key(&id) {
+                    true => Err(Error::Integrity(format!(
+                        "identity {uuid} is in the vault head but missing: deleted by the store"
+                    ))),
+                    false => Ok(()),
+                })?;
+            }
         }
         Ok(row)
     }
 
-    /// Every identity, signatures checked.
+    /// Every identity, signatures checked, and exactly the set the vault
+    /// head lists.
     pub(crate) fn identities(&self) -> Result<Vec<IdentityRow>> {
-        let rows = self.backend.identities()?;
-        for r in &rows {
-            self.verify_identity(r)?;
+        for _ in 0..3 {
+            let rows = self.backend.identities()?;
+            for r in &rows {
+                self.verify_identity(r)?;
+            }
+            let complete = self
+                .vault_head
+                .borrow()
+                .as_ref()
+                .is_none_or(|h| h.identities.len() == rows.len());
+            if complete {
+                return Ok(rows);
+            }
+            self.reload()?;
         }
-        Ok(rows)
+        Err(Error::Integrity(
+            "identities listed in the vault head are missing: deleted by the store".into(),
+        ))
     }
 
     /// The identity named or identified by `selector` (a name or a uuid),
     /// its signature checked.
     pub(crate) fn find_identity(&self, selector: &str) -> Result<IdentityRow> {
+        if let Ok(u) = Uuid::try_parse(selector) {
+            // A uuid the vault head lists but the store lacks is a deletion.
+            if let Some(row) = self.identity(&u.to_string())? {
+                return Ok(row);
+            }
+        }
         let row = find_identity_row(self.backend.as_ref(), selector)?;
         self.verify_identity(&row)?;
         Ok(row)
     }
 
-    /// The grants of an identity, signatures checked.
+    /// The grants of an identity, signatures checked, and exactly those
+    /// the vault head lists for it.
     pub(crate) fn grants(&self, identity_uuid: &str) -> Result<Vec<GrantRow>> {
-        let grants = self.backend.grants(identity_uuid)?;
-        for g in &grants {
-            self.verify_grant(g)?;
+        let iid = uuid_bytes(identity_uuid)?;
+        for _ in 0..3 {
+            let grants = self.backend.grants(identity_uuid)?;
+            for g in &grants {
+                self.verify_grant(g)?;
+            }
+            let listed = self
+                .vault_head
+                .borrow()
+                .as_ref()
+                .map(|h| h.grants.values().filter(|(i, _)| *i == iid).count());
+            if listed.is_none_or(|n| n == grants.len()) {
+                return Ok(grants);
+            }
+            self.reload()?;
         }
-        Ok(grants)
+        Err(Error::Integrity(
+            "grants listed in the vault head are missing: deleted by the store".into(),
+        ))
     }
 }
 
@@ -159,6 +243,22 @@ fn verify_header(vault_id: &[u8; 16], h: &VaultRow) -> Result<Option<OwnerPublic
         _ => Err(Error::Integrity(
             "the vault header's owner key is incomplete (tampered)".into(),
         )),
+    }
+}
+
+/// The vault head of a header whose owner key verified; required once the
+/// vault has an owner key.
+fn open_vault_head(
+    vault_id: &[u8; 16],
+    h: &VaultRow,
+    owner: Option<OwnerPublicKey>,
+) -> Result<Option<VaultHead>> {
+    match (owner, &h.vault_head) {
+        (Some(o), Some(bytes)) => VaultHead::open(bytes, vault_id, &o).map(Some),
+        (Some(_), None) => Err(Error::Integrity(
+            "the vault head is missing (stripped by the store?)".into(),
+        )),
+        (None, _) => Ok(None),
     }
 }
 

@@ -25,6 +25,7 @@ use crate::state::{
     OnConflict, VaultState, grant_context, grant_signed, header_signed, identity_signed,
     kdf_params_of, transact,
 };
+use crate::vault_head::VaultHead;
 
 /// A session created by [`Unlocked::create_session`].
 #[derive(Debug)]
@@ -169,7 +170,18 @@ impl<'v> Unlocked<'v> {
                     signature: None,
                 })
                 .write(Write::SetHeaderKey(header));
-                for row in backend.identities()? {
+                let all_identities = backend.identities()?;
+                let mut all_grants = Vec::new();
+                for row in &all_identities {
+                    all_grants.extend(backend.grants(&row.uuid)?);
+                }
+                b.require(Precondition::VaultHead(old.vault_head.clone()))
+                    .require(Precondition::IdentityCount(count(all_identities.len())))
+                    .write(Write::SetVaultHead(
+                        VaultHead::of(0, &all_identities, &all_grants)?
+                            .seal(&self.state.vault_id, &owner),
+                    ));
+                for row in all_identities {
                     // Only what the owner's own key opens gets signed.
                     self.identity_key(&row)?;
                     let id = uuid_bytes(&row.uuid)?;
@@ -248,11 +260,14 @@ impl<'v> Unlocked<'v> {
             &id,
             &row,
         )));
-        let mut batch = self.current_root_key();
-        batch.write(Write::InsertIdentity(row.clone()));
         transact(
             self.state.backend.as_ref(),
-            || Ok((batch.clone(), ())),
+            || {
+                let mut batch = self.current_root_key();
+                batch.write(Write::InsertIdentity(row.clone()));
+                self.with_vault_head(&mut batch)?;
+                Ok((batch, ()))
+            },
             |b, c| match c {
                 Conflict::Duplicate(_) => OnConflict::Fail(Error::Conflict(format!(
                     "an identity named {:?} or with inbox {:?} already exists",
@@ -261,6 +276,7 @@ impl<'v> Unlocked<'v> {
                 _ => self.on_rekeyed(b, c),
             },
         )?;
+        self.state.reload()?;
         Ok(Identity::from(&row))
     }
 
@@ -280,11 +296,13 @@ impl<'v> Unlocked<'v> {
                     key_epoch: row.key_epoch,
                 })
                 .write(Write::DeleteIdentity(row.uuid.clone()));
+                self.with_vault_head(&mut b)?;
                 Ok((b, Identity::from(&row)))
             },
             // Rotated meanwhile, or deleted: look again.
             |_, _| OnConflict::Retry,
         )?;
+        self.state.reload()?;
         Ok(ident)
     }
 
@@ -413,6 +431,7 @@ impl<'v> Unlocked<'v> {
                     key_epoch: row.key_epoch,
                 })
                 .write(Write::InsertGrant(grant.clone()));
+                self.with_vault_head(&mut b)?;
                 Ok((b, grant))
             },
             |_, c| match c {
@@ -422,6 +441,7 @@ impl<'v> Unlocked<'v> {
                 _ => OnConflict::Retry,
             },
         )?;
+        self.state.reload()?;
         Ok(GrantInfo::from(&grant))
     }
 
@@ -479,11 +499,37 @@ impl<'v> Unlocked<'v> {
                 let row = self.state.find_identity(selector)?;
                 let mut batch = self.current_root_key();
                 let rotation = self.rotation_into(&mut batch, &row, &self.root_key, revoke)?;
+                self.with_vault_head(&mut batch)?;
                 Ok((batch, rotation))
             },
             |b, c| self.on_rekeyed(b, c),
         )?;
+        self.state.reload()?;
         Ok(rotation)
+    }
+
+    /// Adds the vault head update to an owner batch that changes the set of
+    /// identities, grants or key epochs: guarded by the head as read, the
+    /// next head signed.
+    fn with_vault_head(&self, batch: &mut Batch) -> Result<()> {
+        let owner_key = self.owner_key()?;
+        let owner = owner_key.public();
+        let stored = self.state.backend.header()?.vault_head;
+        let head = match &stored {
+            Some(bytes) => VaultHead::open(bytes, &self.state.vault_id, &owner)?,
+            None => {
+                return Err(Error::Integrity(
+                    "the vault head is missing (stripped by the store?)".into(),
+                ));
+            }
+        };
+        let next = head.after(&batch.writes)?;
+        batch
+            .require(Precondition::VaultHead(stored))
+            .write(Write::SetVaultHead(
+                next.seal(&self.state.vault_id, owner_key),
+            ));
+        Ok(())
     }
 
     /// A batch guarded by the header as this vault was unlocked: whatever
@@ -761,6 +807,7 @@ impl<'v> Unlocked<'v> {
                 for row in &identities {
                     rotations.push(self.rotation_into(&mut batch, row, &new_rk, None)?);
                 }
+                self.with_vault_head(&mut batch)?;
                 batch.write(Write::DeleteSessions(None));
                 Ok((
                     batch,

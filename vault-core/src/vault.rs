@@ -21,6 +21,7 @@ use crate::session::SessionToken;
 use crate::signing::{OwnerKey, OwnerPublicKey};
 use crate::state::{VaultState, kdf_params_of};
 use crate::unlocked::{Unlocked, sign_header, wrap_owner_key};
+use crate::vault_head::VaultHead;
 
 /// A vault, opened but not unlocked: identity metadata is readable, sealed
 /// records are not.
@@ -85,8 +86,10 @@ impl Vault {
             owner_public_key: None,
             wrapped_owner_key: None,
             signature: None,
+            vault_head: None,
         };
         let (seed, owner) = OwnerKey::generate()?;
+        header.vault_head = Some(VaultHead::default().seal(&vault_id, &owner));
         header.wrapped_owner_key = Some(wrap_owner_key(&root_key, &vault_id, &owner, &seed)?);
         sign_header(&mut header, &vault_id, &owner);
         Vault::from_backend(create(&header)?)
@@ -121,6 +124,18 @@ impl Vault {
     /// since. Clients pin it and compare it with [`Vault::check_owner`].
     pub fn owner_public_key(&self) -> Option<OwnerPublicKey> {
         self.state.owner()
+    }
+
+    /// The sequence number of the vault head (SPEC §4c) as the store shows
+    /// it now, read again: clients compare it with the newest they
+    /// remember, read *before* this call. `None` for a vault made before
+    /// signing.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if the header or head fails to verify.
+    pub fn refresh_head(&self) -> Result<Option<u64>> {
+        self.state.reload()?;
+        Ok(self.state.vault_head_seq())
     }
 
     /// Compares the vault's owner key with the one a client pinned.

@@ -555,6 +555,7 @@ fn schema_v1_is_migrated() {
              ALTER TABLE vault DROP COLUMN signature;
              ALTER TABLE identities DROP COLUMN signature;
              ALTER TABLE identities DROP COLUMN head;
+             ALTER TABLE vault DROP COLUMN vault_head;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -568,7 +569,7 @@ fn schema_v1_is_migrated() {
         .db()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 3);
     let info = env.run(&["vault", "info", "--json"]).ok().json();
     let owner = info["owner_public_key"].as_str().unwrap().to_string();
     assert!(owner.starts_with("raviowner1"));

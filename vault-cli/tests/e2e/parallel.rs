@@ -103,12 +103,12 @@ fn concurrent_identity_use() {
     assert!(uuids.contains(cfg["identity_uuid"].as_str().unwrap()));
     let email = env.run(&["get", "email", "--json"]).ok().json();
     assert!(email["email"].as_str().unwrap().starts_with("agent"));
-    // no temporary files left behind (beside the pinned owner key)
+    // no temporary files left behind (beside pinned keys and seen heads)
     let leftovers: Vec<_> = std::fs::read_dir(&env.config_dir)
         .unwrap()
         .flatten()
         .map(|e| e.file_name())
-        .filter(|n| n != "pins")
+        .filter(|n| n != "pins" && n != "state")
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 }

@@ -608,3 +608,58 @@ fn retired_keys_and_deleted_records_leave_no_copy() {
     }
     drop(holder);
 }
+
+/// The owner-signed vault head lists every identity and grant: a store
+/// that deletes one, or rolls back an owner change, is caught.
+#[test]
+fn deleted_identity_grant_and_vault_head_rollback_are_caught() {
+    let (env, _, _) = setup();
+    let bob: String = env
+        .db()
+        .query_row("SELECT uuid FROM identities WHERE name = 'bob'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    // an identity deleted wholesale (its records and grants cascade)
+    let saved = snapshot(&env);
+    env.db()
+        .execute("DELETE FROM identities WHERE uuid = ?1", [&bob])
+        .unwrap();
+    env.run(&["identity", "list"]).fails(EXIT_INTEGRITY);
+    env.run(&["--identity", &bob, "get", "email"])
+        .fails(EXIT_INTEGRITY);
+    restore(&env, &saved);
+    env.run(&["identity", "list"]).ok();
+    // a grant deleted
+    env.db().execute("DELETE FROM grants", []).unwrap();
+    env.run(&["identity", "grants", "alice"])
+        .fails(EXIT_INTEGRITY);
+    restore(&env, &saved);
+    env.run(&["identity", "grants", "alice"]).ok();
+    // an owner change rolled back: the header row (with its vault head)
+    // from before a new identity, for a client that saw the new one
+    let (old_head, old_sig): (Vec<u8>, Vec<u8>) = env
+        .db()
+        .query_row("SELECT vault_head, signature FROM vault", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    env.run(&["identity", "create", "--name", "carol"]).ok();
+    env.db()
+        .execute(
+            "UPDATE vault SET vault_head = ?1, signature = ?2",
+            params![old_head, old_sig],
+        )
+        .unwrap();
+    let r = env.run(&["identity", "list"]).fails(EXIT_INTEGRITY);
+    assert!(
+        r.stderr.contains("rollback") || r.stderr.contains("not in the vault head"),
+        "{}",
+        r.stderr
+    );
+    // and a client that never saw carol refuses the planted-looking row
+    let mut c = env.command();
+    c.env("RAVI_CONFIG_DIR", env.dir.path().join("fresh-cfg"))
+        .args(["identity", "show", "carol"]);
+    run_command(&mut c).fails(EXIT_INTEGRITY);
+}

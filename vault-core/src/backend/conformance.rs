@@ -27,6 +27,7 @@ pub(crate) fn header() -> VaultRow {
         owner_public_key: Some(vec![7; 32]),
         wrapped_owner_key: Some(vec![8; 72]),
         signature: Some(vec![9; 64]),
+        vault_head: None,
     }
 }
 
@@ -329,6 +330,8 @@ fn preconditions(h: &dyn Harness) {
             },
             false,
         ),
+        (Precondition::VaultHead(None), true),
+        (Precondition::VaultHead(Some(vec![1])), false),
         (Precondition::IdentityCount(2), true),
         (Precondition::IdentityCount(3), false),
         (
@@ -396,6 +399,13 @@ fn preconditions(h: &dyn Harness) {
         h.open().identity("i2").unwrap().unwrap().head,
         Some(vec![6; 76])
     );
+    let vh = batch(
+        vec![Precondition::VaultHead(None)],
+        vec![Write::SetVaultHead(vec![7; 100])],
+    );
+    b.commit(&vh).unwrap();
+    assert_eq!(conflict(b.commit(&vh)), Conflict::Precondition(0));
+    assert_eq!(h.open().header().unwrap().vault_head, Some(vec![7; 100]));
 }
 
 fn rejected_batch_applies_nothing(h: &dyn Harness) {

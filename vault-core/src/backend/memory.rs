@@ -78,6 +78,7 @@ impl State {
                     && r.kind == *kind
                     && r.blind_index == *blind_index
             }),
+            Precondition::VaultHead(head) => self.header.vault_head == *head,
             Precondition::IdentityHead {
                 identity_uuid,
                 head,
@@ -235,6 +236,10 @@ impl State {
                 h.owner_public_key.clone_from(&v.owner_public_key);
                 h.wrapped_owner_key.clone_from(&v.wrapped_owner_key);
                 h.signature.clone_from(&v.signature);
+                1
+            }
+            Write::SetVaultHead(head) => {
+                self.header.vault_head = Some(head.clone());
                 1
             }
             Write::SetIdentityHead { uuid, head } => {

@@ -47,6 +47,9 @@ pub struct VaultRow {
     pub wrapped_owner_key: Option<Vec<u8>>,
     /// The owner's signature on the clear header fields.
     pub signature: Option<Vec<u8>>,
+    /// The vault head: the owner-signed set of identities (with key epochs)
+    /// and grants, with a sequence number (SPEC §4c).
+    pub vault_head: Option<Vec<u8>>,
 }
 
 /// An identity row: clear routing metadata and the wrapped identity key.
@@ -176,6 +179,8 @@ pub enum Precondition {
         /// The blind index of the name.
         blind_index: Vec<u8>,
     },
+    /// The vault head is as read (`None`: there is none yet).
+    VaultHead(Option<Vec<u8>>),
     /// The identity's head is as read (`None`: it has none yet).
     IdentityHead {
         /// The identity.
@@ -241,6 +246,8 @@ pub enum Write {
     /// Replaces the header's KDF parameters, salt, wrapped root key, owner
     /// key and signature (every field but the id, inbox domain and time).
     SetHeaderKey(VaultRow),
+    /// Replaces the vault head.
+    SetVaultHead(Vec<u8>),
     /// Replaces an identity's head.
     SetIdentityHead {
         /// The identity.

@@ -21,7 +21,7 @@ use super::{
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a process waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -87,9 +87,8 @@ ALTER TABLE vault ADD COLUMN wrapped_owner_key BLOB;
 ALTER TABLE vault ADD COLUMN signature BLOB;
 ALTER TABLE identities ADD COLUMN signature BLOB;
 ALTER TABLE grants ADD COLUMN signature BLOB;
-"#,
-    r#"
 ALTER TABLE identities ADD COLUMN head BLOB;
+ALTER TABLE vault ADD COLUMN vault_head BLOB;
 "#,
 ];
 
@@ -180,8 +179,8 @@ impl SqliteBackend {
         tx.execute(
             "INSERT INTO vault (id, vault_id, kdf_memory_kib, kdf_iterations, kdf_parallelism,
                  kdf_salt, wrapped_root_key, inbox_domain, created_dt, owner_public_key,
-                 wrapped_owner_key, signature)
-             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 wrapped_owner_key, signature, vault_head)
+             VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
                 header.vault_id,
                 header.kdf_memory_kib,
@@ -193,7 +192,8 @@ impl SqliteBackend {
                 header.created_dt,
                 header.owner_public_key,
                 header.wrapped_owner_key,
-                header.signature
+                header.signature,
+                header.vault_head
             ],
         )
         .db()?;
@@ -402,6 +402,10 @@ fn holds(conn: &Connection, p: &Precondition) -> rusqlite::Result<bool> {
             &[identity_uuid, kind, blind_index],
         )
         .map(|found| !found),
+        Precondition::VaultHead(head) => one(
+            "SELECT 1 FROM vault WHERE id = 1 AND vault_head IS ?1",
+            &[head],
+        ),
         Precondition::IdentityHead {
             identity_uuid,
             head,
@@ -550,6 +554,7 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
                 &v.signature,
             ],
         ),
+        Write::SetVaultHead(head) => exec("UPDATE vault SET vault_head = ?1 WHERE id = 1", &[head]),
         Write::SetIdentityHead { uuid, head } => exec(
             "UPDATE identities SET head = ?2 WHERE uuid = ?1",
             &[uuid, head],
@@ -571,6 +576,7 @@ fn must_touch(w: &Write) -> bool {
             | Write::SetHeaderKey(_)
             | Write::SetIdentitySignature { .. }
             | Write::SetIdentityHead { .. }
+            | Write::SetVaultHead(_)
     )
 }
 
@@ -640,7 +646,7 @@ impl Backend for SqliteBackend {
         self.query_one(
             "SELECT vault_id, kdf_memory_kib, kdf_iterations, kdf_parallelism, kdf_salt,
                     wrapped_root_key, inbox_domain, created_dt, owner_public_key,
-                    wrapped_owner_key, signature FROM vault WHERE id = 1",
+                    wrapped_owner_key, signature, vault_head FROM vault WHERE id = 1",
             [],
             |r| {
                 Ok(VaultRow {
@@ -655,6 +661,7 @@ impl Backend for SqliteBackend {
                     owner_public_key: r.get(8)?,
                     wrapped_owner_key: r.get(9)?,
                     signature: r.get(10)?,
+                    vault_head: r.get(11)?,
                 })
             },
         )?
