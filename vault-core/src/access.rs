@@ -104,7 +104,18 @@ pub(crate) fn open_as_agent<'v>(
             row.name
         ))
     };
-    let grant = grant.ok_or_else(denied)?;
+    let grant = match grant {
+        Some(g) => g,
+        // A grant the vault head lists but the store does not show was
+        // deleted by the store.
+        None if state.head_lists_grant(&row.uuid, public.as_bytes())? => {
+            return Err(Error::Integrity(format!(
+                "the grant of identity {:?} to this agent is in the vault head but missing: deleted by the store",
+                row.name
+            )));
+        }
+        None => return Err(denied()),
+    };
     // A grant the owner did not sign (one forged by the store from public
     // data) is refused before its key is used.
     state.verify_grant(&grant)?;

@@ -145,6 +145,24 @@ impl VaultState {
         self.against_head(|h| h.check_grant(g))
     }
 
+    /// Whether the vault head lists a grant of this identity to this
+    /// recipient (read again if it does not, in case an owner write just
+    /// added it).
+    pub(crate) fn head_lists_grant(&self, identity_uuid: &str, recipient: &[u8]) -> Result<bool> {
+        let id = uuid_bytes(identity_uuid)?;
+        let listed = || {
+            self.vault_head
+                .borrow()
+                .as_ref()
+                .is_some_and(|h| h.lists_grant(&id, recipient))
+        };
+        if listed() {
+            return Ok(true);
+        }
+        self.reload()?;
+        Ok(listed())
+    }
+
     /// The identity with this uuid, its signature checked.
     pub(crate) fn identity(&self, uuid: &str) -> Result<Option<IdentityRow>> {
         let row = self.backend.identity(uuid)?;
@@ -213,7 +231,7 @@ impl VaultState {
                 .vault_head
                 .borrow()
                 .as_ref()
-                .map(|h| h.grants.values().filter(|(i, _)| *i == iid).count());
+                .map(|h| h.grants.values().filter(|(i, _, _)| *i == iid).count());
             if listed.is_none_or(|n| n == grants.len()) {
                 return Ok(grants);
             }

@@ -17,8 +17,8 @@ pub(crate) struct VaultHead {
     pub(crate) seq: u64,
     /// identity uuid → key epoch
     pub(crate) identities: BTreeMap<[u8; 16], u32>,
-    /// grant uuid → (identity uuid, key epoch)
-    pub(crate) grants: BTreeMap<[u8; 16], ([u8; 16], u32)>,
+    /// grant uuid → (identity uuid, recipient, key epoch)
+    pub(crate) grants: BTreeMap<[u8; 16], ([u8; 16], [u8; 32], u32)>,
 }
 
 fn bad() -> Error {
@@ -36,19 +36,16 @@ impl VaultHead {
             h.identities.insert(uuid_bytes(&i.uuid)?, i.key_epoch);
         }
         for g in grants {
-            h.grants.insert(
-                uuid_bytes(&g.uuid)?,
-                (uuid_bytes(&g.identity_uuid)?, g.key_epoch),
-            );
+            h.grants.insert(uuid_bytes(&g.uuid)?, entry(g)?);
         }
         Ok(h)
     }
 
     /// `u64be(seq) || u32be(n) || n × (identity_id || u32be(epoch)) ||
-    /// u32be(m) || m × (grant_id || identity_id || u32be(epoch))`, in uuid
-    /// order.
+    /// u32be(m) || m × (grant_id || identity_id || recipient || u32be(epoch))`,
+    /// in uuid order.
     fn body(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(16 + self.identities.len() * 20 + self.grants.len() * 36);
+        let mut b = Vec::with_capacity(16 + self.identities.len() * 20 + self.grants.len() * 68);
         b.extend_from_slice(&self.seq.to_be_bytes());
         let n = |len: usize| u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes();
         b.extend_from_slice(&n(self.identities.len()));
@@ -57,9 +54,10 @@ impl VaultHead {
             b.extend_from_slice(&epoch.to_be_bytes());
         }
         b.extend_from_slice(&n(self.grants.len()));
-        for (gid, (iid, epoch)) in &self.grants {
+        for (gid, (iid, recipient, epoch)) in &self.grants {
             b.extend_from_slice(gid);
             b.extend_from_slice(iid);
+            b.extend_from_slice(recipient);
             b.extend_from_slice(&epoch.to_be_bytes());
         }
         b
@@ -97,7 +95,9 @@ impl VaultHead {
         for _ in 0..u32::from_be_bytes(r.take()?) {
             let gid: [u8; 16] = r.take()?;
             let iid: [u8; 16] = r.take()?;
-            h.grants.insert(gid, (iid, u32::from_be_bytes(r.take()?)));
+            let recipient: [u8; 32] = r.take()?;
+            h.grants
+                .insert(gid, (iid, recipient, u32::from_be_bytes(r.take()?)));
         }
         if !r.0.is_empty() {
             return Err(bad());
@@ -122,13 +122,10 @@ impl VaultHead {
                 Write::DeleteIdentity(uuid) => {
                     let id = uuid_bytes(uuid)?;
                     h.identities.remove(&id);
-                    h.grants.retain(|_, (iid, _)| *iid != id);
+                    h.grants.retain(|_, (iid, _, _)| *iid != id);
                 }
                 Write::InsertGrant(g) | Write::UpdateGrant(g) => {
-                    h.grants.insert(
-                        uuid_bytes(&g.uuid)?,
-                        (uuid_bytes(&g.identity_uuid)?, g.key_epoch),
-                    );
+                    h.grants.insert(uuid_bytes(&g.uuid)?, entry(g)?);
                 }
                 Write::DeleteGrant(uuid) => {
                     h.grants.remove(&uuid_bytes(uuid)?);
@@ -157,13 +154,31 @@ impl VaultHead {
     /// Checks a grant row against the head.
     pub(crate) fn check_grant(&self, g: &GrantRow) -> Result<()> {
         match self.grants.get(&uuid_bytes(&g.uuid)?) {
-            Some((iid, e)) if *iid == uuid_bytes(&g.identity_uuid)? && *e == g.key_epoch => Ok(()),
+            Some(e) if *e == entry(g)? => Ok(()),
             _ => Err(Error::Integrity(format!(
                 "grant {} is not in the vault head as stored (restored or planted by the store)",
                 g.uuid
             ))),
         }
     }
+}
+
+/// Whether the head lists a grant of this identity to this recipient.
+impl VaultHead {
+    pub(crate) fn lists_grant(&self, identity: &[u8; 16], recipient: &[u8]) -> bool {
+        self.grants
+            .values()
+            .any(|(i, r, _)| i == identity && r.as_slice() == recipient)
+    }
+}
+
+fn entry(g: &GrantRow) -> Result<([u8; 16], [u8; 32], u32)> {
+    let recipient: [u8; 32] = g
+        .recipient
+        .as_slice()
+        .try_into()
+        .map_err(|_| Error::tampered("a grant's recipient"))?;
+    Ok((uuid_bytes(&g.identity_uuid)?, recipient, g.key_epoch))
 }
 
 struct Reader<'a>(&'a [u8]);
