@@ -270,6 +270,16 @@ impl<'v> IdentityVault<'v> {
     }
 
     /// The records of one kind, the whole set checked against the head.
+    /// "Not found", once the whole record set has been checked against the
+    /// head: a record the head commits to but the store hides (or shows
+    /// only in an older version) is a rollback, not an absence.
+    fn not_found(&self, message: impl Into<String>) -> Error {
+        match self.all_records_checked() {
+            Ok(_) => Error::NotFound(message.into()),
+            Err(e) => e,
+        }
+    }
+
     fn records_of_kind(&self, kind: u8) -> Result<Vec<RecordRow>> {
         let mut rows = self.all_records_checked()?;
         rows.retain(|r| r.kind == kind);
@@ -355,7 +365,7 @@ impl<'v> IdentityVault<'v> {
             }
         }
         match matches.len() {
-            0 => Err(Error::NotFound(match username {
+            0 => Err(self.not_found(match username {
                 Some(u) => format!("no password for {domain} with username {u:?}"),
                 None => format!("no password for {domain}"),
             })),
@@ -632,7 +642,10 @@ impl<'v> IdentityVault<'v> {
             .then_some(selector);
         let row = self
             .find_unique_row(KIND_SECRET, name, selector)?
-            .ok_or_else(|| Error::NotFound(format!("no secret {selector:?}")))?;
+            .map_or_else(
+                || Err(self.not_found(format!("no secret {selector:?}"))),
+                Ok,
+            )?;
         let e = self.open_secret(&row)?;
         Ok((row, e))
     }
@@ -679,7 +692,10 @@ impl<'v> IdentityVault<'v> {
         let name = totp::clean_totp_name(selector).ok();
         let row = self
             .find_unique_row(KIND_TOTP, name.as_deref(), selector)?
-            .ok_or_else(|| Error::NotFound(format!("no TOTP named {selector:?}")))?;
+            .map_or_else(
+                || Err(self.not_found(format!("no TOTP named {selector:?}"))),
+                Ok,
+            )?;
         let b = self.sealer.open_row(&row)?;
         Ok((row, b))
     }

@@ -213,9 +213,19 @@ impl VaultState {
                 return Ok(row);
             }
         }
-        let row = find_identity_row(self.backend.as_ref(), selector)?;
-        self.verify_identity(&row)?;
-        Ok(row)
+        match find_identity_row(self.backend.as_ref(), selector) {
+            Ok(row) => {
+                self.verify_identity(&row)?;
+                Ok(row)
+            }
+            Err(Error::NotFound(m)) => {
+                // Missing by name: if the store lacks an identity the vault
+                // head lists, that is the answer, not "not found".
+                self.identities()?;
+                Err(Error::NotFound(m))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// The grants of an identity, signatures checked, and exactly those
