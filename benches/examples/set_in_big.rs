@@ -9,12 +9,21 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let pass = Passphrase::new("pw".into()).unwrap();
     let opts = InitOptions {
-        kdf: KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 },
+        kdf: KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
         inbox_domain: "bench.example.com".into(),
     };
     let v = Vault::init(&dir.path().join("v.db"), &pass, &opts).unwrap();
     let u = v.unlock(&pass).unwrap();
-    let id = u.create_identity(&NewIdentity { name: "b".into(), ..Default::default() }).unwrap();
+    let id = u
+        .create_identity(&NewIdentity {
+            name: "b".into(),
+            ..Default::default()
+        })
+        .unwrap();
     let iv = u.open_identity(&id).unwrap();
     let mut filled = 0;
     while filled < n {
@@ -25,10 +34,17 @@ fn main() {
         iv.import_secrets(&e).unwrap();
         filled += chunk;
     }
-    for (what, key) in [("update", "KEY_00000007".to_string()), ("insert", String::new())] {
+    for (what, key) in [
+        ("update", "KEY_00000007".to_string()),
+        ("insert", String::new()),
+    ] {
         let mut t = Vec::new();
         for i in 0..200 {
-            let k = if key.is_empty() { format!("NEW_{i}") } else { key.clone() };
+            let k = if key.is_empty() {
+                format!("NEW_{i}")
+            } else {
+                key.clone()
+            };
             let s = Instant::now();
             iv.set_secret(&k, &"v".into(), None).unwrap();
             t.push(s.elapsed().as_micros());

@@ -13,7 +13,8 @@ reference code), and the standard library (sqlite3, hmac, json).
         the pinned owner key the vault must carry
 
 Before anything is opened, the owner's Ed25519 signatures (SPEC 4a) on the
-header, on every identity's metadata and on every grant are verified; each
+header, on every identity's metadata and on every grant are verified, and the
+vault head (SPEC 4c) against the identities and grants stored; each
 identity's head (SPEC 4b) is checked against its whole record set.
 
 Exit 0 on success; any authentication failure raises.
@@ -192,6 +193,32 @@ def verify_owner_signatures(db, pinned=None):
         verify(owner, ad(VERSION, b"ravi/v1/sig/identity", vault_id, ub(i["uuid"]), i["name"].encode(),
                          i["inbox"].encode(), (i["phone"] or "").encode(), i["created_dt"].encode()),
                i["signature"], "identity " + i["name"])
+    # SPEC 4c: the vault head lists exactly the identities and grants stored
+    vh = v["vault_head"]
+    if vh is None or len(vh) < 8 + 4 + 4 + 64:
+        raise AuthError("no vault head")
+    body, sig = vh[:-64], vh[-64:]
+    verify(owner, ad(VERSION, b"ravi/v1/sig/vault-head", vault_id) + struct.pack(">I", len(body)) + body,
+           sig, "vault head")
+    pos = 8
+    (n,) = struct.unpack(">I", body[pos:pos + 4]); pos += 4
+    listed_ids = {}
+    for _ in range(n):
+        listed_ids[body[pos:pos + 16]] = struct.unpack(">I", body[pos + 16:pos + 20])[0]; pos += 20
+    (m,) = struct.unpack(">I", body[pos:pos + 4]); pos += 4
+    listed_grants = {}
+    for _ in range(m):
+        listed_grants[body[pos:pos + 16]] = (body[pos + 16:pos + 32], body[pos + 32:pos + 64],
+                                             struct.unpack(">I", body[pos + 64:pos + 68])[0]); pos += 68
+    if pos != len(body):
+        raise AuthError("vault head length")
+    stored_ids = {ub(i["uuid"]): i["key_epoch"] for i in db.execute("SELECT * FROM identities")}
+    if stored_ids != listed_ids:
+        raise AuthError("the identities are not the set the vault head lists")
+    stored_grants = {ub(g["uuid"]): (ub(g["identity_uuid"]), g["recipient"], g["key_epoch"])
+                     for g in db.execute("SELECT * FROM grants")}
+    if stored_grants != listed_grants:
+        raise AuthError("the grants are not the set the vault head lists")
     for g in db.execute("SELECT * FROM grants"):
         verify(owner, ad(VERSION, b"ravi/v1/sig/grant", vault_id, ub(g["uuid"]), ub(g["identity_uuid"]),
                          struct.pack(">I", g["key_epoch"]), g["recipient"], g["ephemeral_public"],

@@ -229,6 +229,22 @@ pub fn python_reader_opens_a_ravi_vault() {
         )
         .unwrap();
     reader(&py, &[&vault, "--passphrase-file", pass_arg]);
+    // a deleted grant: the vault head still lists it
+    let saved_grant: Vec<rusqlite::types::Value> = env
+        .db()
+        .query_row("SELECT * FROM grants", [], |r| {
+            (0..9).map(|i| r.get(i)).collect()
+        })
+        .unwrap();
+    env.db().execute("DELETE FROM grants", []).unwrap();
+    refused(&[&vault, "--passphrase-file", pass_arg]);
+    env.db()
+        .execute(
+            "INSERT INTO grants VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params_from_iter(saved_grant),
+        )
+        .unwrap();
+    reader(&py, &[&vault, "--passphrase-file", pass_arg]);
     env.db()
         .execute(
             "UPDATE identities SET inbox = 'evil@example.com' WHERE name = 'bob'",
