@@ -492,21 +492,10 @@ impl<'v> IdentityVault<'v> {
                     self.backend
                         .records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?;
                 let mut batch = self.batch();
-                let (uuid, created_dt, old_notes) = match existing.first() {
-                    Some(row) => {
-                        let old = self.open_secret(row)?;
-                        batch.require(unchanged(row));
-                        (old.uuid, old.created_dt, old.notes)
-                    }
-                    None => {
-                        batch.require(Precondition::NameFree {
-                            identity_uuid: self.identity.uuid.clone(),
-                            kind: KIND_SECRET,
-                            blind_index: bi.to_vec(),
-                        });
-                        (Uuid::new_v4().to_string(), now.clone(), None)
-                    }
-                };
+                let (uuid, created_dt, old_notes) =
+                    self.secret_slot(&mut batch, existing.first(), &bi, &now, || {
+                        Ok(Uuid::new_v4().to_string())
+                    })?;
                 let body = SecretBody {
                     key: key.to_string(),
                     value: value.expose().to_string(),
@@ -571,25 +560,16 @@ impl<'v> IdentityVault<'v> {
                     let (id_bytes, nonce) = r.split_at(16);
                     let nonce: &[u8; 24] = nonce.try_into().map_err(|_| Error::Crypto("nonce"))?;
                     let bi = self.sealer.blind_index(KIND_SECRET, key);
-                    let (uuid, created_dt, notes) = match existing.get(bi.as_slice()) {
-                        Some(row) => {
-                            let old = self.open_secret(row)?;
-                            batch.require(unchanged(row));
-                            (old.uuid, old.created_dt, old.notes)
-                        }
-                        None => {
-                            batch.require(Precondition::NameFree {
-                                identity_uuid: self.identity.uuid.clone(),
-                                kind: KIND_SECRET,
-                                blind_index: bi.to_vec(),
-                            });
+                    let old = existing.get(bi.as_slice());
+                    if old.is_none() {
+                        created += 1;
+                    }
+                    let (uuid, created_dt, notes) =
+                        self.secret_slot(&mut batch, old, &bi, &now, || {
                             let id: [u8; 16] =
                                 id_bytes.try_into().map_err(|_| Error::Crypto("uuid"))?;
-                            created += 1;
-                            let uuid = uuid::Builder::from_random_bytes(id).into_uuid();
-                            (uuid.to_string(), now.clone(), None)
-                        }
-                    };
+                            Ok(uuid::Builder::from_random_bytes(id).into_uuid().to_string())
+                        })?;
                     let body = SecretBody {
                         key: key.to_string(),
                         value: value.expose().to_string(),
@@ -608,6 +588,35 @@ impl<'v> IdentityVault<'v> {
             },
             duplicate_record,
         )
+    }
+
+    /// What a secret write keeps of the secret's previous row — uuid,
+    /// creation time, notes — with the precondition that the row is as read;
+    /// or, for a new secret, a new uuid and the precondition that its name is
+    /// still free.
+    fn secret_slot(
+        &self,
+        batch: &mut Batch,
+        existing: Option<&RecordRow>,
+        blind_index: &[u8; 32],
+        now: &str,
+        new_uuid: impl FnOnce() -> Result<String>,
+    ) -> Result<(String, String, Option<String>)> {
+        match existing {
+            Some(row) => {
+                let old = self.open_secret(row)?;
+                batch.require(unchanged(row));
+                Ok((old.uuid, old.created_dt, old.notes))
+            }
+            None => {
+                batch.require(Precondition::NameFree {
+                    identity_uuid: self.identity.uuid.clone(),
+                    kind: KIND_SECRET,
+                    blind_index: blind_index.to_vec(),
+                });
+                Ok((new_uuid()?, now.to_string(), None))
+            }
+        }
     }
 
     /// The row of a uniquely named kind (secret, TOTP): by its normalised

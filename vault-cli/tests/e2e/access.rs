@@ -20,15 +20,6 @@ fn as_agent(env: &Env, key_file: &std::path::Path, args: &[&str]) -> Run {
     run_command(&mut c)
 }
 
-fn keygen(env: &Env, name: &str) -> (std::path::PathBuf, String) {
-    let path = env.dir.path().join(name);
-    let r = env
-        .run(&["agent", "keygen", "--out", path.to_str().unwrap(), "--json"])
-        .ok()
-        .json();
-    (path, r["public_key"].as_str().unwrap().to_string())
-}
-
 #[test]
 fn session_token_lifecycle() {
     let (env, _) = Env::with_identity("alice");
@@ -192,8 +183,8 @@ fn agent_keys_grants_and_revocation() {
         .ok();
     env.run(&["secrets", "set", "OLD", "before-grant"]).ok();
 
-    let (key_a, pub_a) = keygen(&env, "a.key");
-    let (key_b, pub_b) = keygen(&env, "b.key");
+    let (key_a, pub_a) = env.keygen("a.key");
+    let (key_b, pub_b) = env.keygen("b.key");
     assert!(pub_a.starts_with("raviagent1"));
     #[cfg(unix)]
     {
@@ -599,7 +590,7 @@ fn schema_v1_is_migrated() {
 fn rekey_recovers_from_a_leak() {
     let (env, _) = Env::with_identity("alice");
     env.run(&["secrets", "set", "BEFORE", "before-v"]).ok();
-    let (key, public) = keygen(&env, "a.key");
+    let (key, public) = env.keygen("a.key");
     env.run(&["identity", "grant", "alice", "--to", &public])
         .ok();
     let token = env.run(&["unlock"]).ok().stdout.trim().to_string();

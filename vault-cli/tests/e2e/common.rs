@@ -130,6 +130,19 @@ impl Env {
         (env, ident)
     }
 
+    /// `ravi agent keygen --out <tmp>/<file>`: the key file and its public key.
+    pub fn keygen(&self, file: &str) -> (PathBuf, String) {
+        let path = self.dir.path().join(file);
+        let public = self
+            .run(&["agent", "keygen", "--out", path.to_str().unwrap(), "--json"])
+            .ok()
+            .json()["public_key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (path, public)
+    }
+
     pub fn command(&self) -> Command {
         self.command_for(ravi_bin())
     }

@@ -132,14 +132,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn every_single_row_change_is_current_data_or_exit_5() {
     let (env, alice) = Env::with_identity("alice");
     let alice = alice["uuid"].as_str().unwrap().to_string();
-    let key = env.dir.path().join("a.key");
-    let public = env
-        .run(&["agent", "keygen", "--out", key.to_str().unwrap(), "--json"])
-        .ok()
-        .json()["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (key, public) = env.keygen("a.key");
     let agent_cfg = env.dir.path().join("agent-cfg");
     let as_agent = |args: &[&str]| {
         let mut c = env.command();

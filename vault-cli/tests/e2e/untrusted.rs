@@ -41,14 +41,7 @@ fn setup() -> (Env, std::path::PathBuf, String) {
     .ok();
     env.run(&["--identity", "bob", "secrets", "set", "K", "bob-v"])
         .ok();
-    let key = env.dir.path().join("a.key");
-    let public = env
-        .run(&["agent", "keygen", "--out", key.to_str().unwrap(), "--json"])
-        .ok()
-        .json()["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (key, public) = env.keygen("a.key");
     env.run(&["identity", "grant", "alice", "--to", &public])
         .ok();
     (env, key, public)

@@ -119,14 +119,7 @@ pub fn python_reader_opens_a_ravi_vault() {
         expected.insert(who.to_string(), recs);
     }
     // a grant, then a rotation: the reader must follow epoch 2 too
-    let key = env.dir.path().join("agent.key");
-    let public = env
-        .run(&["agent", "keygen", "--out", key.to_str().unwrap(), "--json"])
-        .ok()
-        .json()["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (key, public) = env.keygen("agent.key");
     env.run(&["identity", "grant", "alice", "--to", &public])
         .ok();
     env.run(&["identity", "rotate", "alice"]).ok();
