@@ -146,6 +146,45 @@ pub fn domain(data: &[u8]) {
     }
 }
 
+/// The fixed owner key the vault-head target verifies with.
+fn fuzz_owner() -> crate::signing::OwnerKey {
+    crate::signing::OwnerKey::from_seed(&SecretKey::from_bytes([0x0e; 32]))
+}
+
+/// The fixed sealer the identity-head target opens with (epoch 2).
+fn fuzz_sealer() -> crate::sealer::RecordSealer {
+    crate::sealer::RecordSealer::new(
+        VAULT,
+        "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb",
+        2,
+        &SecretKey::from_bytes(KEY),
+    )
+    .expect("a fixed uuid")
+}
+
+/// Parses an owner public key (`raviowner1…`); a parsed key prints back
+/// to the same text.
+pub fn owner_public_key(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data)
+        && let Ok(k) = crate::signing::OwnerPublicKey::parse(s)
+    {
+        assert_eq!(
+            crate::signing::OwnerPublicKey::parse(&k.to_string()).expect("round trip"),
+            k
+        );
+    }
+}
+
+/// Opens arbitrary bytes as a vault head signed by a fixed owner key.
+pub fn vault_head(data: &[u8]) {
+    let _ = crate::vault_head::VaultHead::open(data, &VAULT, &fuzz_owner().public());
+}
+
+/// Opens arbitrary bytes as an identity head under a fixed identity key.
+pub fn identity_head(data: &[u8]) {
+    let _ = fuzz_sealer().open_head(data);
+}
+
 /// A fuzz entry point: takes any bytes, must not panic.
 pub type Entry = fn(&[u8]);
 /// An acceptance oracle: whether an entry point accepts the bytes.
@@ -162,6 +201,9 @@ pub const TARGETS: &[(&str, Entry)] = &[
     ("otpauth_uri", otpauth_uri),
     ("generator_options", generator_options),
     ("domain", domain),
+    ("owner_public_key", owner_public_key),
+    ("vault_head", vault_head),
+    ("identity_head", identity_head),
 ];
 
 /// Whether each entry point *accepts* an input (opens, parses, generates):
@@ -206,6 +248,13 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("domain", |d| {
         std::str::from_utf8(d).is_ok_and(|s| crate::names::clean_domain(s).is_ok())
     }),
+    ("owner_public_key", |d| {
+        std::str::from_utf8(d).is_ok_and(|s| crate::signing::OwnerPublicKey::parse(s).is_ok())
+    }),
+    ("vault_head", |d| {
+        crate::vault_head::VaultHead::open(d, &VAULT, &fuzz_owner().public()).is_ok()
+    }),
+    ("identity_head", |d| fuzz_sealer().open_head(d).is_ok()),
 ];
 
 /// Valid inputs (and must-fail variants derived from them) that need keys
@@ -321,5 +370,93 @@ pub fn generated_vectors() -> Vec<(&'static str, String, Vec<u8>)> {
         "ok_token.txt".into(),
         token.to_text().as_bytes().to_vec(),
     ));
+
+    let owner = fuzz_owner();
+    let pk = owner.public().to_string();
+    out.push((
+        "owner_public_key",
+        "ok_golden.txt".into(),
+        pk.clone().into_bytes(),
+    ));
+    out.push((
+        "owner_public_key",
+        "fail_upper_case.txt".into(),
+        pk.to_ascii_uppercase().into_bytes(),
+    ));
+    let mut typo: Vec<char> = pk.chars().collect();
+    let i = typo.len() - 5;
+    typo[i] = if typo[i] == 'q' { 'p' } else { 'q' };
+    out.push((
+        "owner_public_key",
+        "fail_typo.txt".into(),
+        typo.into_iter().collect::<String>().into_bytes(),
+    ));
+    if let Ok(hrp) = bech32::Hrp::parse(crate::signing::OWNER_HRP)
+        && let Ok(m) = bech32::encode::<bech32::Bech32m>(hrp, owner.public().as_bytes())
+    {
+        out.push((
+            "owner_public_key",
+            "fail_bech32m.txt".into(),
+            m.into_bytes(),
+        ));
+    }
+    out.push((
+        "owner_public_key",
+        "fail_agent_key.txt".into(),
+        agent.public().to_string().into_bytes(),
+    ));
+
+    let mut head = crate::vault_head::VaultHead {
+        seq: 7,
+        ..Default::default()
+    };
+    head.identities.insert(IDENTITY, 2);
+    head.grants.insert(RECORD, (IDENTITY, [0x24; 32], 2));
+    let sealed = head.seal(&VAULT, &owner);
+    out.push(("vault_head", "ok_head.bin".into(), sealed.clone()));
+    let empty = crate::vault_head::VaultHead::default().seal(&VAULT, &owner);
+    out.push(("vault_head", "ok_empty.bin".into(), empty));
+    for (name, i) in [
+        ("fail_flipped_seq.bin", 7),
+        ("fail_flipped_signature.bin", sealed.len() - 1),
+    ] {
+        let mut v = sealed.clone();
+        v[i] ^= 1;
+        out.push(("vault_head", name.into(), v));
+    }
+    out.push((
+        "vault_head",
+        "fail_truncated.bin".into(),
+        sealed[..sealed.len() - 1].to_vec(),
+    ));
+    out.push(("vault_head", "fail_empty.bin".into(), Vec::new()));
+    let other = crate::signing::OwnerKey::from_seed(&SecretKey::from_bytes([0x0f; 32]));
+    out.push((
+        "vault_head",
+        "fail_other_owner.bin".into(),
+        head.seal(&VAULT, &other),
+    ));
+
+    let sealer = fuzz_sealer();
+    let ih = sealer.seal_head(3, &[0x11; 32]);
+    out.push(("identity_head", "ok_head.bin".into(), ih.clone()));
+    for (name, i) in [
+        ("fail_flipped_seq.bin", 7),
+        ("fail_flipped_mac.bin", ih.len() - 1),
+    ] {
+        let mut v = ih.clone();
+        v[i] ^= 1;
+        out.push(("identity_head", name.into(), v));
+    }
+    out.push(("identity_head", "fail_short.bin".into(), ih[..75].to_vec()));
+    let older = crate::sealer::RecordSealer::new(
+        VAULT,
+        "bbbbbbbb-bbbb-bbbb-bbbb-bbbbbbbbbbbb",
+        1,
+        &SecretKey::from_bytes(KEY),
+    )
+    .expect("a fixed uuid")
+    .seal_head(3, &[0x11; 32]);
+    out.push(("identity_head", "fail_older_epoch.bin".into(), older));
     out
 }
