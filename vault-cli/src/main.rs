@@ -180,19 +180,19 @@ fn open_vault(g: &GlobalArgs) -> Result<Vault> {
     let newest = seen::newest_seen(&cfg, &vault_id, seen::VAULT_HEAD)?;
     let now = vault.refresh_head()?;
     seen::check("the vault", newest, now)?;
-    seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, now)?;
+    pins::best_effort(seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, now))?;
     Ok(vault)
 }
 
 /// Records the vault head after an owner write raised it.
 fn raise_vault_head(vault: &Vault) -> Result<()> {
     let seq = vault.refresh_head()?;
-    seen::raise(
+    pins::best_effort(seen::raise(
         &config_dir()?,
         &vault.info().vault_id,
         seen::VAULT_HEAD,
         seq,
-    )
+    ))
 }
 
 /// Anyone who can write the vault's directory can replace the vault (and
@@ -565,6 +565,6 @@ fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()
         iv.refresh_head()?,
     )?;
     let result = f(&iv);
-    seen::raise(&cfg, &vault_id, &ident.uuid, iv.head_seq())?;
+    pins::best_effort(seen::raise(&cfg, &vault_id, &ident.uuid, iv.head_seq()))?;
     result
 }

@@ -151,6 +151,32 @@ fn create_once(path: &Path, text: &str) -> Result<()> {
     }
 }
 
+/// A client state write that fails because the config directory cannot be
+/// written (a read-only container, say) is a warning, as ssh's is for
+/// `known_hosts`: the command still runs, without that protection.
+/// Integrity errors stay errors.
+pub fn best_effort(r: Result<()>) -> Result<()> {
+    match r {
+        Err(Error::Io { context, source })
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            // Once per process, however many state files it could not write.
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                eprintln!(
+                    "ravi: warning: {context}: {source}; this client cannot remember the vault's owner key or newest state"
+                );
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// Records that the vault at this path is a new one (`ravi init` made it):
 /// whatever was first seen there before is forgotten.
 pub fn new_vault_at(config_dir: &Path, location: &str) -> Result<()> {
@@ -168,7 +194,7 @@ pub fn check(vault: &Vault, config_dir: &Path, key_file: Option<&Path>) -> Resul
     let info = vault.info();
     let vault_id = info.vault_id;
     let id = uuid_text(&vault_id)?;
-    check_location(config_dir, &info.location, &id)?;
+    best_effort(check_location(config_dir, &info.location, &id))?;
     let mut pinned = Vec::new();
     if let Some(f) = key_file
         && let Ok(text) = std::fs::read_to_string(f)
@@ -192,7 +218,7 @@ pub fn check(vault: &Vault, config_dir: &Path, key_file: Option<&Path>) -> Resul
         vault.check_owner(k)?;
     }
     match vault.owner_public_key() {
-        Some(owner) if pinned.is_empty() => write_pin(config_dir, &vault_id, &owner),
+        Some(owner) if pinned.is_empty() => best_effort(write_pin(config_dir, &vault_id, &owner)),
         _ => Ok(()),
     }
 }
