@@ -262,7 +262,7 @@ pub fn padded_len(len: usize) -> usize {
 /// Pads a record plaintext: `len u32be || plaintext || zeros` to its bucket.
 ///
 /// # Errors
-/// [`Error::InvalidInput`] if the plaintext exceeds [`MAX_RECORD_LEN`].
+/// [`Error::InvalidInput`] if the plaintext exceeds 1 MiB.
 pub fn pad(plaintext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
     if plaintext.len() > MAX_RECORD_LEN {
         return Err(Error::invalid(format!(

@@ -155,7 +155,8 @@ impl TotpParams {
     /// Parameters with the RFC defaults for a Base32 secret.
     ///
     /// # Errors
-    /// As [`decode_base32_secret`].
+    /// [`Error::InvalidInput`] for an empty or non-Base32 secret (case,
+    /// padding, spaces and dashes are forgiven).
     pub fn from_base32_secret(secret: &str) -> Result<Self> {
         decode_base32_secret(secret).map(Self::with_defaults)
     }
