@@ -112,13 +112,25 @@ def verify_head(vault_id, ident, ik, rows):
                    + commitment, hashlib.sha256).digest()
     if not hmac.compare_digest(mac, head[44:]):
         raise AuthError("head MAC")
-    acc = bytes(32)
+    # SPEC 4b: buckets by the first 16 bits of the record uuid; a bucket is
+    # the XOR of its records' leaves; the tree over the 2^16 buckets hashes
+    # SHA-256(left || right), all-zero when both children are.
+    zero = bytes(32)
+    nodes = {}
     for r in rows:
         leaf = hmac.new(hk, b"ravi/v1/head/leaf" + ub(r["uuid"]) + bytes([r["kind"]])
                         + struct.pack(">I", r["key_epoch"]) + hashlib.sha256(r["ciphertext"]).digest(),
                         hashlib.sha256).digest()
-        acc = bytes(a ^ b for a, b in zip(acc, leaf))
-    if acc != commitment:
+        node = (1 << 16) + int(r["uuid"][:4], 16)
+        nodes[node] = bytes(a ^ b for a, b in zip(nodes.get(node, zero), leaf))
+    level = {n for n, h in nodes.items() if h != zero}
+    while level and max(level) > 1:
+        parents = {n >> 1 for n in level}
+        for p in parents:
+            left, right = nodes.get(2 * p, zero), nodes.get(2 * p + 1, zero)
+            nodes[p] = zero if left == zero and right == zero else hashlib.sha256(left + right).digest()
+        level = parents
+    if nodes.get(1, zero) != commitment:
         raise AuthError("the records are not the set the head commits to")
 
 

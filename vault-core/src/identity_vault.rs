@@ -4,7 +4,7 @@
 //! record's version or the name's absence for read-modify-writes), retried
 //! when a concurrent writer wins a race.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -26,6 +26,7 @@ use crate::sealer::{Head, RecordSealer, xor_into};
 use crate::secret::SecretString;
 use crate::state::{OnConflict, VaultState, transact};
 use crate::totp::{self, TotpAlgorithm, TotpCode, TotpParams};
+use crate::tree::{Tree, bucket_of, leaf_id, sibling_ids};
 
 /// The records of one identity, opened with its identity key.
 pub struct IdentityVault<'v> {
@@ -112,7 +113,9 @@ impl<'v> IdentityVault<'v> {
                 )?,
             },
         };
-        self.note_seq(head.seq);
+        if row.head.is_some() {
+            self.note_seq(head.seq);
+        }
         Ok((row.head, head))
     }
 
@@ -141,7 +144,6 @@ impl<'v> IdentityVault<'v> {
     /// that the head is as read, and the new head (next sequence, the
     /// commitment updated by each written record's leaf).
     fn with_head(&self, batch: &mut Batch) -> Result<u64> {
-        let (bytes, head) = self.current_head()?;
         let old: HashMap<&str, &[u8]> = batch
             .preconditions
             .iter()
@@ -155,35 +157,103 @@ impl<'v> IdentityVault<'v> {
         let unread = |uuid: &str| {
             Error::Storage(format!("record {uuid} is written without being read").into())
         };
-        let mut c = head.commitment;
+        // Each touched bucket's change: the XOR of the leaves written and
+        // of the leaves they replace.
+        let mut deltas: BTreeMap<u16, [u8; 32]> = BTreeMap::new();
+        let mut flip = |uuid: &str, kind: u8, ct: &[u8]| -> Result<()> {
+            let d = deltas.entry(bucket_of(uuid)?).or_insert([0; 32]);
+            xor_into(d, &self.sealer.leaf(uuid, kind, ct)?);
+            Ok(())
+        };
         for w in &batch.writes {
             match w {
-                Write::InsertRecord(r) => {
-                    xor_into(&mut c, &self.sealer.leaf(&r.uuid, r.kind, &r.ciphertext)?);
-                }
+                Write::InsertRecord(r) => flip(&r.uuid, r.kind, &r.ciphertext)?,
                 Write::UpdateRecord(r) => {
                     let before = old.get(r.uuid.as_str()).ok_or_else(|| unread(&r.uuid))?;
-                    xor_into(&mut c, &self.sealer.leaf(&r.uuid, r.kind, before)?);
-                    xor_into(&mut c, &self.sealer.leaf(&r.uuid, r.kind, &r.ciphertext)?);
+                    flip(&r.uuid, r.kind, before)?;
+                    flip(&r.uuid, r.kind, &r.ciphertext)?;
                 }
                 Write::DeleteRecord { uuid, kind, .. } => {
                     let before = old.get(uuid.as_str()).ok_or_else(|| unread(uuid))?;
-                    xor_into(&mut c, &self.sealer.leaf(uuid, *kind, before)?);
+                    flip(uuid, *kind, before)?;
                 }
                 _ => {}
             }
         }
+        let (bytes, head, mut tree, rebuilt) = self.tree_for(&deltas)?;
+        for (b, d) in &deltas {
+            let mut v = tree.get(leaf_id(*b));
+            xor_into(&mut v, d);
+            tree.set_leaf(*b, v);
+        }
         let seq = head.seq.saturating_add(1);
+        batch.require(Precondition::IdentityHead {
+            identity_uuid: self.identity.uuid.clone(),
+            head: bytes,
+        });
+        if rebuilt {
+            batch.write(Write::ClearTree(self.identity.uuid.clone()));
+        }
         batch
-            .require(Precondition::IdentityHead {
+            .write(Write::SetTreeNodes {
                 identity_uuid: self.identity.uuid.clone(),
-                head: bytes,
+                nodes: if rebuilt {
+                    tree.all_nodes()
+                } else {
+                    tree.changes()
+                },
             })
             .write(Write::SetIdentityHead {
                 uuid: self.identity.uuid.clone(),
-                head: self.sealer.seal_head(seq, &c),
+                head: self.sealer.seal_head(seq, &tree.root()),
             });
         Ok(seq)
+    }
+
+    /// The head, and the stored path of every touched bucket checked
+    /// against the root under the head's MAC before it is built on (the
+    /// head is read before and after the nodes; a write in between makes
+    /// it read again). An identity made before heads gets its whole tree
+    /// from what it holds (`rebuilt`).
+    #[allow(clippy::type_complexity)]
+    fn tree_for(
+        &self,
+        deltas: &BTreeMap<u16, [u8; 32]>,
+    ) -> Result<(Option<Vec<u8>>, Head, Tree, bool)> {
+        for _ in 0..16 {
+            let (bytes, head) = self.current_head()?;
+            if bytes.is_none() {
+                let rows = self
+                    .backend
+                    .records(&self.identity.uuid, &RecordQuery::default())?;
+                return Ok((bytes, head, self.sealer.tree(&rows)?, true));
+            }
+            let ids: Vec<u32> = if deltas.len() > 256 {
+                Vec::new()
+            } else {
+                deltas
+                    .keys()
+                    .flat_map(|b| std::iter::once(leaf_id(*b)).chain(sibling_ids(*b)))
+                    .collect()
+            };
+            let tree = Tree::from_stored(self.backend.tree_nodes(&self.identity.uuid, &ids)?)?;
+            let (again, _) = self.current_head()?;
+            if again != bytes {
+                continue;
+            }
+            for b in deltas.keys() {
+                if tree.root_through(*b, &tree.get(leaf_id(*b))) != head.commitment {
+                    return Err(Error::Integrity(format!(
+                        "the record tree of identity {:?} does not match its head (tampered)",
+                        self.identity.name
+                    )));
+                }
+            }
+            return Ok((bytes, head, tree, false));
+        }
+        Err(Error::Conflict(
+            "the identity kept changing while it was written; try again".into(),
+        ))
     }
 
     /// Every record of the identity, checked against the head's commitment:
@@ -270,6 +340,56 @@ impl<'v> IdentityVault<'v> {
     }
 
     /// The records of one kind, the whole set checked against the head.
+    /// The current version of a record that a lookup found, proven by its
+    /// bucket and the bucket's 16 siblings against the root under the
+    /// head's MAC: a record replayed in an older version, planted, or
+    /// hidden beside it is exit 5. The head is read before and after; a
+    /// write in between makes it read again.
+    fn proven(&self, row: RecordRow) -> Result<RecordRow> {
+        let bucket = bucket_of(&row.uuid)?;
+        for _ in 0..16 {
+            let (before, head) = self.current_head()?;
+            if before.is_none() {
+                // An identity made before heads: nothing to prove against.
+                return Ok(row);
+            }
+            let rows = self.backend.records(
+                &self.identity.uuid,
+                &RecordQuery {
+                    bucket: Some(bucket),
+                    ..RecordQuery::default()
+                },
+            )?;
+            let tree = Tree::from_stored(
+                self.backend
+                    .tree_nodes(&self.identity.uuid, &sibling_ids(bucket))?,
+            )?;
+            let (after, _) = self.current_head()?;
+            if before != after {
+                continue;
+            }
+            let value = self
+                .sealer
+                .bucket_values(&rows)?
+                .get(&bucket)
+                .copied()
+                .unwrap_or([0; 32]);
+            let current = rows
+                .into_iter()
+                .find(|r| r.uuid == row.uuid && r.kind == row.kind);
+            return match current {
+                Some(r) if tree.root_through(bucket, &value) == head.commitment => Ok(r),
+                _ => Err(Error::Integrity(format!(
+                    "rollback or deletion detected: record {} is not the version identity {:?}'s head (sequence {}) commits to",
+                    row.uuid, self.identity.name, head.seq
+                ))),
+            };
+        }
+        Err(Error::Conflict(
+            "the identity kept changing while a record was read; try again".into(),
+        ))
+    }
+
     /// "Not found", once the whole record set has been checked against the
     /// head: a record the head commits to but the store hides (or shows
     /// only in an older version) is a rollback, not an absence.
@@ -349,6 +469,7 @@ impl<'v> IdentityVault<'v> {
                 self.backend
                     .record(&self.identity.uuid, KIND_PASSWORD, &u.to_string())?
         {
+            let row = self.proven(row)?;
             let entry = self.open_password(&row)?;
             return Ok((row, entry));
         }
@@ -359,6 +480,7 @@ impl<'v> IdentityVault<'v> {
             .backend
             .records_by_index(&self.identity.uuid, KIND_PASSWORD, &bi)?
         {
+            let row = self.proven(row)?;
             let entry = self.open_password(&row)?;
             if username.is_none_or(|u| entry.username.as_deref() == Some(u)) {
                 matches.push((row, entry));
@@ -634,13 +756,15 @@ impl<'v> IdentityVault<'v> {
                 .records_by_index(&self.identity.uuid, kind, &bi)?
                 .pop()
             {
-                return Ok(Some(row));
+                return self.proven(row).map(Some);
             }
         }
         match Uuid::try_parse(selector) {
             Ok(u) => self
                 .backend
-                .record(&self.identity.uuid, kind, &u.to_string()),
+                .record(&self.identity.uuid, kind, &u.to_string())?
+                .map(|r| self.proven(r))
+                .transpose(),
             Err(_) => Ok(None),
         }
     }

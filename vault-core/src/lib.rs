@@ -54,6 +54,7 @@ mod session;
 mod signing;
 mod state;
 mod totp;
+mod tree;
 mod unlocked;
 mod vault;
 mod vault_head;

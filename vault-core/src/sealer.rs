@@ -1,5 +1,7 @@
 //! Sealing and opening the records of one identity under one key epoch.
 
+use std::collections::BTreeMap;
+
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -12,6 +14,7 @@ use crate::primitives::{NONCE_LEN, hmac_sha256, sha256};
 use crate::records::{
     KIND_PASSWORD, KIND_SECRET, KIND_TOTP, PasswordBody, RecordBody, SecretBody, TotpBody,
 };
+use crate::tree::{Tree, bucket_of};
 
 /// A stored id as its 16 uuid bytes (for associated data).
 pub(crate) fn uuid_bytes(s: &str) -> Result<[u8; 16]> {
@@ -102,17 +105,28 @@ impl RecordSealer {
         ))
     }
 
-    /// The commitment to a whole record set (all of them this identity's,
-    /// at this epoch).
-    pub(crate) fn commitment(&self, rows: &[RecordRow]) -> Result<[u8; 32]> {
-        let mut acc = [0u8; 32];
+    /// Each bucket's value (the XOR of its records' leaves) for a set of
+    /// records (all of them this identity's, at this epoch).
+    pub(crate) fn bucket_values(&self, rows: &[RecordRow]) -> Result<BTreeMap<u16, [u8; 32]>> {
+        let mut buckets = BTreeMap::new();
         for r in rows {
             if r.identity_uuid != self.identity_uuid || r.key_epoch != self.epoch {
                 return Err(Error::tampered(format!("record {}", r.uuid)));
             }
-            xor_into(&mut acc, &self.leaf(&r.uuid, r.kind, &r.ciphertext)?);
+            let acc = buckets.entry(bucket_of(&r.uuid)?).or_insert([0u8; 32]);
+            xor_into(acc, &self.leaf(&r.uuid, r.kind, &r.ciphertext)?);
         }
-        Ok(acc)
+        Ok(buckets)
+    }
+
+    /// The record tree of a whole record set.
+    pub(crate) fn tree(&self, rows: &[RecordRow]) -> Result<Tree> {
+        Ok(Tree::from_buckets(&self.bucket_values(rows)?))
+    }
+
+    /// The commitment to a whole record set: its tree's root.
+    pub(crate) fn commitment(&self, rows: &[RecordRow]) -> Result<[u8; 32]> {
+        Ok(self.tree(rows)?.root())
     }
 
     fn head_mac(&self, seq: u64, commitment: &[u8; 32]) -> [u8; 32] {

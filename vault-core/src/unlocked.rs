@@ -640,10 +640,14 @@ impl<'v> Unlocked<'v> {
             });
             resealed.push(new);
         }
-        let head = new_sealer.seal_head(
-            old_seq.saturating_add(1),
-            &new_sealer.commitment(&resealed)?,
-        );
+        let tree = new_sealer.tree(&resealed)?;
+        let head = new_sealer.seal_head(old_seq.saturating_add(1), &tree.root());
+        batch
+            .write(Write::ClearTree(old_row.uuid.clone()))
+            .write(Write::SetTreeNodes {
+                identity_uuid: old_row.uuid.clone(),
+                nodes: tree.all_nodes(),
+            });
         batch
             .writes
             .extend(resealed.into_iter().map(Write::UpdateRecord));

@@ -547,6 +547,7 @@ fn schema_v1_is_migrated() {
              ALTER TABLE identities DROP COLUMN signature;
              ALTER TABLE identities DROP COLUMN head;
              ALTER TABLE vault DROP COLUMN vault_head;
+             DROP TABLE tree_nodes;
              PRAGMA user_version = 1;",
         )
         .unwrap();

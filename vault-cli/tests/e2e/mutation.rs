@@ -6,10 +6,8 @@
 //! the agent. Each must print exactly what it printed on the untouched
 //! vault, or exit 5. Never stale or foreign data with exit 0.
 //!
-//! `secrets get` is run for a key with a single version (A3): a `get` of one
-//! record checks the identity head and, when the record is missing, the
-//! whole set — but not that a record it finds is the newest version of
-//! itself (listing does). SECURITY.md records that gap.
+//! The gets read records written several times (A1, the password,
+//! BY_AGENT), so every older version of them is among the rows put back.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -198,9 +196,25 @@ fn every_single_row_change_is_current_data_or_exit_5() {
             agent: false,
         },
         Reader {
-            name: "owner get A3",
-            args: vec!["secrets".into(), "get".into(), "A3".into()],
+            name: "owner get A1",
+            args: vec!["secrets".into(), "get".into(), "A1".into()],
             agent: false,
+        },
+        Reader {
+            name: "owner get password",
+            args: vec!["passwords".into(), "get".into(), "example.com".into()],
+            agent: false,
+        },
+        Reader {
+            name: "agent get BY_AGENT",
+            args: vec![
+                "--identity".into(),
+                alice.clone(),
+                "secrets".into(),
+                "get".into(),
+                "BY_AGENT".into(),
+            ],
+            agent: true,
         },
         Reader {
             name: "owner passwords",

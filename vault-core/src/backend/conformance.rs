@@ -194,6 +194,7 @@ fn reads(h: &dyn Harness) {
                     kind: None,
                     after: after.clone(),
                     limit: Some(3),
+                    bucket: None,
                 },
             )
             .unwrap();
@@ -202,6 +203,63 @@ fn reads(h: &dyn Harness) {
         seen.extend(page.into_iter().map(|r| r.uuid));
     }
     assert_eq!(seen, ["r1", "r2", "r3", "r4"]);
+    // a bucket: the records whose uuid starts with these 16 bits
+    let b = h.open();
+    b.commit(&batch(
+        vec![],
+        vec![
+            Write::InsertRecord(record("abcd0000-0000-4000-8000-000000000001", "i1", 2, 20)),
+            Write::InsertRecord(record("abcd0000-0000-4000-8000-000000000002", "i1", 2, 21)),
+            Write::InsertRecord(record("abce0000-0000-4000-8000-000000000001", "i1", 2, 22)),
+            Write::InsertRecord(record("ffff0000-0000-4000-8000-000000000001", "i1", 2, 23)),
+        ],
+    ))
+    .unwrap();
+    let in_bucket = |bucket| {
+        b.records(
+            "i1",
+            &RecordQuery {
+                bucket: Some(bucket),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .len()
+    };
+    assert_eq!(
+        (
+            in_bucket(0xabcd),
+            in_bucket(0xabce),
+            in_bucket(0xffff),
+            in_bucket(0)
+        ),
+        (2, 1, 1, 0)
+    );
+    // tree nodes: set, read some or all, delete, cascade
+    let nodes = |pairs: Vec<(u32, Option<Vec<u8>>)>| Write::SetTreeNodes {
+        identity_uuid: "i1".into(),
+        nodes: pairs,
+    };
+    b.commit(&batch(
+        vec![],
+        vec![nodes(vec![
+            (1, Some(vec![1; 32])),
+            (2, Some(vec![2; 32])),
+            (3, Some(vec![3; 32])),
+        ])],
+    ))
+    .unwrap();
+    assert_eq!(b.tree_nodes("i1", &[1, 3, 9]).unwrap().len(), 2);
+    b.commit(&batch(vec![], vec![nodes(vec![(3, None)])]))
+        .unwrap();
+    assert_eq!(
+        b.tree_nodes("i1", &[]).unwrap(),
+        [(1, vec![1; 32]), (2, vec![2; 32])]
+    );
+    assert!(b.tree_nodes("i2", &[]).unwrap().is_empty());
+    b.commit(&batch(vec![], vec![Write::ClearTree("i1".into())]))
+        .unwrap();
+    assert!(b.tree_nodes("i1", &[]).unwrap().is_empty());
     assert_eq!(b2.grants("i1").unwrap(), [grant("g1", "i1", 9)]);
     assert!(b2.grant_for("i1", &[9; 32]).unwrap().is_some());
     assert!(b2.grant_for("i2", &[9; 32]).unwrap().is_none());

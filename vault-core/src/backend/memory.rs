@@ -19,6 +19,7 @@ struct State {
     records: BTreeMap<String, RecordRow>,
     grants: BTreeMap<String, GrantRow>,
     sessions: BTreeMap<String, SessionRow>,
+    tree: BTreeMap<(String, u32), Vec<u8>>,
 }
 
 /// A vault held in memory. Clones are handles to the same rows.
@@ -37,6 +38,7 @@ impl MemoryBackend {
                 records: BTreeMap::new(),
                 grants: BTreeMap::new(),
                 sessions: BTreeMap::new(),
+                tree: BTreeMap::new(),
             })),
         }
     }
@@ -145,6 +147,7 @@ impl State {
                 }
                 self.records.retain(|_, r| r.identity_uuid != *uuid);
                 self.grants.retain(|_, g| g.identity_uuid != *uuid);
+                self.tree.retain(|(i, _), _| i != uuid);
                 1
             }
             Write::InsertRecord(r) => {
@@ -237,6 +240,31 @@ impl State {
                 h.wrapped_owner_key.clone_from(&v.wrapped_owner_key);
                 h.signature.clone_from(&v.signature);
                 1
+            }
+            Write::SetTreeNodes {
+                identity_uuid,
+                nodes,
+            } => {
+                if !self.identities.contains_key(identity_uuid) {
+                    return Err(Missing);
+                }
+                for (id, hash) in nodes {
+                    let key = (identity_uuid.clone(), *id);
+                    match hash {
+                        Some(h) => {
+                            self.tree.insert(key, h.clone());
+                        }
+                        None => {
+                            self.tree.remove(&key);
+                        }
+                    }
+                }
+                nodes.len()
+            }
+            Write::ClearTree(identity_uuid) => {
+                let before = self.tree.len();
+                self.tree.retain(|(i, _), _| i != identity_uuid);
+                before - self.tree.len()
             }
             Write::SetVaultHead(head) => {
                 self.header.vault_head = Some(head.clone());
@@ -343,8 +371,23 @@ impl Backend for MemoryBackend {
             .filter(|r| r.identity_uuid == identity_uuid)
             .filter(|r| q.kind.is_none_or(|k| r.kind == k))
             .filter(|r| q.after.as_ref().is_none_or(|a| r.uuid > *a))
+            .filter(|r| {
+                q.bucket.map(super::bucket_range).is_none_or(|(lo, hi)| {
+                    r.uuid.as_str() >= lo.as_str() && r.uuid.as_str() < hi.as_str()
+                })
+            })
             .take(q.limit.unwrap_or(usize::MAX));
         Ok(sorted_by_uuid(rows))
+    }
+
+    fn tree_nodes(&self, identity_uuid: &str, ids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>> {
+        let state = self.lock();
+        let mine = state
+            .tree
+            .iter()
+            .filter(|((i, id), _)| i == identity_uuid && (ids.is_empty() || ids.contains(id)))
+            .map(|((_, id), h)| (*id, h.clone()));
+        Ok(mine.collect())
     }
 
     fn session(&self, session_id: &str) -> Result<Option<SessionRow>> {

@@ -140,6 +140,19 @@ pub struct RecordQuery {
     pub after: Option<String>,
     /// At most this many.
     pub limit: Option<usize>,
+    /// Only records whose uuid starts with these 16 bits (its bucket in the
+    /// identity head's Merkle tree, SPEC §4b).
+    pub bucket: Option<u16>,
+}
+
+/// The uuid range of a bucket: `[lower, upper)` in hyphenated text order.
+pub(crate) fn bucket_range(bucket: u16) -> (String, String) {
+    let lower = format!("{bucket:04x}");
+    let upper = match bucket.checked_add(1) {
+        Some(next) => format!("{next:04x}"),
+        None => "g".into(),
+    };
+    (lower, upper)
 }
 
 /// A condition a [`Batch`] needs to hold when it is applied.
@@ -248,6 +261,16 @@ pub enum Write {
     SetHeaderKey(VaultRow),
     /// Replaces the vault head.
     SetVaultHead(Vec<u8>),
+    /// Sets nodes of an identity's record tree (`None` deletes a node: an
+    /// all-zero subtree is not stored).
+    SetTreeNodes {
+        /// The identity.
+        identity_uuid: String,
+        /// `(node id, hash)` pairs.
+        nodes: Vec<(u32, Option<Vec<u8>>)>,
+    },
+    /// Deletes every node of an identity's record tree.
+    ClearTree(String),
     /// Replaces an identity's head.
     SetIdentityHead {
         /// The identity.
@@ -384,6 +407,13 @@ pub trait Backend: std::fmt::Debug {
     /// # Errors
     /// Storage errors only.
     fn records(&self, identity_uuid: &str, query: &RecordQuery) -> crate::Result<Vec<RecordRow>>;
+
+    /// Nodes of an identity's record tree: those with these ids, or every
+    /// stored one if `ids` is empty. Absent nodes are all-zero.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn tree_nodes(&self, identity_uuid: &str, ids: &[u32]) -> crate::Result<Vec<(u32, Vec<u8>)>>;
 
     /// The session with this id.
     ///

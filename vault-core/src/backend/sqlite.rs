@@ -89,6 +89,12 @@ ALTER TABLE identities ADD COLUMN signature BLOB;
 ALTER TABLE grants ADD COLUMN signature BLOB;
 ALTER TABLE identities ADD COLUMN head BLOB;
 ALTER TABLE vault ADD COLUMN vault_head BLOB;
+CREATE TABLE tree_nodes (
+    identity_uuid TEXT    NOT NULL REFERENCES identities(uuid) ON DELETE CASCADE,
+    node          INTEGER NOT NULL,
+    hash          BLOB    NOT NULL,
+    PRIMARY KEY (identity_uuid, node)
+) WITHOUT ROWID;
 "#,
 ];
 
@@ -554,6 +560,30 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
                 &v.signature,
             ],
         ),
+        Write::SetTreeNodes {
+            identity_uuid,
+            nodes,
+        } => {
+            let mut n = 0;
+            for (id, hash) in nodes {
+                n += match hash {
+                    Some(h) => exec(
+                        "INSERT OR REPLACE INTO tree_nodes (identity_uuid, node, hash)
+                         VALUES (?1, ?2, ?3)",
+                        &[identity_uuid, id, h],
+                    )?,
+                    None => exec(
+                        "DELETE FROM tree_nodes WHERE identity_uuid = ?1 AND node = ?2",
+                        &[identity_uuid, id],
+                    )?,
+                };
+            }
+            Ok(n)
+        }
+        Write::ClearTree(identity_uuid) => exec(
+            "DELETE FROM tree_nodes WHERE identity_uuid = ?1",
+            &[identity_uuid],
+        ),
         Write::SetVaultHead(head) => exec("UPDATE vault SET vault_head = ?1 WHERE id = 1", &[head]),
         Write::SetIdentityHead { uuid, head } => exec(
             "UPDATE identities SET head = ?2 WHERE uuid = ?1",
@@ -740,16 +770,43 @@ impl Backend for SqliteBackend {
     fn records(&self, identity_uuid: &str, q: &RecordQuery) -> Result<Vec<RecordRow>> {
         // NULL parameters switch a condition off; a negative LIMIT is none.
         let limit = q.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let (lower, upper) = match q.bucket.map(super::bucket_range) {
+            Some((l, u)) => (Some(l), Some(u)),
+            None => (None, None),
+        };
         self.query_all(
             &format!(
                 "SELECT {RECORD_COLS} FROM records
                  WHERE identity_uuid = ?1 AND (?2 IS NULL OR kind = ?2)
                    AND (?3 IS NULL OR uuid > ?3)
+                   AND (?5 IS NULL OR (uuid >= ?5 AND uuid < ?6))
                  ORDER BY uuid LIMIT ?4"
             ),
-            params![identity_uuid, q.kind, q.after, limit],
+            params![identity_uuid, q.kind, q.after, limit, lower, upper],
             record_row,
         )
+    }
+
+    fn tree_nodes(&self, identity_uuid: &str, ids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>> {
+        if ids.is_empty() {
+            return self.query_all(
+                "SELECT node, hash FROM tree_nodes WHERE identity_uuid = ?1",
+                [identity_uuid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            );
+        }
+        let list = ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        // The ids are integers formatted here, never caller text.
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT node, hash FROM tree_nodes WHERE identity_uuid = ?1 AND node IN ({list})"
+            ))
+            .db()?;
+        let rows = stmt
+            .query_map([identity_uuid], |r| Ok((r.get(0)?, r.get(1)?)))
+            .db()?;
+        rows.collect::<rusqlite::Result<_>>().db()
     }
 
     fn session(&self, session_id: &str) -> Result<Option<SessionRow>> {
