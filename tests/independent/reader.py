@@ -113,24 +113,23 @@ def verify_head(vault_id, ident, ik, rows):
     if not hmac.compare_digest(mac, head[44:]):
         raise AuthError("head MAC")
     # SPEC 4b: buckets by the first 16 bits of the record uuid; a bucket is
-    # the XOR of its records' leaves; the tree over the 2^16 buckets hashes
-    # SHA-256(left || right), all-zero when both children are.
+    # the XOR of its records' leaves; 4 levels of 16-way nodes above them,
+    # each SHA-256 of its 16 children in order, all-zero when they all are.
     zero = bytes(32)
-    nodes = {}
+    level = {}
     for r in rows:
         leaf = hmac.new(hk, b"ravi/v1/head/leaf" + ub(r["uuid"]) + bytes([r["kind"]])
                         + struct.pack(">I", r["key_epoch"]) + hashlib.sha256(r["ciphertext"]).digest(),
                         hashlib.sha256).digest()
-        node = (1 << 16) + int(r["uuid"][:4], 16)
-        nodes[node] = bytes(a ^ b for a, b in zip(nodes.get(node, zero), leaf))
-    level = {n for n, h in nodes.items() if h != zero}
-    while level and max(level) > 1:
-        parents = {n >> 1 for n in level}
-        for p in parents:
-            left, right = nodes.get(2 * p, zero), nodes.get(2 * p + 1, zero)
-            nodes[p] = zero if left == zero and right == zero else hashlib.sha256(left + right).digest()
+        b = int(r["uuid"][:4], 16)
+        level[b] = bytes(x ^ y for x, y in zip(level.get(b, zero), leaf))
+    for _ in range(4):
+        parents = {}
+        for p in {i // 16 for i in level}:
+            children = [level.get(16 * p + k, zero) for k in range(16)]
+            parents[p] = zero if all(c == zero for c in children) else hashlib.sha256(b"".join(children)).digest()
         level = parents
-    if nodes.get(1, zero) != commitment:
+    if level.get(0, zero) != commitment:
         raise AuthError("the records are not the set the head commits to")
 
 

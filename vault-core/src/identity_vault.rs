@@ -4,7 +4,7 @@
 //! record's version or the name's absence for read-modify-writes), retried
 //! when a concurrent writer wins a race.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -36,6 +36,9 @@ pub struct IdentityVault<'v> {
     /// The sequence of the newest head this handle read or wrote (`None`:
     /// the identity has no head yet, SPEC §4b).
     head_seq: std::cell::Cell<Option<u64>>,
+    /// Inside a write: the records it replaces are proven by the head
+    /// update itself (their buckets are checked there), not one by one.
+    writing: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for IdentityVault<'_> {
@@ -73,6 +76,7 @@ impl<'v> IdentityVault<'v> {
             identity: Identity::from(row),
             sealer,
             head_seq: std::cell::Cell::new(head_seq),
+            writing: std::cell::Cell::new(false),
         })
     }
 
@@ -160,6 +164,7 @@ impl<'v> IdentityVault<'v> {
         // Each touched bucket's change: the XOR of the leaves written and
         // of the leaves they replace.
         let mut deltas: BTreeMap<u16, [u8; 32]> = BTreeMap::new();
+        let replaced: BTreeSet<u16> = old.keys().map(|u| bucket_of(u)).collect::<Result<_>>()?;
         let mut flip = |uuid: &str, kind: u8, ct: &[u8]| -> Result<()> {
             let d = deltas.entry(bucket_of(uuid)?).or_insert([0; 32]);
             xor_into(d, &self.sealer.leaf(uuid, kind, ct)?);
@@ -180,7 +185,7 @@ impl<'v> IdentityVault<'v> {
                 _ => {}
             }
         }
-        let (bytes, head, mut tree, rebuilt) = self.tree_for(&deltas)?;
+        let (bytes, head, mut tree, rebuilt) = self.tree_for(&deltas, &replaced)?;
         for (b, d) in &deltas {
             let mut v = tree.get(leaf_id(*b));
             xor_into(&mut v, d);
@@ -219,6 +224,7 @@ impl<'v> IdentityVault<'v> {
     fn tree_for(
         &self,
         deltas: &BTreeMap<u16, [u8; 32]>,
+        replaced: &BTreeSet<u16>,
     ) -> Result<(Option<Vec<u8>>, Head, Tree, bool)> {
         for _ in 0..16 {
             let (bytes, head) = self.current_head()?;
@@ -237,15 +243,38 @@ impl<'v> IdentityVault<'v> {
                     .collect()
             };
             let tree = Tree::from_stored(self.backend.tree_nodes(&self.identity.uuid, &ids)?)?;
+            // The buckets of the records this write replaces: their rows as
+            // stored now must be what the (proven) leaf commits to, so the
+            // versions the write read are the current ones.
+            let mut buckets = BTreeMap::new();
+            for b in replaced {
+                let rows = self.backend.records(
+                    &self.identity.uuid,
+                    &RecordQuery {
+                        bucket: Some(*b),
+                        ..RecordQuery::default()
+                    },
+                )?;
+                buckets.insert(
+                    *b,
+                    self.sealer
+                        .bucket_values(&rows)?
+                        .get(b)
+                        .copied()
+                        .unwrap_or([0; 32]),
+                );
+            }
             let (again, _) = self.current_head()?;
             if again != bytes {
                 continue;
             }
             for b in deltas.keys() {
-                if tree.root_through(*b, &tree.get(leaf_id(*b))) != head.commitment {
+                let leaf = tree.get(leaf_id(*b));
+                let stale = buckets.get(b).is_some_and(|v| *v != leaf);
+                if stale || tree.root_through(*b, &leaf) != head.commitment {
                     return Err(Error::Integrity(format!(
-                        "the record tree of identity {:?} does not match its head (tampered)",
-                        self.identity.name
+                        "rollback or deletion detected: the records or record tree of identity {:?} do not match its head (sequence {})",
+                        self.identity.name, head.seq
                     )));
                 }
             }
@@ -310,7 +339,10 @@ impl<'v> IdentityVault<'v> {
     ) -> Result<T> {
         let next_seq = std::cell::Cell::new(0);
         let with_head = || {
-            let (mut batch, value) = attempt()?;
+            self.writing.set(true);
+            let built = attempt();
+            self.writing.set(false);
+            let (mut batch, value) = built?;
             next_seq.set(self.with_head(&mut batch)?);
             Ok((batch, value))
         };
@@ -341,11 +373,16 @@ impl<'v> IdentityVault<'v> {
 
     /// The records of one kind, the whole set checked against the head.
     /// The current version of a record that a lookup found, proven by its
-    /// bucket and the bucket's 16 siblings against the root under the
+    /// bucket and the siblings on its path against the root under the
     /// head's MAC: a record replayed in an older version, planted, or
     /// hidden beside it is exit 5. The head is read before and after; a
     /// write in between makes it read again.
     fn proven(&self, row: RecordRow) -> Result<RecordRow> {
+        if self.writing.get() {
+            // `with_head` checks the buckets of every record a write
+            // replaces against the root before the batch is committed.
+            return Ok(row);
+        }
         let bucket = bucket_of(&row.uuid)?;
         for _ in 0..16 {
             let (before, head) = self.current_head()?;

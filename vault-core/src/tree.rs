@@ -1,18 +1,21 @@
-//! The record tree of an identity head (SPEC §4b): a binary Merkle tree of
-//! fixed depth 16 over the first 16 bits of record uuids. Leaf `b` is the
-//! XOR of the leaves (keyed MACs) of the records whose uuid starts with `b`;
-//! a parent is SHA-256(left || right), or all-zero when both children are.
-//! Node ids are heap positions: the root is 1, the leaf of bucket `b` is
-//! 2^16 + b. Only non-zero nodes are stored; the root is in the head, under
-//! its MAC, so one record is proven current by its bucket and 16 siblings.
+//! The record tree of an identity head (SPEC §4b): a Merkle tree over the
+//! first 16 bits of record uuids, 16 children per node, 4 levels above the
+//! 65,536 leaves. Leaf `b` is the XOR of the leaves (keyed MACs) of the
+//! records whose uuid starts with `b`; a node is SHA-256 of its 16
+//! children's hashes in order, or all-zero when they all are. A node at
+//! level `l` (root 0, leaves 4) and index `i` has id `(16^l − 1) / 15 + i`.
+//! Only non-zero nodes are stored; the root is in the head, under its MAC,
+//! so one record is proven current by its bucket and the 60 siblings on its
+//! path, and a write rewrites 5 nodes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::error::{Error, Result};
 use crate::primitives::sha256;
 
-/// Depth of the tree: 2^16 buckets.
-pub(crate) const DEPTH: u32 = 16;
+const FANOUT: u32 = 16;
+/// Levels below the root.
+pub(crate) const DEPTH: u32 = 4;
 const ZERO: [u8; 32] = [0; 32];
 
 /// The bucket of a record: the first 16 bits of its uuid.
@@ -22,29 +25,37 @@ pub(crate) fn bucket_of(uuid: &str) -> Result<u16> {
         .ok_or_else(|| Error::Integrity(format!("stored id {uuid:?} is not a uuid")))
 }
 
-pub(crate) fn leaf_id(bucket: u16) -> u32 {
-    (1 << DEPTH) + u32::from(bucket)
+/// The id of the node at `level`, `index`.
+fn id(level: u32, index: u32) -> u32 {
+    (FANOUT.pow(level) - 1) / (FANOUT - 1) + index
 }
 
-/// The ids of the 16 siblings on the path from a bucket's leaf to the root.
+pub(crate) fn leaf_id(bucket: u16) -> u32 {
+    id(DEPTH, u32::from(bucket))
+}
+
+/// The ids of the siblings on the path from a bucket's leaf to the root
+/// (15 per level).
 pub(crate) fn sibling_ids(bucket: u16) -> Vec<u32> {
-    let mut id = leaf_id(bucket);
-    let mut out = Vec::with_capacity(DEPTH as usize);
-    while id > 1 {
-        out.push(id ^ 1);
-        id >>= 1;
+    let mut out = Vec::with_capacity(((FANOUT - 1) * DEPTH) as usize);
+    let mut index = u32::from(bucket);
+    for level in (1..=DEPTH).rev() {
+        let first = index - index % FANOUT;
+        out.extend(
+            (first..first + FANOUT)
+                .filter(|i| *i != index)
+                .map(|i| id(level, i)),
+        );
+        index /= FANOUT;
     }
     out
 }
 
-fn combine(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
-    if *left == ZERO && *right == ZERO {
+fn combine(children: &[[u8; 32]]) -> [u8; 32] {
+    if children.iter().all(|c| *c == ZERO) {
         return ZERO;
     }
-    let mut both = [0u8; 64];
-    both[..32].copy_from_slice(left);
-    both[32..].copy_from_slice(right);
-    sha256(&both)
+    sha256(&children.concat())
 }
 
 /// Known nodes of one identity's tree (absent: all-zero), and which of
@@ -71,23 +82,32 @@ impl Tree {
         })
     }
 
+    /// The hash of the node at `level`, `index` from its children.
+    fn node_from_children(&self, level: u32, index: u32) -> [u8; 32] {
+        let first = index * FANOUT;
+        let children: Vec<[u8; 32]> = (first..first + FANOUT)
+            .map(|c| self.get(id(level + 1, c)))
+            .collect();
+        combine(&children)
+    }
+
     /// The whole tree of these bucket values.
     pub(crate) fn from_buckets(buckets: &BTreeMap<u16, [u8; 32]>) -> Self {
         let mut t = Tree::default();
-        let mut level: BTreeSet<u32> = BTreeSet::new();
+        let mut level_indexes: BTreeSet<u32> = BTreeSet::new();
         for (b, v) in buckets {
             if *v != ZERO {
                 t.put(leaf_id(*b), *v);
-                level.insert(leaf_id(*b));
+                level_indexes.insert(u32::from(*b));
             }
         }
-        while level.iter().any(|id| *id > 1) {
-            let parents: BTreeSet<u32> = level.iter().map(|id| id >> 1).collect();
+        for level in (0..DEPTH).rev() {
+            let parents: BTreeSet<u32> = level_indexes.iter().map(|i| i / FANOUT).collect();
             for p in &parents {
-                let h = combine(&t.get(p << 1), &t.get((p << 1) | 1));
-                t.put(*p, h);
+                let h = t.node_from_children(level, *p);
+                t.put(id(level, *p), h);
             }
-            level = parents;
+            level_indexes = parents;
         }
         t
     }
@@ -109,20 +129,26 @@ impl Tree {
 
     /// The root.
     pub(crate) fn root(&self) -> [u8; 32] {
-        self.get(1)
+        self.get(id(0, 0))
     }
 
     /// The root computed from a bucket's leaf value and its stored siblings.
     pub(crate) fn root_through(&self, bucket: u16, leaf: &[u8; 32]) -> [u8; 32] {
-        let mut id = leaf_id(bucket);
         let mut h = *leaf;
-        while id > 1 {
-            h = if id & 1 == 0 {
-                combine(&h, &self.get(id ^ 1))
-            } else {
-                combine(&self.get(id ^ 1), &h)
-            };
-            id >>= 1;
+        let mut index = u32::from(bucket);
+        for level in (1..=DEPTH).rev() {
+            let first = index - index % FANOUT;
+            let children: Vec<[u8; 32]> = (first..first + FANOUT)
+                .map(|i| {
+                    if i == index {
+                        h
+                    } else {
+                        self.get(id(level, i))
+                    }
+                })
+                .collect();
+            h = combine(&children);
+            index /= FANOUT;
         }
         h
     }
@@ -131,15 +157,15 @@ impl Tree {
     /// path node is written (or deleted when it becomes all-zero), even one
     /// that was not loaded: only the leaf and siblings are read.
     pub(crate) fn set_leaf(&mut self, bucket: u16, value: [u8; 32]) {
-        let mut id = leaf_id(bucket);
-        self.put(id, value);
-        self.changed.insert(id);
-        while id > 1 {
-            let p = id >> 1;
-            let h = combine(&self.get(p << 1), &self.get((p << 1) | 1));
-            self.put(p, h);
-            self.changed.insert(p);
-            id = p;
+        let leaf = leaf_id(bucket);
+        self.put(leaf, value);
+        self.changed.insert(leaf);
+        let mut index = u32::from(bucket);
+        for level in (0..DEPTH).rev() {
+            index /= FANOUT;
+            let h = self.node_from_children(level, index);
+            self.put(id(level, index), h);
+            self.changed.insert(id(level, index));
         }
     }
 
@@ -222,7 +248,9 @@ mod tests {
             .map(|(id, h)| (id, h.unwrap()))
             .collect();
         assert_eq!(applied, expected);
-        assert_eq!(sibling_ids(0).len(), 16);
+        assert_eq!(sibling_ids(0).len(), 60);
+        assert_eq!(leaf_id(0), 4369);
+        assert_eq!(leaf_id(0xffff), 69904);
         assert_eq!(
             bucket_of("abcd0000-0000-4000-8000-000000000000").unwrap(),
             0xabcd

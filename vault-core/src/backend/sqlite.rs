@@ -564,19 +564,36 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
             identity_uuid,
             nodes,
         } => {
+            // Upserts in one statement per 17 rows, deletes
+            // one by one (they are rare: a subtree that became empty).
+            const ROWS: usize = 17;
             let mut n = 0;
-            for (id, hash) in nodes {
-                n += match hash {
-                    Some(h) => exec(
-                        "INSERT OR REPLACE INTO tree_nodes (identity_uuid, node, hash)
-                         VALUES (?1, ?2, ?3)",
-                        &[identity_uuid, id, h],
-                    )?,
-                    None => exec(
+            let set: Vec<(&u32, &Vec<u8>)> = nodes
+                .iter()
+                .filter_map(|(id, h)| h.as_ref().map(|h| (id, h)))
+                .collect();
+            for chunk in set.chunks(ROWS) {
+                let values = (0..chunk.len())
+                    .map(|k| format!("(?1, ?{}, ?{})", 2 * k + 2, 2 * k + 3))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!(
+                    "INSERT OR REPLACE INTO tree_nodes (identity_uuid, node, hash) VALUES {values}"
+                );
+                let mut bound: Vec<&dyn rusqlite::ToSql> = vec![identity_uuid];
+                for (id, h) in chunk {
+                    bound.push(*id);
+                    bound.push(*h);
+                }
+                n += exec(&sql, &bound)?;
+            }
+            for (id, h) in nodes {
+                if h.is_none() {
+                    n += exec(
                         "DELETE FROM tree_nodes WHERE identity_uuid = ?1 AND node = ?2",
                         &[identity_uuid, id],
-                    )?,
-                };
+                    )?;
+                }
             }
             Ok(n)
         }
@@ -770,19 +787,29 @@ impl Backend for SqliteBackend {
     fn records(&self, identity_uuid: &str, q: &RecordQuery) -> Result<Vec<RecordRow>> {
         // NULL parameters switch a condition off; a negative LIMIT is none.
         let limit = q.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
-        let (lower, upper) = match q.bucket.map(super::bucket_range) {
-            Some((l, u)) => (Some(l), Some(u)),
-            None => (None, None),
-        };
+        if let Some((lower, upper)) = q.bucket.map(super::bucket_range) {
+            // A range of the primary key: a handful of rows, found through
+            // the uuid index. The unary `+` keeps the planner off the
+            // identity index, which would visit every record of the identity.
+            return self.query_all(
+                &format!(
+                    "SELECT {RECORD_COLS} FROM records
+                     WHERE uuid >= ?2 AND uuid < ?3 AND +identity_uuid = ?1
+                       AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR uuid > ?5)
+                     ORDER BY uuid LIMIT ?6"
+                ),
+                params![identity_uuid, lower, upper, q.kind, q.after, limit],
+                record_row,
+            );
+        }
         self.query_all(
             &format!(
                 "SELECT {RECORD_COLS} FROM records
                  WHERE identity_uuid = ?1 AND (?2 IS NULL OR kind = ?2)
                    AND (?3 IS NULL OR uuid > ?3)
-                   AND (?5 IS NULL OR (uuid >= ?5 AND uuid < ?6))
                  ORDER BY uuid LIMIT ?4"
             ),
-            params![identity_uuid, q.kind, q.after, limit, lower, upper],
+            params![identity_uuid, q.kind, q.after, limit],
             record_row,
         )
     }
@@ -795,18 +822,35 @@ impl Backend for SqliteBackend {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             );
         }
-        let list = ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-        // The ids are integers formatted here, never caller text.
-        let mut stmt = self
-            .conn
-            .prepare(&format!(
-                "SELECT node, hash FROM tree_nodes WHERE identity_uuid = ?1 AND node IN ({list})"
-            ))
-            .db()?;
-        let rows = stmt
-            .query_map([identity_uuid], |r| Ok((r.get(0)?, r.get(1)?)))
-            .db()?;
-        rows.collect::<rusqlite::Result<_>>().db()
+        // One cached statement of 61 placeholders (a leaf and the 60
+        // siblings on its path); longer lists go in chunks, shorter ones are
+        // padded by repeating an id.
+        const CHUNK: usize = 61;
+        let sql = format!(
+            "SELECT node, hash FROM tree_nodes WHERE identity_uuid = ?1 AND node IN ({})",
+            (2..=CHUNK + 1)
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).db()?;
+        let mut out = std::collections::BTreeMap::new();
+        for chunk in ids.chunks(CHUNK) {
+            let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&identity_uuid];
+            for k in 0..CHUNK {
+                bound.push(chunk.get(k).unwrap_or(&chunk[0]));
+            }
+            let rows = stmt
+                .query_map(bound.as_slice(), |r| {
+                    Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?))
+                })
+                .db()?;
+            for row in rows {
+                let (id, h) = row.db()?;
+                out.insert(id, h);
+            }
+        }
+        Ok(out.into_iter().collect())
     }
 
     fn session(&self, session_id: &str) -> Result<Option<SessionRow>> {
