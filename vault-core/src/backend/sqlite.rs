@@ -822,35 +822,43 @@ impl Backend for SqliteBackend {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             );
         }
-        // One cached statement of 61 placeholders (a leaf and the 60
-        // siblings on its path); longer lists go in chunks, shorter ones are
-        // padded by repeating an id.
-        const CHUNK: usize = 61;
-        let sql = format!(
-            "SELECT node, hash FROM tree_nodes WHERE identity_uuid = ?1 AND node IN ({})",
-            (2..=CHUNK + 1)
-                .map(|i| format!("?{i}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).db()?;
-        let mut out = std::collections::BTreeMap::new();
-        for chunk in ids.chunks(CHUNK) {
-            let mut bound: Vec<&dyn rusqlite::ToSql> = vec![&identity_uuid];
-            for k in 0..CHUNK {
-                bound.push(chunk.get(k).unwrap_or(&chunk[0]));
+        // The ids of a path come in runs (a node's siblings are
+        // consecutive): one index range per run, through one cached
+        // statement; a gap of one id (the path node itself) joins two runs.
+        let wanted: std::collections::HashSet<u32> = ids.iter().copied().collect();
+        let mut sorted = ids.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for id in sorted {
+            match ranges.last_mut() {
+                Some((_, hi)) if id <= hi.saturating_add(2) => *hi = id,
+                _ => ranges.push((id, id)),
             }
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT node, hash FROM tree_nodes
+                 WHERE identity_uuid = ?1 AND node >= ?2 AND node <= ?3",
+            )
+            .db()?;
+        let mut out = Vec::new();
+        for (lo, hi) in ranges {
             let rows = stmt
-                .query_map(bound.as_slice(), |r| {
+                .query_map(params![identity_uuid, lo, hi], |r| {
                     Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?))
                 })
                 .db()?;
             for row in rows {
                 let (id, h) = row.db()?;
-                out.insert(id, h);
+                // a joined gap was read too: keep only what was asked for
+                if wanted.contains(&id) {
+                    out.push((id, h));
+                }
             }
         }
-        Ok(out.into_iter().collect())
+        Ok(out)
     }
 
     fn session(&self, session_id: &str) -> Result<Option<SessionRow>> {
