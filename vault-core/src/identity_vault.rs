@@ -93,10 +93,10 @@ impl<'v> IdentityVault<'v> {
         self.head_seq.get()
     }
 
-    /// The identity's head as stored now, checked: its bytes (for the
-    /// precondition) and content. An identity made before heads gets one
-    /// committing to its current records, at sequence 0.
-    fn current_head(&self) -> Result<(Option<Vec<u8>>, Head)> {
+    /// The identity's head as stored now: its bytes (for the precondition
+    /// of a write) and, if it has one, its checked content. An identity made
+    /// before heads has none until its first write.
+    fn current_head(&self) -> Result<(Option<Vec<u8>>, Option<Head>)> {
         let row = self.backend.identity(&self.identity.uuid)?.ok_or_else(|| {
             Error::NotFound(format!("identity {:?} was deleted", self.identity.name))
         })?;
@@ -105,20 +105,13 @@ impl<'v> IdentityVault<'v> {
                 "the identity's key was rotated while this command ran; retry".into(),
             ));
         }
-        let head = match &row.head {
-            Some(h) => self.sealer.open_head(h)?,
-            None => Head {
-                seq: 0,
-                epoch: self.sealer.epoch(),
-                commitment: self.sealer.commitment(
-                    &self
-                        .backend
-                        .records(&self.identity.uuid, &RecordQuery::default())?,
-                )?,
-            },
-        };
-        if row.head.is_some() {
-            self.note_seq(head.seq);
+        let head = row
+            .head
+            .as_deref()
+            .map(|h| self.sealer.open_head(h))
+            .transpose()?;
+        if let Some(h) = &head {
+            self.note_seq(h.seq);
         }
         Ok((row.head, head))
     }
@@ -130,13 +123,45 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::Integrity`] if the head fails to authenticate.
     pub fn refresh_head(&self) -> Result<Option<u64>> {
-        let row = self.backend.identity(&self.identity.uuid)?.ok_or_else(|| {
-            Error::NotFound(format!("identity {:?} was deleted", self.identity.name))
-        })?;
-        if let Some(h) = &row.head {
-            self.note_seq(self.sealer.open_head(h)?.seq);
-        }
+        self.current_head()?;
         Ok(self.head_seq())
+    }
+
+    /// Runs `read` between two reads of the head until both agree, so that
+    /// what it read belongs to that head (a write in between makes it read
+    /// again). `read` learns whether the identity has a head.
+    fn under_one_head<T>(
+        &self,
+        mut read: impl FnMut(bool) -> Result<T>,
+    ) -> Result<(Option<Vec<u8>>, Option<Head>, T)> {
+        for _ in 0..16 {
+            let (bytes, head) = self.current_head()?;
+            let value = read(head.is_some())?;
+            if self.current_head()?.0 == bytes {
+                return Ok((bytes, head, value));
+            }
+        }
+        Err(Error::Conflict(
+            "the identity kept changing while it was read; try again".into(),
+        ))
+    }
+
+    /// One bucket's records as stored, and the value they give its leaf.
+    fn bucket(&self, bucket: u16) -> Result<(Vec<RecordRow>, [u8; 32])> {
+        let rows = self.backend.records(
+            &self.identity.uuid,
+            &RecordQuery {
+                bucket: Some(bucket),
+                ..RecordQuery::default()
+            },
+        )?;
+        let value = self
+            .sealer
+            .bucket_values(&rows)?
+            .get(&bucket)
+            .copied()
+            .unwrap_or([0; 32]);
+        Ok((rows, value))
     }
 
     fn note_seq(&self, seq: u64) {
@@ -185,13 +210,13 @@ impl<'v> IdentityVault<'v> {
                 _ => {}
             }
         }
-        let (bytes, head, mut tree, rebuilt) = self.tree_for(&deltas, &replaced)?;
+        let (bytes, head_seq, mut tree, rebuilt) = self.tree_for(&deltas, &replaced)?;
         for (b, d) in &deltas {
             let mut v = tree.get(leaf_id(*b));
             xor_into(&mut v, d);
             tree.set_leaf(*b, v);
         }
-        let seq = head.seq.saturating_add(1);
+        let seq = head_seq.saturating_add(1);
         batch.require(Precondition::IdentityHead {
             identity_uuid: self.identity.uuid.clone(),
             head: bytes,
@@ -215,24 +240,23 @@ impl<'v> IdentityVault<'v> {
         Ok(seq)
     }
 
-    /// The head, and the stored path of every touched bucket checked
-    /// against the root under the head's MAC before it is built on (the
-    /// head is read before and after the nodes; a write in between makes
-    /// it read again). An identity made before heads gets its whole tree
-    /// from what it holds (`rebuilt`).
-    #[allow(clippy::type_complexity)]
+    /// The head's bytes and sequence, and the stored path of every touched
+    /// bucket, checked against the root under the head's MAC before it is
+    /// built on; the buckets of the records the write replaces must hold
+    /// what their leaves commit to, so the versions the write read are the
+    /// current ones. An identity made before heads gets its whole tree from
+    /// what it holds (`rebuilt`).
     fn tree_for(
         &self,
         deltas: &BTreeMap<u16, [u8; 32]>,
         replaced: &BTreeSet<u16>,
-    ) -> Result<(Option<Vec<u8>>, Head, Tree, bool)> {
-        for _ in 0..16 {
-            let (bytes, head) = self.current_head()?;
-            if bytes.is_none() {
+    ) -> Result<(Option<Vec<u8>>, u64, Tree, bool)> {
+        let (bytes, head, (tree, leaves)) = self.under_one_head(|has_head| {
+            if !has_head {
                 let rows = self
                     .backend
                     .records(&self.identity.uuid, &RecordQuery::default())?;
-                return Ok((bytes, head, self.sealer.tree(&rows)?, true));
+                return Ok((self.sealer.tree(&rows)?, BTreeMap::new()));
             }
             let ids: Vec<u32> = if deltas.len() > 256 {
                 Vec::new()
@@ -243,73 +267,44 @@ impl<'v> IdentityVault<'v> {
                     .collect()
             };
             let tree = Tree::from_stored(self.backend.tree_nodes(&self.identity.uuid, &ids)?)?;
-            // The buckets of the records this write replaces: their rows as
-            // stored now must be what the (proven) leaf commits to, so the
-            // versions the write read are the current ones.
-            let mut buckets = BTreeMap::new();
+            let mut leaves = BTreeMap::new();
             for b in replaced {
-                let rows = self.backend.records(
-                    &self.identity.uuid,
-                    &RecordQuery {
-                        bucket: Some(*b),
-                        ..RecordQuery::default()
-                    },
-                )?;
-                buckets.insert(
-                    *b,
-                    self.sealer
-                        .bucket_values(&rows)?
-                        .get(b)
-                        .copied()
-                        .unwrap_or([0; 32]),
-                );
+                leaves.insert(*b, self.bucket(*b)?.1);
             }
-            let (again, _) = self.current_head()?;
-            if again != bytes {
-                continue;
-            }
-            for b in deltas.keys() {
-                let leaf = tree.get(leaf_id(*b));
-                let stale = buckets.get(b).is_some_and(|v| *v != leaf);
-                if stale || tree.root_through(*b, &leaf) != head.commitment {
-                    return Err(Error::Integrity(format!(
-                        "rollback or deletion detected: the records or record tree of identity {:?} do not match its head (sequence {})",
-                        self.identity.name, head.seq
-                    )));
-                }
-            }
-            return Ok((bytes, head, tree, false));
-        }
-        Err(Error::Conflict(
-            "the identity kept changing while it was written; try again".into(),
-        ))
-    }
-
-    /// Every record of the identity, checked against the head's commitment:
-    /// a deleted, added, older or swapped record is a rollback. The head is
-    /// read before and after the records; a write in between makes it read
-    /// again.
-    fn all_records_checked(&self) -> Result<Vec<RecordRow>> {
-        for _ in 0..16 {
-            let (before, head) = self.current_head()?;
-            let rows = self
-                .backend
-                .records(&self.identity.uuid, &RecordQuery::default())?;
-            let (after, _) = self.current_head()?;
-            if before != after {
-                continue;
-            }
-            if before.is_some() && self.sealer.commitment(&rows)? != head.commitment {
+            Ok((tree, leaves))
+        })?;
+        let Some(head) = head else {
+            return Ok((bytes, 0, tree, true));
+        };
+        for b in deltas.keys() {
+            let leaf = tree.get(leaf_id(*b));
+            let stale = leaves.get(b).is_some_and(|v| *v != leaf);
+            if stale || tree.root_through(*b, &leaf) != head.commitment {
                 return Err(Error::Integrity(format!(
-                    "rollback or deletion detected: the records of identity {:?} are not the set its head (sequence {}) commits to",
+                    "rollback or deletion detected: the records or record tree of identity {:?} do not match its head (sequence {})",
                     self.identity.name, head.seq
                 )));
             }
-            return Ok(rows);
         }
-        Err(Error::Conflict(
-            "the identity kept changing while its records were listed; try again".into(),
-        ))
+        Ok((bytes, head.seq, tree, false))
+    }
+
+    /// Every record of the identity, checked against the head's commitment:
+    /// a deleted, added, older or swapped record is a rollback.
+    fn all_records_checked(&self) -> Result<Vec<RecordRow>> {
+        let (_, head, rows) = self.under_one_head(|_| {
+            self.backend
+                .records(&self.identity.uuid, &RecordQuery::default())
+        })?;
+        if let Some(head) = head
+            && self.sealer.commitment(&rows)? != head.commitment
+        {
+            return Err(Error::Integrity(format!(
+                "rollback or deletion detected: the records of identity {:?} are not the set its head (sequence {}) commits to",
+                self.identity.name, head.seq
+            )));
+        }
+        Ok(rows)
     }
 
     /// The precondition of every write: the identity still exists and its
@@ -371,12 +366,10 @@ impl<'v> IdentityVault<'v> {
         Ok(value)
     }
 
-    /// The records of one kind, the whole set checked against the head.
     /// The current version of a record that a lookup found, proven by its
     /// bucket and the siblings on its path against the root under the
     /// head's MAC: a record replayed in an older version, planted, or
-    /// hidden beside it is exit 5. The head is read before and after; a
-    /// write in between makes it read again.
+    /// hidden beside it is exit 5.
     fn proven(&self, row: RecordRow) -> Result<RecordRow> {
         if self.writing.get() {
             // `with_head` checks the buckets of every record a write
@@ -384,47 +377,30 @@ impl<'v> IdentityVault<'v> {
             return Ok(row);
         }
         let bucket = bucket_of(&row.uuid)?;
-        for _ in 0..16 {
-            let (before, head) = self.current_head()?;
-            if before.is_none() {
-                // An identity made before heads: nothing to prove against.
-                return Ok(row);
+        let (_, head, read) = self.under_one_head(|has_head| {
+            if !has_head {
+                return Ok(None);
             }
-            let rows = self.backend.records(
-                &self.identity.uuid,
-                &RecordQuery {
-                    bucket: Some(bucket),
-                    ..RecordQuery::default()
-                },
-            )?;
             let tree = Tree::from_stored(
                 self.backend
                     .tree_nodes(&self.identity.uuid, &sibling_ids(bucket))?,
             )?;
-            let (after, _) = self.current_head()?;
-            if before != after {
-                continue;
-            }
-            let value = self
-                .sealer
-                .bucket_values(&rows)?
-                .get(&bucket)
-                .copied()
-                .unwrap_or([0; 32]);
-            let current = rows
-                .into_iter()
-                .find(|r| r.uuid == row.uuid && r.kind == row.kind);
-            return match current {
-                Some(r) if tree.root_through(bucket, &value) == head.commitment => Ok(r),
-                _ => Err(Error::Integrity(format!(
-                    "rollback or deletion detected: record {} is not the version identity {:?}'s head (sequence {}) commits to",
-                    row.uuid, self.identity.name, head.seq
-                ))),
-            };
+            Ok(Some((self.bucket(bucket)?, tree)))
+        })?;
+        // An identity made before heads: nothing to prove against.
+        let (Some(head), Some(((rows, value), tree))) = (head, read) else {
+            return Ok(row);
+        };
+        let current = rows
+            .into_iter()
+            .find(|r| r.uuid == row.uuid && r.kind == row.kind);
+        match current {
+            Some(r) if tree.root_through(bucket, &value) == head.commitment => Ok(r),
+            _ => Err(Error::Integrity(format!(
+                "rollback or deletion detected: record {} is not the version identity {:?}'s head (sequence {}) commits to",
+                row.uuid, self.identity.name, head.seq
+            ))),
         }
-        Err(Error::Conflict(
-            "the identity kept changing while a record was read; try again".into(),
-        ))
     }
 
     /// "Not found", once the whole record set has been checked against the
@@ -437,6 +413,7 @@ impl<'v> IdentityVault<'v> {
         }
     }
 
+    /// The records of one kind, the whole set checked against the head.
     fn records_of_kind(&self, kind: u8) -> Result<Vec<RecordRow>> {
         let mut rows = self.all_records_checked()?;
         rows.retain(|r| r.kind == kind);
