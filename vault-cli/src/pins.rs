@@ -32,20 +32,22 @@ fn pin_path(config_dir: &Path, vault_id: &str) -> Result<PathBuf> {
     Ok(config_dir.join(PIN_DIR).join(id))
 }
 
-fn uuid_text(s: &str) -> Result<String> {
+/// A uuid from the store, lowercased, before it becomes a file name.
+pub(crate) fn uuid_text(s: &str) -> Result<String> {
     let ok = s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
     if ok {
         Ok(s.to_ascii_lowercase())
     } else {
         Err(Error::Integrity(format!(
-            "the vault id {s:?} is not a uuid"
+            "the stored id {s:?} is not a uuid"
         )))
     }
 }
 
-fn io(path: &Path, e: std::io::Error) -> Error {
+/// An I/O error on one of this client's state files.
+pub(crate) fn io(path: &Path, e: std::io::Error) -> Error {
     Error::Io {
-        context: format!("cannot access pin {}", path.display()),
+        context: format!("cannot access {}", path.display()),
         source: e,
     }
 }

@@ -3,8 +3,9 @@
 //! replayed with its records) is caught with exit 5.
 //!
 //! `<config dir>/state/<vault id>/<identity uuid>` (and `…/vault-head` for
-//! the vault head): the highest head sequence seen, as decimal text. Updated under an exclusive file lock and
-//! never lowered, so parallel processes only ever raise it.
+//! the vault head): the highest head sequence seen, as decimal text.
+//! Updated under an exclusive file lock and never lowered, so parallel
+//! processes only ever raise it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -12,28 +13,21 @@ use std::path::{Path, PathBuf};
 
 use vault_core::{Error, Result};
 
-fn uuid_ok(s: &str) -> bool {
-    s.len() == 36 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')
-}
+use crate::pins::{io, uuid_text};
 
 /// The state key of the vault head (beside one file per identity uuid).
 pub const VAULT_HEAD: &str = "vault-head";
 
-fn path(config_dir: &Path, vault_id: &str, identity_uuid: &str) -> Result<PathBuf> {
-    if !uuid_ok(vault_id) || !(uuid_ok(identity_uuid) || identity_uuid == VAULT_HEAD) {
-        return Err(Error::Integrity("a stored id is not a uuid".into()));
-    }
+fn path(config_dir: &Path, vault_id: &str, key: &str) -> Result<PathBuf> {
+    let key = if key == VAULT_HEAD {
+        key.to_string()
+    } else {
+        uuid_text(key)?
+    };
     Ok(config_dir
         .join("state")
-        .join(vault_id.to_ascii_lowercase())
-        .join(identity_uuid.to_ascii_lowercase()))
-}
-
-fn io(path: &Path, e: std::io::Error) -> Error {
-    Error::Io {
-        context: format!("cannot update {}", path.display()),
-        source: e,
-    }
+        .join(uuid_text(vault_id)?)
+        .join(key))
 }
 
 fn read_seq(f: &mut File, path: &Path) -> Result<Option<u64>> {
