@@ -1044,11 +1044,13 @@ mod tests {
                 .iter()
                 .any(|(p, _)| p.to_string_lossy().ends_with("-wal"))
         );
-        let needles: [(&str, &[u8]); 4] = [
+        let owner_seed = u.owner_key().unwrap().seed();
+        let needles: [(&str, &[u8]); 5] = [
             ("root key", u.root_key().expose()),
             ("identity key", ik.expose()),
             ("session key", s.token.key.expose()),
             ("agent secret", agent_bytes.secret_bytes()),
+            ("owner signing seed", &owner_seed),
         ];
         for (path, bytes) in &files {
             for (what, needle) in needles {

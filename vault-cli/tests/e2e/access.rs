@@ -661,3 +661,26 @@ fn rekey_recovers_from_a_leak() {
     let r = run_command(&mut c).ok();
     assert!(!r.stdout.contains("AFTER"));
 }
+
+/// `ravi rekey` needs the passphrase itself: a session or an agent key is
+/// refused (exit 4), and so is no credential at all; nothing changes.
+#[test]
+fn rekey_needs_the_passphrase() {
+    let (env, _) = Env::with_identity("alice");
+    let token = env.run(&["unlock"]).ok().stdout.trim().to_string();
+    let (key, public) = env.keygen("a.key");
+    env.run(&["identity", "grant", "alice", "--to", &public])
+        .ok();
+    let before: Vec<u8> = env
+        .db()
+        .query_row("SELECT wrapped_root_key FROM vault", [], |r| r.get(0))
+        .unwrap();
+    with_session(&env, &token, &["rekey"]).fails(EXIT_LOCKED);
+    as_agent(&env, &key, &["rekey"]).fails(EXIT_LOCKED);
+    run_command(no_pass(&env).arg("rekey")).fails(EXIT_LOCKED);
+    let after: Vec<u8> = env
+        .db()
+        .query_row("SELECT wrapped_root_key FROM vault", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(before, after);
+}
