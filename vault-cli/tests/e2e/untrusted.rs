@@ -710,3 +710,43 @@ fn tampered_tree_nodes_are_caught() {
     assert!(caught > 0, "no tampered node was noticed");
     env.run(&["secrets", "get", "K"]).ok();
 }
+
+/// Damaged client state is a clear input error, never a panic or a
+/// silent reset: a pin or seen-head file that does not parse, and
+/// `agent pin --key-file` on a file that is not an agent key.
+#[test]
+fn damaged_client_state_is_an_input_error() {
+    let (env, _, _) = setup();
+    let info = env.run(&["vault", "info", "--json"]).ok().json();
+    let (vault_id, owner) = (
+        info["vault_id"].as_str().unwrap().to_string(),
+        info["owner_public_key"].as_str().unwrap().to_string(),
+    );
+    let pin = env.config_dir.join("pins").join(&vault_id);
+    std::fs::write(&pin, "not a key\n").unwrap();
+    let r = env.run(&["get", "email"]).fails(EXIT_INVALID);
+    assert!(r.stderr.contains("not a valid pin"), "{}", r.stderr);
+    std::fs::write(&pin, format!("{owner}\n")).unwrap();
+    env.run(&["secrets", "get", "K"]).ok();
+    let state = env
+        .config_dir
+        .join("state")
+        .join(&vault_id)
+        .join("vault-head");
+    std::fs::write(&state, "many\n").unwrap();
+    env.run(&["get", "email"]).fails(EXIT_INVALID);
+    std::fs::write(&state, "0\n").unwrap();
+    env.run(&["get", "email"]).ok();
+    let not_a_key = env.dir.path().join("notes.txt");
+    std::fs::write(&not_a_key, "hello\n").unwrap();
+    env.run(&[
+        "agent",
+        "pin",
+        "--owner-key",
+        &owner,
+        "--key-file",
+        not_a_key.to_str().unwrap(),
+    ])
+    .fails(EXIT_INVALID);
+    assert_eq!(std::fs::read_to_string(&not_a_key).unwrap(), "hello\n");
+}
