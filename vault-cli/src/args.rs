@@ -224,10 +224,15 @@ pub enum IdentityCommand {
         #[arg(long, value_name = "AGENT_PUBLIC_KEY")]
         from: String,
     },
-    /// Rotate the identity key: re-seal every record under a new key
+    /// Rotate the identity key: re-seal every record under a new key (also
+    /// the recovery after a store rolled the identity back)
     Rotate {
         #[arg(value_name = "NAME|UUID")]
         selector: String,
+        /// Remove the records no available key opens (sealed under a key the
+        /// store no longer serves, or damaged) and re-key the rest
+        #[arg(long)]
+        drop_unreadable: bool,
     },
 }
 

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 use vault_cli::config::{self, IdentityConfig, Selection};
 use vault_core::{
     Access, AgentPublicKey, Credential, Error, ErrorClass, GeneratorOptions, Identity,
-    IdentityVault, InitOptions, KdfParams, NewIdentity, Result, Vault,
+    IdentityVault, InitOptions, KdfParams, NewIdentity, Result, RotateOptions, Rotation, Unlocked,
+    Vault,
 };
 
 use args::{
@@ -182,6 +183,18 @@ fn open_vault(g: &GlobalArgs) -> Result<Vault> {
     seen::check("the vault", newest, now)?;
     pins::best_effort(seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, now))?;
     Ok(vault)
+}
+
+/// Keeps the identity's newest wrapped key outside the store, for a
+/// rotation that recovers from a store that rolled its row back.
+fn remember_key(vault: &Vault, owner: &Unlocked<'_>, ident: &Identity) -> Result<()> {
+    let key = owner.wrapped_key(ident)?;
+    pins::best_effort(seen::remember_key(
+        &config_dir()?,
+        &vault.info().vault_id,
+        &ident.uuid,
+        &key,
+    ))
 }
 
 /// Records the vault head after an owner write raised it.
@@ -393,13 +406,14 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
     let vault = open_vault(g)?;
     match c {
         IdentityCommand::Create { name, email, phone } => {
-            let ident = access(g, &vault)?
-                .owner("create identities")?
-                .create_identity(&NewIdentity {
-                    name: name.clone(),
-                    email: email.clone(),
-                    phone: phone.clone(),
-                })?;
+            let access = access(g, &vault)?;
+            let owner = access.owner("create identities")?;
+            let ident = owner.create_identity(&NewIdentity {
+                name: name.clone(),
+                email: email.clone(),
+                phone: phone.clone(),
+            })?;
+            remember_key(&vault, owner, &ident)?;
             out.emit(to_json(&ident)?, identity_text(&ident));
         }
         IdentityCommand::List => {
@@ -489,9 +503,15 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
         }
         IdentityCommand::Revoke { selector, from } => {
             let from = AgentPublicKey::parse(from)?;
-            let r = access(g, &vault)?
-                .owner("revoke access")?
-                .rotate_identity(selector, Some(&from))?;
+            let r = rotate(
+                g,
+                &vault,
+                selector,
+                RotateOptions {
+                    revoke: Some(&from),
+                    ..RotateOptions::default()
+                },
+            )?;
             out.emit(
                 to_json(&r)?,
                 format!(
@@ -500,18 +520,70 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                 ),
             );
         }
-        IdentityCommand::Rotate { selector } => {
-            let r = access(g, &vault)?
-                .owner("rotate identity keys")?
-                .rotate_identity(selector, None)?;
-            out.emit(
-                to_json(&r)?,
-                format!("Identity key rotated to epoch {}", r.key_epoch),
-            );
+        IdentityCommand::Rotate {
+            selector,
+            drop_unreadable,
+        } => {
+            let r = rotate(
+                g,
+                &vault,
+                selector,
+                RotateOptions {
+                    drop_unreadable: *drop_unreadable,
+                    ..RotateOptions::default()
+                },
+            )?;
+            let mut text = format!("Identity key rotated to epoch {}", r.key_epoch);
+            if r.records_dropped > 0 {
+                text.push_str(&format!(
+                    "; {} unreadable records removed",
+                    r.records_dropped
+                ));
+            }
+            out.emit(to_json(&r)?, text);
         }
     }
     raise_vault_head(&vault)?;
     Ok(())
+}
+
+/// `identity rotate` and `identity revoke`: a rotation that may recover
+/// from a rolled-back row with what this client remembers.
+fn rotate(
+    g: &GlobalArgs,
+    vault: &Vault,
+    selector: &str,
+    options: RotateOptions<'_>,
+) -> Result<Rotation> {
+    let (cfg, vault_id) = (config_dir()?, vault.info().vault_id);
+    let memory = seen::Memory {
+        config_dir: &cfg,
+        vault_id: &vault_id,
+    };
+    let access = access(g, vault)?;
+    let owner = access.owner("rotate identity keys")?;
+    let r = owner
+        .rotate_identity(
+            selector,
+            &RotateOptions {
+                memory: &memory,
+                ..options
+            },
+        )
+        .map_err(|e| match e {
+            Error::Integrity(m) if m.contains("drops unreadable records") => {
+                Error::Integrity(format!("{m}: `ravi identity rotate --drop-unreadable`"))
+            }
+            other => other,
+        })?;
+    remember_key(vault, owner, &r.identity)?;
+    pins::best_effort(seen::raise(
+        &cfg,
+        &vault_id,
+        &r.identity.uuid,
+        owner.open_identity(&r.identity)?.refresh_head()?,
+    ))?;
+    Ok(r)
 }
 
 /// The credential of this process, by the documented order.
@@ -554,7 +626,11 @@ fn access<'v>(g: &GlobalArgs, vault: &'v Vault) -> Result<Access<'v>> {
 fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()>) -> Result<()> {
     let vault = open_vault(g)?;
     let ident = selected_identity(g, &vault)?;
-    let iv = access(g, &vault)?.open_identity(&ident)?;
+    let access = access(g, &vault)?;
+    let iv = access.open_identity(&ident)?;
+    if let Ok(owner) = access.owner("") {
+        remember_key(&vault, owner, &ident)?;
+    }
     // The identity's head against the newest this client saw, before and
     // after the command (a write raises it).
     let (cfg, vault_id) = (config_dir()?, vault.info().vault_id);

@@ -6,12 +6,17 @@
 //! the vault head): the highest head sequence seen, as decimal text.
 //! Updated under an exclusive file lock and never lowered, so parallel
 //! processes only ever raise it.
+//!
+//! The owner's client also keeps `…/<identity uuid>.key`: the identity's
+//! newest key as wrapped under the root key (`EPOCH:HEX`, ciphertext only),
+//! with which `ravi identity rotate` recovers records a store left sealed
+//! under a key it no longer serves (SPEC §4d).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use vault_core::{Error, Result};
+use vault_core::{ClientMemory, Error, Result, WrappedKey};
 
 use crate::pins::{io, uuid_text};
 
@@ -113,6 +118,90 @@ pub fn raise(
         .map_err(|e| io(&p, e))
 }
 
+fn key_path(config_dir: &Path, vault_id: &str, identity_uuid: &str) -> Result<PathBuf> {
+    Ok(path(config_dir, vault_id, identity_uuid)?.with_extension("key"))
+}
+
+fn read_key(f: &mut File, path: &Path) -> Result<Option<WrappedKey>> {
+    let mut text = String::new();
+    f.seek(SeekFrom::Start(0)).map_err(|e| io(path, e))?;
+    f.take(1024)
+        .read_to_string(&mut text)
+        .map_err(|e| io(path, e))?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    WrappedKey::from_text(&text)
+        .map(Some)
+        .map_err(|_| Error::InvalidInput(format!("{} is not a remembered key", path.display())))
+}
+
+/// The newest wrapped key of this identity this client keeps, if any.
+pub fn newest_key(
+    config_dir: &Path,
+    vault_id: &str,
+    identity_uuid: &str,
+) -> Result<Option<WrappedKey>> {
+    let p = key_path(config_dir, vault_id, identity_uuid)?;
+    match File::open(&p) {
+        Ok(mut f) => {
+            f.lock_shared().map_err(|e| io(&p, e))?;
+            read_key(&mut f, &p)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(&p, e)),
+    }
+}
+
+/// Keeps `key` as this identity's newest, unless one of a later epoch is
+/// kept already (one of the same epoch is replaced: a passphrase change
+/// re-wraps it). Writes only when it changes.
+///
+/// # Errors
+/// [`Error::Io`] if the file cannot be written.
+pub fn remember_key(
+    config_dir: &Path,
+    vault_id: &str,
+    identity_uuid: &str,
+    key: &WrappedKey,
+) -> Result<()> {
+    let p = key_path(config_dir, vault_id, identity_uuid)?;
+    if let Ok(Some(k)) = newest_key(config_dir, vault_id, identity_uuid)
+        && (k == *key || k.key_epoch() > key.key_epoch())
+    {
+        return Ok(());
+    }
+    let mut f = open_locked(&p)?;
+    if read_key(&mut f, &p)
+        .ok()
+        .flatten()
+        .is_some_and(|k| k.key_epoch() > key.key_epoch())
+    {
+        return Ok(());
+    }
+    f.set_len(0).map_err(|e| io(&p, e))?;
+    f.seek(SeekFrom::Start(0)).map_err(|e| io(&p, e))?;
+    f.write_all(format!("{}\n", key.to_text()).as_bytes())
+        .and_then(|()| f.sync_data())
+        .map_err(|e| io(&p, e))
+}
+
+/// This client's memory of one vault, for a recovering rotation.
+pub struct Memory<'a> {
+    pub config_dir: &'a Path,
+    pub vault_id: &'a str,
+}
+
+impl ClientMemory for Memory<'_> {
+    fn newest_head(&self, identity_uuid: &str) -> Result<Option<u64>> {
+        newest_seen(self.config_dir, self.vault_id, identity_uuid)
+    }
+
+    fn newest_key(&self, identity_uuid: &str) -> Result<Option<WrappedKey>> {
+        newest_key(self.config_dir, self.vault_id, identity_uuid)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +227,28 @@ mod tests {
             assert!(matches!(check("a", seen(), bad), Err(Error::Integrity(_))));
         }
         assert!(raise(dir.path(), "../x", i, Some(1)).is_err());
+    }
+
+    #[test]
+    fn keys_kept_by_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v, i) = (
+            "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "6f9619ff-8b86-4d01-b42d-00cf4fc964ff",
+        );
+        let key = |e: u32, b: &str| WrappedKey::from_text(&format!("{e}:{b}")).unwrap();
+        assert_eq!(newest_key(dir.path(), v, i).unwrap(), None);
+        remember_key(dir.path(), v, i, &key(3, "aa")).unwrap();
+        remember_key(dir.path(), v, i, &key(2, "bb")).unwrap();
+        assert_eq!(newest_key(dir.path(), v, i).unwrap(), Some(key(3, "aa")));
+        remember_key(dir.path(), v, i, &key(3, "cc")).unwrap();
+        assert_eq!(newest_key(dir.path(), v, i).unwrap(), Some(key(3, "cc")));
+        // the sequence file beside it is untouched
+        assert_eq!(newest_seen(dir.path(), v, i).unwrap(), None);
+        std::fs::write(key_path(dir.path(), v, i).unwrap(), "junk").unwrap();
+        assert!(matches!(
+            newest_key(dir.path(), v, i),
+            Err(Error::InvalidInput(_))
+        ));
     }
 }

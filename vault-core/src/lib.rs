@@ -48,6 +48,7 @@ mod model;
 mod names;
 mod primitives;
 mod records;
+mod recovery;
 mod sealer;
 mod secret;
 mod session;
@@ -71,6 +72,7 @@ pub use model::{
     DEFAULT_INBOX_DOMAIN, GrantInfo, Identity, InitOptions, NewIdentity, Rekey, Rotation, VaultInfo,
 };
 pub use records::{NewPassword, PasswordEdit, PasswordEntry, SecretEntry, TotpEntry};
+pub use recovery::{ClientMemory, Forgetful, RotateOptions, WrappedKey};
 pub use secret::SecretString;
 pub use session::{DEFAULT_TTL, MAX_TTL, SessionToken, parse_ttl};
 pub use signing::OwnerPublicKey;

@@ -125,7 +125,7 @@ impl From<&GrantRow> for GrantInfo {
 }
 
 /// The outcome of a key rotation: `{identity, key_epoch, records_resealed,
-/// grants_kept, grants_removed}`.
+/// records_dropped, grants_kept, grants_removed}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Rotation {
     /// The identity.
@@ -134,6 +134,9 @@ pub struct Rotation {
     pub key_epoch: u32,
     /// Records re-sealed under the new key.
     pub records_resealed: usize,
+    /// Records removed because no available key opened them (only when
+    /// asked to, see [`crate::RotateOptions::drop_unreadable`]).
+    pub records_dropped: usize,
     /// Grants re-wrapped to the new key.
     pub grants_kept: usize,
     /// Grants removed.

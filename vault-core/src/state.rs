@@ -128,6 +128,11 @@ impl VaultState {
     /// Checks the owner's signature on an identity's metadata (vaults made
     /// before signing have no owner key yet and nothing to check).
     pub(crate) fn verify_identity(&self, row: &IdentityRow) -> Result<()> {
+        self.verify_identity_signature(row)?;
+        self.against_head(|h| h.check_identity(row))
+    }
+
+    fn verify_identity_signature(&self, row: &IdentityRow) -> Result<()> {
         let Some(owner) = self.owner() else {
             return Ok(());
         };
@@ -137,8 +142,51 @@ impl VaultState {
             &identity_signed(&self.vault_id, &id, row),
             row.signature.as_deref(),
             &format!("the metadata of identity {:?}", row.name),
-        )?;
-        self.against_head(|h| h.check_identity(row))
+        )
+    }
+
+    /// For the owner's recovery (rotation, deletion): the identity named or
+    /// identified by `selector`, its metadata signature checked and listed
+    /// in the vault head, but its key epoch allowed to differ from the
+    /// head's (a row the store rolled back). Returns the row and the epoch
+    /// the vault head lists (the row's own for a vault without a head).
+    pub(crate) fn find_identity_to_recover(&self, selector: &str) -> Result<(IdentityRow, u32)> {
+        let row = match Uuid::try_parse(selector) {
+            Ok(u) => match self.backend.identity(&u.to_string())? {
+                Some(row) => row,
+                None => {
+                    return self.find_identity(selector).map(|r| {
+                        let e = r.key_epoch;
+                        (r, e)
+                    });
+                }
+            },
+            Err(_) => match find_identity_row(self.backend.as_ref(), selector) {
+                Ok(row) => row,
+                Err(_) => {
+                    return self.find_identity(selector).map(|r| {
+                        let e = r.key_epoch;
+                        (r, e)
+                    });
+                }
+            },
+        };
+        self.verify_identity_signature(&row)?;
+        let id = uuid_bytes(&row.uuid)?;
+        let listed = |h: &VaultHead| h.identities.get(&id).copied();
+        let mut epoch = self.vault_head.borrow().as_ref().map(listed);
+        if epoch.as_ref().is_some_and(Option::is_none) {
+            self.reload()?;
+            epoch = self.vault_head.borrow().as_ref().map(listed);
+        }
+        match epoch {
+            None => Ok((row.clone(), row.key_epoch)),
+            Some(Some(e)) => Ok((row, e)),
+            Some(None) => Err(Error::Integrity(format!(
+                "identity {:?} is not in the vault head (planted or restored by the store)",
+                row.name
+            ))),
+        }
     }
 
     /// Checks an owner signature, unless this very message and signature

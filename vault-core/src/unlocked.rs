@@ -18,6 +18,7 @@ use crate::keys::{KdfParams, Passphrase, SALT_LEN, SecretKey, derive_kek};
 use crate::model::{GrantInfo, Identity, NewIdentity, Rekey, Rotation};
 use crate::names;
 use crate::primitives::random_bytes;
+use crate::recovery::{ClientMemory, RotateOptions, WrappedKey};
 use crate::sealer::{RecordSealer, uuid_bytes};
 use crate::session::{MAX_TTL, SessionToken};
 use crate::signing::OwnerKey;
@@ -289,7 +290,8 @@ impl<'v> Unlocked<'v> {
         let (ident, _) = transact(
             backend,
             || {
-                let row = self.state.find_identity(selector)?;
+                // A row the store rolled back can still be deleted.
+                let (row, _) = self.state.find_identity_to_recover(selector)?;
                 let mut b = Batch::new();
                 b.require(Precondition::IdentityEpoch {
                     identity_uuid: row.uuid.clone(),
@@ -484,21 +486,33 @@ impl<'v> Unlocked<'v> {
     /// every record's ciphertext: a failure or a concurrent change leaves
     /// the old state intact (a concurrent change makes it start over).
     ///
+    /// It is also the owner's recovery from a store that lied (SPEC §4d):
+    /// grants the vault head does not list are removed, an identity row
+    /// rolled back to an older key is accepted when its metadata signature
+    /// holds, records sealed under the newer key open with the key this
+    /// client remembers (`options.memory`), and the new epoch and head
+    /// sequence pass everything seen before.
+    ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown identity or a `revoke` key that
-    /// has no grant; [`Error::Integrity`] if a record fails to open.
-    pub fn rotate_identity(
-        &self,
-        selector: &str,
-        revoke: Option<&AgentPublicKey>,
-    ) -> Result<Rotation> {
+    /// has no grant; [`Error::Integrity`] if a record opens under no
+    /// available key (unless `options.drop_unreadable`).
+    pub fn rotate_identity(&self, selector: &str, options: &RotateOptions<'_>) -> Result<Rotation> {
         let backend = self.state.backend.as_ref();
         let (rotation, _) = transact(
             backend,
             || {
-                let row = self.state.find_identity(selector)?;
+                let (row, listed_epoch) = self.state.find_identity_to_recover(selector)?;
                 let mut batch = self.current_root_key();
-                let rotation = self.rotation_into(&mut batch, &row, &self.root_key, revoke)?;
+                let rotation = self.rotation_into(
+                    &mut batch,
+                    &row,
+                    &self.root_key,
+                    &Recover {
+                        listed_epoch,
+                        options,
+                    },
+                )?;
                 self.with_vault_head(&mut batch)?;
                 Ok((batch, rotation))
             },
@@ -506,6 +520,24 @@ impl<'v> Unlocked<'v> {
         )?;
         self.state.reload()?;
         Ok(rotation)
+    }
+
+    /// The identity's key as wrapped under the root key, for the client to
+    /// remember outside the store ([`RotateOptions::memory`]).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the identity is gone; [`Error::Integrity`] if
+    /// its row does not verify or its key does not unwrap.
+    pub fn wrapped_key(&self, identity: &Identity) -> Result<WrappedKey> {
+        let row = self
+            .state
+            .identity(&identity.uuid)?
+            .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))?;
+        self.identity_key(&row)?;
+        Ok(WrappedKey {
+            key_epoch: row.key_epoch,
+            wrapped: row.wrapped_key,
+        })
     }
 
     /// Adds the vault head update to an owner batch that changes the set of
@@ -563,25 +595,61 @@ impl<'v> Unlocked<'v> {
         }
     }
 
+    /// The keys that open `row`'s records: its own, and the one this
+    /// client remembers when it is for another epoch (the store rolled the
+    /// row back). Each is checked by unwrapping under the root key bound to
+    /// the row's metadata at its epoch.
+    fn keys_of(
+        &self,
+        row: &IdentityRow,
+        memory: &dyn ClientMemory,
+    ) -> Result<Vec<(u32, RecordSealer)>> {
+        let sealer = |epoch: u32, ik: &SecretKey| {
+            RecordSealer::new(self.state.vault_id, &row.uuid, epoch, ik).map(|s| (epoch, s))
+        };
+        let own = self.identity_key(row);
+        let mut keys = Vec::new();
+        if let Some(k) = memory.newest_key(&row.uuid)?
+            && k.key_epoch != row.key_epoch
+        {
+            let remembered = IdentityRow {
+                key_epoch: k.key_epoch,
+                wrapped_key: k.wrapped,
+                ..row.clone()
+            };
+            if let Ok(ik) = self.identity_key(&remembered) {
+                keys.push(sealer(k.key_epoch, &ik)?);
+            }
+        }
+        match own {
+            Ok(ik) => keys.insert(0, sealer(row.key_epoch, &ik)?),
+            Err(e) if keys.is_empty() => return Err(e),
+            Err(_) => {}
+        }
+        Ok(keys)
+    }
+
     /// Adds to `batch` the rotation of `old_row`'s key: its preconditions
-    /// (epoch, record set) and writes (planted and revoked grants removed,
-    /// records re-sealed, the new key wrapped under `root_key` and to the
-    /// remaining grantees).
+    /// (epoch, head, record set) and writes (planted and revoked grants
+    /// removed, records re-sealed, the new key wrapped under `root_key` and
+    /// to the remaining grantees).
     fn rotation_into(
         &self,
         batch: &mut Batch,
         old_row: &IdentityRow,
         root_key: &SecretKey,
-        revoke: Option<&AgentPublicKey>,
+        recover: &Recover<'_, '_>,
     ) -> Result<Rotation> {
+        let options = recover.options;
         let backend = self.state.backend.as_ref();
-        let old_ik = self.identity_key(old_row)?;
+        let keys = self.keys_of(old_row, options.memory)?;
         batch.require(Precondition::IdentityEpoch {
             identity_uuid: old_row.uuid.clone(),
             key_epoch: old_row.key_epoch,
         });
-        // Rotation is the owner's recovery: a grant the owner did not sign
-        // (planted by the store) is removed, never re-wrapped.
+        // Rotation is the owner's recovery: a grant the owner did not sign,
+        // or that the vault head does not list (planted or restored by the
+        // store), is removed, never re-wrapped.
         let mut grants = Vec::new();
         let mut removed = 0;
         for g in backend.grants(&old_row.uuid)? {
@@ -592,7 +660,7 @@ impl<'v> Unlocked<'v> {
                 removed += 1;
             }
         }
-        if let Some(pk) = revoke {
+        if let Some(pk) = options.revoke {
             let before = grants.len();
             for g in grants.iter().filter(|g| g.recipient == pk.as_bytes()) {
                 batch.write(Write::DeleteGrant(g.uuid.clone()));
@@ -606,22 +674,25 @@ impl<'v> Unlocked<'v> {
             }
             removed += before - grants.len();
         }
-        let new_epoch = old_row
-            .key_epoch
+        // Past every epoch the row, the vault head and this client know of.
+        let new_epoch = keys
+            .iter()
+            .map(|(e, _)| *e)
+            .chain([old_row.key_epoch, recover.listed_epoch])
+            .max()
+            .unwrap_or(old_row.key_epoch)
             .checked_add(1)
             .ok_or_else(|| Error::Conflict("the identity's key epoch is exhausted".into()))?;
         let new_ik = SecretKey::random()?;
-        let old_sealer = RecordSealer::new(
-            self.state.vault_id,
-            &old_row.uuid,
-            old_row.key_epoch,
-            &old_ik,
-        )?;
         let new_sealer = RecordSealer::new(self.state.vault_id, &old_row.uuid, new_epoch, &new_ik)?;
-        let old_seq = match &old_row.head {
-            Some(h) => old_sealer.open_head(h)?.seq,
-            None => 0,
+        let stored_seq = match (&old_row.head, keys.first()) {
+            (None, _) => 0,
+            (Some(h), Some((e, s))) if *e == old_row.key_epoch => s.open_head(h)?.seq,
+            // The row's own key is gone: its head cannot be read, and the
+            // remembered sequence has to do.
+            (Some(_), _) => 0,
         };
+        let seen_seq = options.memory.newest_head(&old_row.uuid)?.unwrap_or(0);
         batch.require(Precondition::IdentityHead {
             identity_uuid: old_row.uuid.clone(),
             head: old_row.head.clone(),
@@ -632,22 +703,50 @@ impl<'v> Unlocked<'v> {
             count: u64::try_from(records.len()).unwrap_or(u64::MAX),
         });
         let mut resealed = Vec::with_capacity(records.len());
+        let mut unreadable = Vec::new();
         for rec in &records {
-            let new = new_sealer.reseal(&old_sealer, rec)?;
             batch.require(Precondition::RecordUnchanged {
                 uuid: rec.uuid.clone(),
                 ciphertext: rec.ciphertext.clone(),
             });
-            resealed.push(new);
+            let opened = keys
+                .iter()
+                .find(|(e, _)| *e == rec.key_epoch)
+                .map(|(_, old)| new_sealer.reseal(old, rec));
+            match opened {
+                Some(Ok(new)) => resealed.push(new),
+                Some(Err(e)) if !options.drop_unreadable && keys.len() == 1 => return Err(e),
+                _ => unreadable.push(rec),
+            }
+        }
+        if !unreadable.is_empty() && !options.drop_unreadable {
+            let mut epochs: Vec<u32> = unreadable.iter().map(|r| r.key_epoch).collect();
+            epochs.sort_unstable();
+            epochs.dedup();
+            return Err(Error::Integrity(format!(
+                "{} records of identity {:?} open under no key this client has (sealed under key \
+                 epoch {epochs:?}, which the store no longer serves, or damaged); nothing was \
+                 changed. A rotation that drops unreadable records re-keys the rest",
+                unreadable.len(),
+                old_row.name
+            )));
+        }
+        for rec in &unreadable {
+            batch.write(Write::DeleteRecord {
+                identity_uuid: rec.identity_uuid.clone(),
+                kind: rec.kind,
+                uuid: rec.uuid.clone(),
+            });
         }
         let tree = new_sealer.tree(&resealed)?;
-        let head = new_sealer.seal_head(old_seq.saturating_add(1), &tree.root());
+        let head = new_sealer.seal_head(stored_seq.max(seen_seq).saturating_add(1), &tree.root());
         batch
             .write(Write::ClearTree(old_row.uuid.clone()))
             .write(Write::SetTreeNodes {
                 identity_uuid: old_row.uuid.clone(),
                 nodes: tree.all_nodes(),
             });
+        let records_resealed = resealed.len();
         batch
             .writes
             .extend(resealed.into_iter().map(Write::UpdateRecord));
@@ -682,7 +781,8 @@ impl<'v> Unlocked<'v> {
         Ok(Rotation {
             identity: Identity::from(&new_row),
             key_epoch: new_epoch,
-            records_resealed: records.len(),
+            records_resealed,
+            records_dropped: unreadable.len(),
             grants_kept: grants.len(),
             grants_removed: removed,
         })
@@ -809,7 +909,11 @@ impl<'v> Unlocked<'v> {
                 batch.require(Precondition::IdentityCount(count(identities.len())));
                 let mut rotations = Vec::new();
                 for row in &identities {
-                    rotations.push(self.rotation_into(&mut batch, row, &new_rk, None)?);
+                    let recover = Recover {
+                        listed_epoch: row.key_epoch,
+                        options: &RotateOptions::default(),
+                    };
+                    rotations.push(self.rotation_into(&mut batch, row, &new_rk, &recover)?);
                 }
                 self.with_vault_head(&mut batch)?;
                 batch.write(Write::DeleteSessions(None));
@@ -829,6 +933,13 @@ impl<'v> Unlocked<'v> {
             ..rekey
         })
     }
+}
+
+/// A rotation's options, with the key epoch the vault head lists for the
+/// identity (which a rolled-back row falls behind).
+struct Recover<'a, 'o> {
+    listed_epoch: u32,
+    options: &'a RotateOptions<'o>,
 }
 
 fn count(n: usize) -> u64 {
@@ -891,7 +1002,9 @@ mod tests {
         let u = v.unlock(&pass("pw")).unwrap();
         u.grant("alice", &agent.public(), None).unwrap();
         FAIL_AFTER_WRITES.with(|f| f.set(Some(3)));
-        let err = u.rotate_identity("alice", None).unwrap_err();
+        let err = u
+            .rotate_identity("alice", &RotateOptions::default())
+            .unwrap_err();
         FAIL_AFTER_WRITES.with(|f| f.set(None));
         assert!(err.to_string().contains("injected"));
         let id = v.find_identity("alice").unwrap();
@@ -904,13 +1017,55 @@ mod tests {
             5
         );
         // and a rotation that completes works afterwards
-        let r = u.rotate_identity("alice", None).unwrap();
+        let r = u
+            .rotate_identity("alice", &RotateOptions::default())
+            .unwrap();
         assert_eq!((r.key_epoch, r.records_resealed, r.grants_kept), (2, 5, 1));
         assert_eq!(read_all(&u.open_identity(&id).unwrap()).len(), 5);
         assert_eq!(
             read_all(&v.open_identity_as_agent(&agent, &id).unwrap()).len(),
             5
         );
+    }
+
+    /// A record that opens under no key stops a rotation (nothing changed)
+    /// unless it is told to drop such records.
+    #[test]
+    fn rotation_drops_unreadable_records_only_when_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = setup(&dir);
+        let u = v.unlock(&pass("pw")).unwrap();
+        let backend = u.state.backend.as_ref();
+        let id = v.find_identity("alice").unwrap();
+        let mut rec = backend
+            .records(&id.uuid, &RecordQuery::default())
+            .unwrap()
+            .remove(0);
+        let last = rec.ciphertext.len() - 1;
+        rec.ciphertext[last] ^= 1;
+        let mut b = Batch::new();
+        b.write(Write::UpdateRecord(rec));
+        backend.commit(&b).unwrap();
+        let err = u
+            .rotate_identity("alice", &RotateOptions::default())
+            .unwrap_err();
+        assert!(matches!(err, Error::Integrity(_)), "{err}");
+        let row = backend.identity(&id.uuid).unwrap().unwrap();
+        assert_eq!(row.key_epoch, 1, "nothing changed");
+        let r = u
+            .rotate_identity(
+                "alice",
+                &RotateOptions {
+                    drop_unreadable: true,
+                    ..RotateOptions::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            (r.key_epoch, r.records_resealed, r.records_dropped),
+            (2, 4, 1)
+        );
+        assert_eq!(read_all(&u.open_identity(&id).unwrap()).len(), 4);
     }
 
     #[test]
@@ -920,7 +1075,8 @@ mod tests {
         let u = v.unlock(&pass("pw")).unwrap();
         let id = v.find_identity("alice").unwrap();
         let stale = u.open_identity(&id).unwrap();
-        u.rotate_identity("alice", None).unwrap();
+        u.rotate_identity("alice", &RotateOptions::default())
+            .unwrap();
         let e = stale.set_secret("NEW", &"x".into(), None).unwrap_err();
         assert!(matches!(e, Error::Conflict(_)), "{e}");
         assert!(matches!(
@@ -984,7 +1140,14 @@ mod tests {
             .identity_key(&v.backend().identity(&id.uuid).unwrap().unwrap())
             .unwrap();
         // revoke the agent, then re-key
-        u.rotate_identity("alice", Some(&agent.public())).unwrap();
+        u.rotate_identity(
+            "alice",
+            &RotateOptions {
+                revoke: Some(&agent.public()),
+                ..RotateOptions::default()
+            },
+        )
+        .unwrap();
         let r = u.rekey(&pass("pw")).unwrap();
         assert_eq!(r.identities.len(), 1);
         assert_eq!(r.identities[0].records_resealed, 5);
@@ -1029,7 +1192,8 @@ mod tests {
         let s = u.create_session(Duration::from_secs(60)).unwrap();
         let agent = AgentSecretKey::generate().unwrap();
         u.grant("alice", &agent.public(), Some("t")).unwrap();
-        u.rotate_identity("alice", None).unwrap();
+        u.rotate_identity("alice", &RotateOptions::default())
+            .unwrap();
         let row = v.backend().identity_by_name("alice").unwrap().unwrap();
         let ik = u.identity_key(&row).unwrap();
         let agent_bytes =

@@ -425,7 +425,9 @@ mod tests {
             .unwrap();
         let iv = u.open_identity(&id).unwrap();
         iv.set_secret("K", &"v1".into(), None).unwrap();
-        let r = u.rotate_identity("m", None).unwrap();
+        let r = u
+            .rotate_identity("m", &crate::RotateOptions::default())
+            .unwrap();
         assert_eq!((r.key_epoch, r.records_resealed), (2, 1));
         assert!(matches!(
             iv.set_secret("K", &"v2".into(), None),

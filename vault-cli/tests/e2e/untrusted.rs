@@ -498,13 +498,11 @@ fn deleted_replayed_and_planted_records_are_caught_by_list() {
     env.run(&["secrets", "list"]).fails(EXIT_INTEGRITY);
 }
 
-/// A revoked agent's grant and the identity row restored from a backup
-/// (undoing the revocation): the owner's client, which saw the rotation,
-/// refuses to read or write the identity, so nothing is sealed under the
-/// revoked key.
-#[test]
-fn undone_revocation_is_caught() {
-    let (env, key, public) = setup();
+/// Revokes agent A from alice, then restores alice's row and A's grant as
+/// they were before (undoing the revocation, as a store with a backup
+/// can), with a record written after the revocation. Returns the number of
+/// records in the vault.
+fn undo_revocation(env: &Env, public: &str) -> i64 {
     let db = env.db();
     let ident: (String, i64, Vec<u8>, Option<Vec<u8>>) = db
         .query_row(
@@ -520,12 +518,11 @@ fn undone_revocation_is_caught() {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )
         .unwrap();
-    env.run(&["identity", "revoke", "alice", "--from", &public])
+    env.run(&["identity", "revoke", "alice", "--from", public])
+        .ok();
+    env.run(&["secrets", "set", "LATER", "written-after-revoke"])
         .ok();
     env.run(&["secrets", "get", "K"]).ok();
-    let before: i64 = db
-        .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
-        .unwrap();
     db.execute(
         "UPDATE identities SET key_epoch = ?2, wrapped_key = ?3, head = ?4 WHERE uuid = ?1",
         params![ident.0, ident.1, ident.2, ident.3],
@@ -539,6 +536,42 @@ fn undone_revocation_is_caught() {
         ],
     )
     .unwrap();
+    db.query_row("SELECT count(*) FROM records", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// After the rotation that recovers: the owner reads and writes alice
+/// again, the revoked agent A opens nothing, and a second agent B, granted
+/// afterwards, reads what the owner wrote.
+fn assert_recovered(env: &Env, key: &std::path::Path, expect_k: Option<&str>) {
+    match expect_k {
+        Some(v) => assert_eq!(env.run(&["secrets", "get", "K"]).ok().stdout.trim(), v),
+        None => {
+            env.run(&["secrets", "get", "K"]).fails(EXIT_NOT_FOUND);
+        }
+    }
+    env.run(&["secrets", "set", "AFTER", "written-after-recovery"])
+        .ok();
+    env.run(&["secrets", "list"]).ok();
+    let r = as_agent(env, key, &["secrets", "get", "AFTER"]);
+    assert_ne!(r.code, 0);
+    assert!(!r.stdout.contains("written-after"), "{}", r.stdout);
+    let (key_b, public_b) = env.keygen("b.key");
+    env.run(&["identity", "grant", "alice", "--to", &public_b])
+        .ok();
+    let r = as_agent(env, &key_b, &["secrets", "get", "AFTER"]).ok();
+    assert_eq!(r.stdout.trim(), "written-after-recovery");
+}
+
+/// A revoked agent's grant and the identity row restored from a backup
+/// (undoing the revocation): the owner's client, which saw the rotation,
+/// refuses to read or write the identity, so nothing is sealed under the
+/// revoked key; `identity rotate` then recovers it with the newer key this
+/// client remembers: every record kept, the restored grant removed.
+#[test]
+fn undone_revocation_is_caught_and_rotate_recovers() {
+    let (env, key, public) = setup();
+    let before = undo_revocation(&env, &public);
     for args in [
         vec!["secrets", "get", "K"],
         vec![
@@ -551,7 +584,8 @@ fn undone_revocation_is_caught() {
         let r = env.run(&args).fails(EXIT_INTEGRITY);
         assert!(r.stderr.contains("rollback"), "{}", r.stderr);
     }
-    let after: i64 = db
+    let after: i64 = env
+        .db()
         .query_row("SELECT count(*) FROM records", [], |r| r.get(0))
         .unwrap();
     assert_eq!(before, after, "nothing was written under the revoked key");
@@ -560,6 +594,56 @@ fn undone_revocation_is_caught() {
     let r = as_agent(&env, &key, &["secrets", "get", "K"]);
     assert_ne!(r.code, 0);
     assert!(!r.stdout.contains("alice-v"));
+
+    let rot = env
+        .run(&["identity", "rotate", "alice", "--json"])
+        .ok()
+        .json();
+    assert_eq!(rot["records_resealed"], 2, "{rot}");
+    assert_eq!(rot["records_dropped"], 0, "{rot}");
+    assert_eq!(rot["grants_removed"], 1, "{rot}");
+    assert_eq!(rot["grants_kept"], 0, "{rot}");
+    let r = env.run(&["secrets", "get", "LATER"]).ok();
+    assert_eq!(r.stdout.trim(), "written-after-revoke");
+    assert_recovered(&env, &key, Some("alice-v"));
+}
+
+/// The same attack seen by another owner machine, which never saw the newer
+/// key: the records sealed under it open for no one, so `identity rotate`
+/// refuses (exit 5, nothing changed) until told to drop them; then the
+/// identity works again and the revoked agent still opens nothing. The
+/// machine that saw more accepts it after its own rotation.
+#[test]
+fn undone_revocation_on_another_machine_rotates_with_drop_unreadable() {
+    let (env, key, public) = setup();
+    undo_revocation(&env, &public);
+    let other = |args: &[&str]| {
+        let mut c = env.command();
+        c.env("RAVI_CONFIG_DIR", env.dir.path().join("other-cfg"))
+            .args(args);
+        run_command(&mut c)
+    };
+    other(&["--identity", "alice", "secrets", "get", "K"]).fails(EXIT_INTEGRITY);
+    let stored = std::fs::read(&env.vault).unwrap();
+    let r = other(&["identity", "rotate", "alice"]).fails(EXIT_INTEGRITY);
+    assert!(r.stderr.contains("--drop-unreadable"), "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(&env.vault).unwrap(),
+        stored,
+        "nothing changed"
+    );
+    let rot = other(&["identity", "rotate", "alice", "--drop-unreadable", "--json"])
+        .ok()
+        .json();
+    assert_eq!(rot["records_dropped"], 2, "{rot}");
+    assert_eq!(rot["records_resealed"], 0, "{rot}");
+    assert_eq!(rot["grants_removed"], 1, "{rot}");
+    other(&["--identity", "alice", "secrets", "list"]).ok();
+    // The first machine saw a newer head than that rotation wrote: it still
+    // refuses, until its own rotation passes everything it saw.
+    env.run(&["secrets", "get", "K"]).fails(EXIT_INTEGRITY);
+    env.run(&["identity", "rotate", "alice"]).ok();
+    assert_recovered(&env, &key, None);
 }
 
 /// Revoked wrapped keys and deleted ciphertext do not linger in the vault
