@@ -12,6 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::{
@@ -250,6 +251,12 @@ impl SqliteBackend {
         )
         .db()?;
         conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        // The query planner's stability guarantee: plans never depend on
+        // bound values, so a cached statement is not re-prepared each time a
+        // parameter it looked at is bound again (the bucket and paging
+        // queries' `?N IS NULL` switches made every run re-compile).
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .db()?;
         // journal_mode returns a row; the others do not.
         let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -788,27 +795,14 @@ impl Backend for SqliteBackend {
         // NULL parameters switch a condition off; a negative LIMIT is none.
         let limit = q.limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX));
         if let Some((lower, upper)) = q.bucket.map(super::bucket_range) {
-            // A range of the primary key: a handful of rows, found through
-            // the uuid index. The unary `+` keeps the planner off the
-            // identity index, which would visit every record of the identity.
             return self.query_all(
-                &format!(
-                    "SELECT {RECORD_COLS} FROM records
-                     WHERE uuid >= ?2 AND uuid < ?3 AND +identity_uuid = ?1
-                       AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR uuid > ?5)
-                     ORDER BY uuid LIMIT ?6"
-                ),
+                &bucket_records_sql(),
                 params![identity_uuid, lower, upper, q.kind, q.after, limit],
                 record_row,
             );
         }
         self.query_all(
-            &format!(
-                "SELECT {RECORD_COLS} FROM records
-                 WHERE identity_uuid = ?1 AND (?2 IS NULL OR kind = ?2)
-                   AND (?3 IS NULL OR uuid > ?3)
-                 ORDER BY uuid LIMIT ?4"
-            ),
+            &identity_records_sql(),
             params![identity_uuid, q.kind, q.after, limit],
             record_row,
         )
@@ -902,6 +896,29 @@ impl Backend for SqliteBackend {
     }
 }
 
+/// The records of one tree bucket: a range of the primary key, a handful
+/// of rows found through the uuid index. The unary `+` keeps the planner
+/// off the identity index, which would visit every record of the identity.
+/// NULL parameters switch a condition off; a negative LIMIT is none.
+fn bucket_records_sql() -> String {
+    format!(
+        "SELECT {RECORD_COLS} FROM records
+         WHERE uuid >= ?2 AND uuid < ?3 AND +identity_uuid = ?1
+           AND (?4 IS NULL OR kind = ?4) AND (?5 IS NULL OR uuid > ?5)
+         ORDER BY uuid LIMIT ?6"
+    )
+}
+
+/// An identity's records, optionally of one kind and after a uuid.
+fn identity_records_sql() -> String {
+    format!(
+        "SELECT {RECORD_COLS} FROM records
+         WHERE identity_uuid = ?1 AND (?2 IS NULL OR kind = ?2)
+           AND (?3 IS NULL OR uuid > ?3)
+         ORDER BY uuid LIMIT ?4"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -924,6 +941,34 @@ mod tests {
     #[test]
     fn conformance_suite() {
         conformance::run_all(&harness);
+    }
+
+    /// Cached statements stay compiled: a query whose bound values the
+    /// planner could look at is not re-prepared for each new binding.
+    #[test]
+    fn cached_statements_are_not_reprepared() {
+        let files = harness();
+        let b = SqliteBackend::open(&files.0.path().join("v.db")).unwrap();
+        let id = "6f9619ff-8b86-4d01-b42d-00cf4fc964ff";
+        for bucket in [1u16, 2, 3] {
+            for kind in [None, Some(1)] {
+                let q = RecordQuery {
+                    kind,
+                    bucket: Some(bucket),
+                    ..RecordQuery::default()
+                };
+                b.records(id, &q).unwrap();
+                b.records(id, &RecordQuery::default()).unwrap();
+            }
+        }
+        for sql in [bucket_records_sql(), identity_records_sql()] {
+            let stmt = b.conn.prepare_cached(&sql).unwrap();
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{sql}"
+            );
+        }
     }
 
     #[test]
