@@ -1,7 +1,7 @@
 //! Commands that manage access: sessions, agent keys, passphrase change.
 
 use serde_json::json;
-use vault_core::{AgentSecretKey, Error, OwnerPublicKey, Result, Vault};
+use vault_core::{AgentSecretKey, Error, OwnerPublicKey, Result};
 
 use crate::args::{AgentCommand, GlobalArgs, PassphraseCommand};
 use crate::{Output, access, config_dir, input, open_vault};
@@ -50,7 +50,7 @@ pub fn lock(g: &GlobalArgs, only_current: bool, out: &mut Output) -> Result<()> 
 /// opened there and has an owner key: a key file made next to an open
 /// vault records which owner to trust.
 fn pin_lines(g: &GlobalArgs) -> Result<Vec<String>> {
-    if !crate::vault_path(g)?.exists() {
+    if !crate::remote::store(g)?.may_exist() {
         return Ok(Vec::new());
     }
     let vault = open_vault(g)?;
@@ -101,7 +101,7 @@ pub fn agent(g: &GlobalArgs, c: &AgentCommand, out: &mut Output) -> Result<()> {
             let key = OwnerPublicKey::parse(owner_key)?;
             // Compare with the vault before pinning (exit 5 on a mismatch);
             // the vault itself is opened without its pin check.
-            let vault = Vault::open(&crate::vault_path(g)?)?;
+            let vault = crate::remote::store(g)?.open()?;
             vault.check_owner(&key)?;
             let vault_id = vault.info().vault_id;
             crate::pins::write_pin(&config_dir()?, &vault_id, &key)?;

@@ -37,9 +37,10 @@ pub struct GlobalArgs {
     /// Vault file [default: ~/.ravi/vault.db]
     #[arg(long, global = true, env = "RAVI_VAULT", value_name = "PATH")]
     pub vault: Option<PathBuf>,
-    /// Identity to act for (name or uuid); overrides config files
-    #[arg(long, global = true, value_name = "NAME|UUID")]
-    pub identity: Option<String>,
+    /// Identity to act for (name or uuid); overrides config files. `serve
+    /// token create` takes it several times
+    #[arg(long, global = true, value_name = "NAME|UUID", action = clap::ArgAction::Append)]
+    pub identity: Vec<String>,
     /// Print one JSON document on stdout (errors as JSON on stderr)
     #[arg(long, global = true)]
     pub json: bool,
@@ -52,6 +53,22 @@ pub struct GlobalArgs {
     /// Open only the identities granted to this agent key (else RAVI_AGENT_KEY_FILE)
     #[arg(long, global = true, value_name = "FILE")]
     pub agent_key_file: Option<PathBuf>,
+}
+
+impl GlobalArgs {
+    /// The one `--identity` a command acts for.
+    ///
+    /// # Errors
+    /// [`vault_core::Error::InvalidInput`] if it was given more than once.
+    pub fn one_identity(&self) -> vault_core::Result<Option<&str>> {
+        match self.identity.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one)),
+            _ => Err(vault_core::Error::InvalidInput(
+                "--identity is given more than once".into(),
+            )),
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -97,6 +114,72 @@ pub enum Command {
     /// Facts about the vault: id, owner key, KDF (no credential needed)
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Serve vaults over HTTP to clients on other machines (stores only
+    /// ciphertext), and manage its bearer tokens
+    Serve(ServeArgs),
+    /// Use the vault on a `ravi serve` server: writes ~/.ravi/auth.json
+    Login {
+        /// The server's base URL (http://HOST:PORT or https://…)
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// Read the bearer token from standard input
+        #[arg(
+            long,
+            conflicts_with = "token_file",
+            required_unless_present = "token_file"
+        )]
+        token_stdin: bool,
+        /// Read the bearer token from this file
+        #[arg(long, value_name = "FILE")]
+        token_file: Option<PathBuf>,
+    },
+    /// Forget the server login (removes ~/.ravi/auth.json)
+    Logout,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    pub command: Option<ServeCommand>,
+    /// Address to listen on (HOST:PORT; port 0 picks a free one)
+    #[arg(long, value_name = "ADDR", default_value = vault_server::DEFAULT_LISTEN)]
+    pub listen: String,
+    /// The server's SQLite store [default: ~/.ravi/server.db]
+    #[arg(long, global = true, value_name = "PATH", env = "RAVI_SERVER_DATA")]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServeCommand {
+    /// Bearer tokens of the server
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token and print it once (the store keeps only its hash);
+    /// scope it to the owner (--owner) or to identities (--identity, repeated)
+    Create {
+        /// A name for the token
+        #[arg(long)]
+        name: String,
+        /// The token may do everything
+        #[arg(long)]
+        owner: bool,
+        /// Lifetime: 90s, 15m, 1h, 7d… (default: no expiry)
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+    },
+    /// List the tokens (never the tokens themselves)
+    List,
+    /// Revoke a token by id or name
+    Revoke {
+        /// The token's id or name
+        #[arg(value_name = "ID|NAME")]
+        token: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

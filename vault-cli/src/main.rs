@@ -6,6 +6,7 @@ mod args;
 mod input;
 mod pins;
 mod records;
+mod remote;
 mod seen;
 
 use std::io::Write;
@@ -35,6 +36,7 @@ fn exit_code(class: ErrorClass) -> u8 {
         ErrorClass::Locked => 4,
         ErrorClass::Integrity => 5,
         ErrorClass::Conflict => 6,
+        ErrorClass::Unavailable => 7,
     }
 }
 
@@ -137,17 +139,10 @@ fn home_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-fn default_ravi_dir() -> Result<PathBuf> {
+pub(crate) fn default_ravi_dir() -> Result<PathBuf> {
     home_dir().map(|h| h.join(".ravi")).ok_or_else(|| {
         Error::InvalidInput("HOME is not set: give --vault / RAVI_VAULT and RAVI_CONFIG_DIR".into())
     })
-}
-
-fn vault_path(g: &GlobalArgs) -> Result<PathBuf> {
-    match &g.vault {
-        Some(p) => Ok(p.clone()),
-        None => Ok(default_ravi_dir()?.join("vault.db")),
-    }
 }
 
 fn config_dir() -> Result<PathBuf> {
@@ -167,12 +162,11 @@ fn cwd() -> Result<PathBuf> {
 /// Opens the vault and checks it against this client's pinned owner key
 /// (pinning it on first use).
 fn open_vault(g: &GlobalArgs) -> Result<Vault> {
-    let path = vault_path(g)?;
-    let vault = Vault::open(&path).map_err(|e| match e {
-        Error::NotFound(m) => Error::NotFound(format!("{m} (run `ravi init` first)")),
-        other => other,
-    })?;
-    warn_if_others_can_write(&path);
+    let store = remote::store(g)?;
+    let vault = store.open()?;
+    if let remote::Store::Local(path) = &store {
+        warn_if_others_can_write(path);
+    }
     let cfg = config_dir()?;
     pins::check(&vault, &cfg, agent_key_path(g).as_deref())?;
     // The vault head against the newest this client saw: remembered value
@@ -257,7 +251,7 @@ fn to_json<T: Serialize>(v: &T) -> Result<Value> {
 /// The identity the command acts for, by the selection rules.
 fn selected_identity(g: &GlobalArgs, vault: &Vault) -> Result<Identity> {
     let sel = config::resolve_identity(
-        g.identity.as_deref(),
+        g.one_identity()?,
         &cwd()?,
         &config_dir()?,
         home_dir().as_deref(),
@@ -322,6 +316,13 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         Command::Agent(c) => access::agent(g, c, out),
         Command::Passphrase(c) => access::passphrase(g, c, out),
         Command::Rekey => access::rekey(g, out),
+        Command::Serve(a) => remote::serve(g, a, out),
+        Command::Login {
+            server,
+            token_stdin,
+            token_file,
+        } => remote::login(server, *token_stdin, token_file.as_deref(), out),
+        Command::Logout => remote::logout(out),
         Command::Vault(VaultCommand::Info) => {
             let info = open_vault(g)?.info();
             let owner = info
@@ -382,9 +383,12 @@ fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
             .clone()
             .unwrap_or_else(|| vault_core::DEFAULT_INBOX_DOMAIN.into()),
     };
-    let path = vault_path(g)?;
+    let store = remote::store(g)?;
     let pass = input::passphrase(g.passphrase_file.as_deref(), true)?;
-    let vault = Vault::init(&path, &pass, &opts)?;
+    let vault = match &store {
+        remote::Store::Local(path) => Vault::init(path, &pass, &opts)?,
+        remote::Store::Remote { server, token } => Vault::init_remote(server, token, &pass, &opts)?,
+    };
     pins::new_vault_at(&config_dir()?, &vault.info().location)?;
     pins::check(&vault, &config_dir()?, None)?;
     let info = vault.info();

@@ -22,6 +22,8 @@ pub enum ErrorClass {
     Conflict,
     /// Anything else: I/O failures, SQLite failures, bugs.
     Internal,
+    /// A remote store could not be reached or did not answer in time.
+    Unavailable,
 }
 
 impl ErrorClass {
@@ -34,6 +36,7 @@ impl ErrorClass {
             ErrorClass::Integrity => "integrity",
             ErrorClass::Conflict => "conflict",
             ErrorClass::Internal => "internal",
+            ErrorClass::Unavailable => "unavailable",
         }
     }
 }
@@ -104,6 +107,11 @@ pub enum Error {
     /// A cryptographic operation failed where it cannot on valid input (a bug).
     #[error("{0} failed")]
     Crypto(&'static str),
+    /// A remote store could not be reached, or did not answer in time.
+    /// Nothing was written by the call that failed (or, for a commit whose
+    /// answer was lost, the batch was applied whole or not at all).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -121,6 +129,7 @@ impl Error {
             | Error::Clock(_)
             | Error::Encoding(_)
             | Error::Crypto(_) => ErrorClass::Internal,
+            Error::Unavailable(_) => ErrorClass::Unavailable,
         }
     }
 

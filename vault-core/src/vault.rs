@@ -104,6 +104,38 @@ impl Vault {
         Vault::from_backend(Box::new(SqliteBackend::open(path)?))
     }
 
+    /// Creates a new vault on a `ravi serve` server (`server` is its base
+    /// URL), sealed under `passphrase`, with an owner `token`.
+    ///
+    /// # Errors
+    /// As [`Vault::init`]; [`Error::Unavailable`] if the server cannot be
+    /// reached.
+    #[cfg(feature = "remote")]
+    pub fn init_remote(
+        server: &str,
+        token: &str,
+        passphrase: &Passphrase,
+        opts: &InitOptions,
+    ) -> Result<Vault> {
+        let remote = crate::backend::RemoteBackend::new(server, token)?;
+        Vault::create_in(passphrase, opts, |header| {
+            remote.create(header)?;
+            Ok(Box::new(remote))
+        })
+    }
+
+    /// Opens the vault on a `ravi serve` server with a bearer token (an
+    /// owner's or an identity-scoped one).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if the server holds no vault;
+    /// [`Error::Unavailable`] if it cannot be reached; [`Error::Locked`] if
+    /// it refuses the token.
+    #[cfg(feature = "remote")]
+    pub fn open_remote(server: &str, token: &str) -> Result<Vault> {
+        Vault::from_backend(Box::new(crate::backend::RemoteBackend::new(server, token)?))
+    }
+
     /// Opens the vault whose rows `backend` holds.
     ///
     /// # Errors

@@ -10,19 +10,24 @@
 
 #[cfg(any(test, feature = "hazmat"))]
 mod memory;
+#[cfg(feature = "remote")]
+mod remote;
 mod sqlite;
 
 #[cfg(test)]
 mod conformance;
+pub mod wire;
 
 #[cfg(any(test, feature = "hazmat"))]
 pub use memory::MemoryBackend;
+#[cfg(feature = "remote")]
+pub use remote::RemoteBackend;
 pub use sqlite::SqliteBackend;
 
 use crate::error::Error;
 
 /// The vault's header row.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VaultRow {
     /// The vault's uuid, hyphenated.
     pub vault_id: String,
@@ -33,8 +38,10 @@ pub struct VaultRow {
     /// Argon2id lanes.
     pub kdf_parallelism: u32,
     /// Argon2id salt.
+    #[serde(with = "wire::bytes")]
     pub kdf_salt: Vec<u8>,
     /// The root key sealed under the KEK.
+    #[serde(with = "wire::bytes")]
     pub wrapped_root_key: Vec<u8>,
     /// Domain of newly assigned inbox addresses.
     pub inbox_domain: String,
@@ -42,18 +49,22 @@ pub struct VaultRow {
     pub created_dt: String,
     /// The owner's Ed25519 public key (absent in vaults made before
     /// signing, until the owner next unlocks them).
+    #[serde(with = "wire::opt_bytes")]
     pub owner_public_key: Option<Vec<u8>>,
     /// The owner's signing key seed sealed under the root key.
+    #[serde(with = "wire::opt_bytes")]
     pub wrapped_owner_key: Option<Vec<u8>>,
     /// The owner's signature on the clear header fields.
+    #[serde(with = "wire::opt_bytes")]
     pub signature: Option<Vec<u8>>,
     /// The vault head: the owner-signed set of identities (with key epochs)
     /// and grants, with a sequence number (SPEC §4c).
+    #[serde(with = "wire::opt_bytes")]
     pub vault_head: Option<Vec<u8>>,
 }
 
 /// An identity row: clear routing metadata and the wrapped identity key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdentityRow {
     /// The identity's uuid, hyphenated.
     pub uuid: String,
@@ -68,16 +79,19 @@ pub struct IdentityRow {
     /// Epoch of the current identity key.
     pub key_epoch: u32,
     /// The identity key sealed under the root key.
+    #[serde(with = "wire::bytes")]
     pub wrapped_key: Vec<u8>,
     /// The owner's signature on the clear metadata.
+    #[serde(with = "wire::opt_bytes")]
     pub signature: Option<Vec<u8>>,
     /// The identity head: sequence, key epoch and record-set commitment,
     /// MACed under a key derived from the identity key (SPEC §4b).
+    #[serde(with = "wire::opt_bytes")]
     pub head: Option<Vec<u8>>,
 }
 
 /// A record row: ids, kind, blind index, key epoch and ciphertext only.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordRow {
     /// The record's uuid, hyphenated.
     pub uuid: String,
@@ -86,15 +100,17 @@ pub struct RecordRow {
     /// Record kind.
     pub kind: u8,
     /// Keyed MAC of the record's normalised name.
+    #[serde(with = "wire::bytes")]
     pub blind_index: Vec<u8>,
     /// Identity key epoch the record is sealed under.
     pub key_epoch: u32,
     /// The sealed record.
+    #[serde(with = "wire::bytes")]
     pub ciphertext: Vec<u8>,
 }
 
 /// A session row: the root key sealed under a session key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionRow {
     /// The session id (hex).
     pub session_id: String,
@@ -103,36 +119,41 @@ pub struct SessionRow {
     /// Creation time, RFC 3339.
     pub created_dt: String,
     /// The root key sealed under the session key.
+    #[serde(with = "wire::bytes")]
     pub wrapped_root_key: Vec<u8>,
 }
 
 /// A grant row: an identity key wrapped to an agent's public key.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GrantRow {
     /// The grant's uuid.
     pub uuid: String,
     /// The identity's uuid.
     pub identity_uuid: String,
     /// The agent's X25519 public key.
+    #[serde(with = "wire::bytes")]
     pub recipient: Vec<u8>,
     /// A label for humans.
     pub label: Option<String>,
     /// The identity key epoch wrapped.
     pub key_epoch: u32,
     /// The ephemeral X25519 public key.
+    #[serde(with = "wire::bytes")]
     pub ephemeral_public: Vec<u8>,
     /// The identity key sealed under the grant's wrap key.
+    #[serde(with = "wire::bytes")]
     pub wrapped_key: Vec<u8>,
     /// Creation time, RFC 3339.
     pub created_dt: String,
     /// The owner's signature on the grant.
+    #[serde(with = "wire::opt_bytes")]
     pub signature: Option<Vec<u8>>,
 }
 
 /// Which records a [`Backend::records`] call returns: all of an identity's
 /// records (of one kind, or every kind) ordered by uuid, optionally one page
 /// of them: those after a uuid, at most `limit`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordQuery {
     /// One kind, or every kind.
     pub kind: Option<u8>,
@@ -159,14 +180,17 @@ pub(crate) fn bucket_range(bucket: u16) -> (String, String) {
 ///
 /// A record's ciphertext is its version: every seal draws a fresh random
 /// nonce, so two writes of a record never leave the same bytes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Precondition {
     /// The header is as read: the same wrapped root key and owner signature
     /// (no concurrent passphrase change or owner-key upgrade).
     HeaderUnchanged {
         /// The wrapped root key read.
+        #[serde(with = "wire::bytes")]
         wrapped_root_key: Vec<u8>,
         /// The header signature read (`None` before signing).
+        #[serde(with = "wire::opt_bytes")]
         signature: Option<Vec<u8>>,
     },
     /// The identity exists and its key is at this epoch.
@@ -181,6 +205,7 @@ pub enum Precondition {
         /// The record.
         uuid: String,
         /// Its ciphertext when read.
+        #[serde(with = "wire::bytes")]
         ciphertext: Vec<u8>,
     },
     /// No record of this identity and kind has this blind index.
@@ -190,15 +215,17 @@ pub enum Precondition {
         /// The record kind.
         kind: u8,
         /// The blind index of the name.
+        #[serde(with = "wire::bytes")]
         blind_index: Vec<u8>,
     },
     /// The vault head is as read (`None`: there is none yet).
-    VaultHead(Option<Vec<u8>>),
+    VaultHead(#[serde(with = "wire::opt_bytes")] Option<Vec<u8>>),
     /// The identity's head is as read (`None`: it has none yet).
     IdentityHead {
         /// The identity.
         identity_uuid: String,
         /// The head bytes read.
+        #[serde(with = "wire::opt_bytes")]
         head: Option<Vec<u8>>,
     },
     /// The vault has exactly this many identities (none was added or
@@ -215,7 +242,8 @@ pub enum Precondition {
 }
 
 /// One row write of a [`Batch`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Write {
     /// Inserts an identity; its name and inbox must be free.
     InsertIdentity(IdentityRow),
@@ -226,6 +254,7 @@ pub enum Write {
         /// Its new key epoch.
         key_epoch: u32,
         /// Its key wrapped for the new epoch.
+        #[serde(with = "wire::bytes")]
         wrapped_key: Vec<u8>,
     },
     /// Deletes an identity with its records and grants.
@@ -260,13 +289,14 @@ pub enum Write {
     /// key and signature (every field but the id, inbox domain and time).
     SetHeaderKey(VaultRow),
     /// Replaces the vault head.
-    SetVaultHead(Vec<u8>),
+    SetVaultHead(#[serde(with = "wire::bytes")] Vec<u8>),
     /// Sets nodes of an identity's record tree (`None` deletes a node: an
     /// all-zero subtree is not stored).
     SetTreeNodes {
         /// The identity.
         identity_uuid: String,
         /// `(node id, hash)` pairs.
+        #[serde(with = "wire::nodes")]
         nodes: Vec<(u32, Option<Vec<u8>>)>,
     },
     /// Deletes every node of an identity's record tree.
@@ -276,6 +306,7 @@ pub enum Write {
         /// The identity.
         uuid: String,
         /// The new head.
+        #[serde(with = "wire::bytes")]
         head: Vec<u8>,
     },
     /// Replaces an identity's signature.
@@ -283,12 +314,13 @@ pub enum Write {
         /// The identity.
         uuid: String,
         /// The owner's signature on its metadata.
+        #[serde(with = "wire::bytes")]
         signature: Vec<u8>,
     },
 }
 
 /// Row writes applied together or not at all, guarded by preconditions.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Batch {
     /// Conditions checked, in order, before anything is written.
     pub preconditions: Vec<Precondition>,
@@ -316,7 +348,8 @@ impl Batch {
 }
 
 /// Why a batch was not applied although the store works.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Conflict {
     /// The precondition at this index does not hold.
     Precondition(usize),

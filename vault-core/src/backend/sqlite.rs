@@ -169,9 +169,13 @@ impl SqliteBackend {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .db()?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
+        // Tables named `server_…` belong to a `ravi serve` store that keeps
+        // its tokens in the same file; any other table means a vault (or
+        // something else) is there.
         let tables: i64 = tx
             .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                "SELECT count(*) FROM sqlite_master
+                 WHERE type = 'table' AND name NOT LIKE 'server\\_%' ESCAPE '\\'",
                 [],
                 |r| r.get(0),
             )

@@ -1,0 +1,309 @@
+//! Where the vault is: a local file (the default), or a `ravi serve` server
+//! (`ravi login`, or `RAVI_SERVER` with `RAVI_TOKEN`); and `ravi serve`.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+use vault_core::{Error, Result, Vault};
+use zeroize::Zeroizing;
+
+use crate::Output;
+use crate::args::{GlobalArgs, ServeArgs, ServeCommand, TokenCommand};
+
+/// Where this process's vault lives.
+pub enum Store {
+    /// A vault file.
+    Local(PathBuf),
+    /// A vault on a server, with a bearer token.
+    Remote {
+        server: String,
+        token: Zeroizing<String>,
+    },
+}
+
+/// `{"server", "access_token"}`, as `ravi login` writes it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Auth {
+    server: String,
+    access_token: String,
+}
+
+fn auth_path() -> Result<PathBuf> {
+    Ok(crate::default_ravi_dir()?.join("auth.json"))
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// The store: `--vault`/`RAVI_VAULT` names a file; else `RAVI_SERVER` with
+/// `RAVI_TOKEN`; else the login in `~/.ravi/auth.json`; else
+/// `~/.ravi/vault.db`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] for `RAVI_SERVER` without `RAVI_TOKEN`, or a
+/// malformed auth.json.
+pub fn store(g: &GlobalArgs) -> Result<Store> {
+    if let Some(p) = &g.vault {
+        return Ok(Store::Local(p.clone()));
+    }
+    if let Some(server) = env("RAVI_SERVER") {
+        let token = env("RAVI_TOKEN").ok_or_else(|| {
+            Error::InvalidInput("RAVI_SERVER is set but RAVI_TOKEN is not".into())
+        })?;
+        return Ok(Store::Remote {
+            server,
+            token: Zeroizing::new(token),
+        });
+    }
+    let path = auth_path()?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let auth: Auth = serde_json::from_str(&text).map_err(|_| {
+                Error::InvalidInput(format!(
+                    "{} is not {{\"server\", \"access_token\"}}; run `ravi login` again",
+                    path.display()
+                ))
+            })?;
+            Ok(Store::Remote {
+                server: auth.server,
+                token: Zeroizing::new(auth.access_token),
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(Store::Local(crate::default_ravi_dir()?.join("vault.db")))
+        }
+        Err(e) => Err(Error::Io {
+            context: format!("cannot read {}", path.display()),
+            source: e,
+        }),
+    }
+}
+
+impl Store {
+    /// Opens the vault there.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] if there is none.
+    pub fn open(&self) -> Result<Vault> {
+        match self {
+            Store::Local(p) => Vault::open(p).map_err(|e| match e {
+                Error::NotFound(m) => Error::NotFound(format!("{m} (run `ravi init` first)")),
+                other => other,
+            }),
+            Store::Remote { server, token } => Vault::open_remote(server, token),
+        }
+    }
+
+    /// Whether a vault may be there (a file exists, or a server is set).
+    pub fn may_exist(&self) -> bool {
+        match self {
+            Store::Local(p) => p.exists(),
+            Store::Remote { .. } => true,
+        }
+    }
+}
+
+fn read_token(stdin: bool, file: Option<&Path>) -> Result<Zeroizing<String>> {
+    let mut line = Zeroizing::new(String::new());
+    if stdin {
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| Error::Io {
+                context: "cannot read the token from standard input".into(),
+                source: e,
+            })?;
+    } else if let Some(f) = file {
+        *line = std::fs::read_to_string(f).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::InvalidInput(format!("no token file at {}", f.display()))
+            }
+            _ => Error::Io {
+                context: format!("cannot read {}", f.display()),
+                source: e,
+            },
+        })?;
+    }
+    let token = Zeroizing::new(line.trim().to_string());
+    if token.is_empty() {
+        return Err(Error::InvalidInput("the token is empty".into()));
+    }
+    Ok(token)
+}
+
+/// `ravi login`: checks the server and token, then writes auth.json (0600).
+pub fn login(server: &str, stdin: bool, file: Option<&Path>, out: &mut Output) -> Result<()> {
+    let token = read_token(stdin, file)?;
+    let server = server.trim_end_matches('/').to_string();
+    // Reach the server with the token before keeping it: a vault there is
+    // not needed yet (`ravi init` creates it).
+    match Vault::open_remote(&server, &token) {
+        Ok(_) | Err(Error::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let path = auth_path()?;
+    if let Some(dir) = path.parent() {
+        vault_core::ensure_private_dir(dir)?;
+    }
+    let body = Zeroizing::new(
+        serde_json::to_string_pretty(&Auth {
+            server: server.clone(),
+            access_token: token.to_string(),
+        })
+        .map_err(Error::Encoding)?,
+    );
+    write_private(&path, body.as_bytes())?;
+    out.emit(
+        json!({ "server": server, "auth_file": path }),
+        format!("Logged in to {server} ({})", path.display()),
+    );
+    Ok(())
+}
+
+/// Writes a 0600 file through a temporary file and a rename.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e| Error::Io {
+        context: format!("cannot write {}", path.display()),
+        source: e,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
+    }
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// `ravi logout`.
+pub fn logout(out: &mut Output) -> Result<()> {
+    let path = auth_path()?;
+    let removed = match std::fs::remove_file(&path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            return Err(Error::Io {
+                context: format!("cannot remove {}", path.display()),
+                source: e,
+            });
+        }
+    };
+    out.emit(
+        json!({ "logged_out": removed }),
+        if removed {
+            "Logged out".to_string()
+        } else {
+            "Not logged in".to_string()
+        },
+    );
+    Ok(())
+}
+
+fn data_path(a: &ServeArgs) -> Result<PathBuf> {
+    match &a.data {
+        Some(p) => Ok(p.clone()),
+        None => Ok(crate::default_ravi_dir()?.join("server.db")),
+    }
+}
+
+/// `ravi serve` and `ravi serve token …`.
+pub fn serve(g: &GlobalArgs, a: &ServeArgs, out: &mut Output) -> Result<()> {
+    let data = data_path(a)?;
+    match &a.command {
+        None => {
+            if !g.identity.is_empty() {
+                return Err(Error::InvalidInput(
+                    "`ravi serve` takes no --identity (tokens are scoped with `ravi serve token create`)".into(),
+                ));
+            }
+            let opts = vault_server::ServeOptions {
+                listen: a.listen.clone(),
+                data: data.clone(),
+            };
+            vault_server::serve(&opts, |addr| {
+                // The first line of stdout: scripts wait for it.
+                println!(
+                    "ravi serve: listening on http://{addr} (store {})",
+                    data.display()
+                );
+                let _ = std::io::stdout().flush();
+            })
+        }
+        Some(ServeCommand::Token(t)) => token(g, t, &data, out),
+    }
+}
+
+fn token(g: &GlobalArgs, t: &TokenCommand, data: &Path, out: &mut Output) -> Result<()> {
+    let store = vault_server::SqliteStore::open(data)?;
+    match t {
+        TokenCommand::Create { name, owner, ttl } => {
+            let scope = match (owner, g.identity.is_empty()) {
+                (true, true) => vault_server::Scope::Owner,
+                (false, false) => vault_server::Scope::Identities(
+                    g.identity
+                        .iter()
+                        .map(|s| resolve_identity(&store, s))
+                        .collect::<Result<_>>()?,
+                ),
+                _ => {
+                    return Err(Error::InvalidInput(
+                        "give either --owner or --identity (one or more)".into(),
+                    ));
+                }
+            };
+            let ttl = ttl
+                .as_deref()
+                .map(vault_core::parse_ttl)
+                .transpose()?
+                .map(|d| d.as_secs());
+            let (token, id) = store.create_token(name, &scope, ttl)?;
+            let identities = match &scope {
+                vault_server::Scope::Owner => Vec::new(),
+                vault_server::Scope::Identities(ids) => ids.iter().cloned().collect(),
+            };
+            out.emit(
+                json!({ "id": id, "name": name, "token": token, "scope": if *owner { "owner" } else { "identity" }, "identities": identities }),
+                token.clone(),
+            );
+        }
+        TokenCommand::List => {
+            let all = store.tokens()?;
+            let text = all
+                .iter()
+                .map(|t| {
+                    format!(
+                        "{}\t{}\t{}\t{}",
+                        t.id,
+                        t.name,
+                        t.scope,
+                        t.identities.join(",")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out.emit(serde_json::to_value(&all).map_err(Error::Encoding)?, text);
+        }
+        TokenCommand::Revoke { token } => {
+            if !store.revoke_token(token)? {
+                return Err(Error::NotFound(format!("no token {token:?}")));
+            }
+            out.emit(json!({ "revoked": token }), format!("Revoked {token}"));
+        }
+    }
+    Ok(())
+}
+
+/// An identity of the server's vault (or a pending one) by uuid or name.
+fn resolve_identity(store: &vault_server::SqliteStore, s: &str) -> Result<String> {
+    store
+        .find_identity(s)?
+        .ok_or_else(|| Error::NotFound(format!("no identity {s:?} on this server")))
+}

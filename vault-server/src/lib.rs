@@ -1,0 +1,102 @@
+//! `ravi serve`: an HTTP server that stores ravi vault rows exactly as
+//! clients sealed them. It holds no key and cannot decrypt; clients verify
+//! everything it answers (SPEC 4a–4d). The interface is in `docs/API.md`,
+//! the OpenAPI document at `/api/schema/`.
+
+pub mod api;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use vault_core::{Error, Result};
+
+pub use store::{Scope, SqliteStore, TokenInfo};
+
+/// The loopback address `ravi serve` listens on by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
+
+/// How to serve.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// `HOST:PORT` to listen on (port 0: any free port).
+    pub listen: String,
+    /// The SQLite store.
+    pub data: PathBuf,
+}
+
+/// One line per request on stderr: method, path (never the query, which
+/// can carry names), status and time. No header or body is logged.
+async fn log(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    eprintln!(
+        "ravi serve: {method} {path} {} {:.1} ms",
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    resp
+}
+
+/// Serves until SIGINT or SIGTERM. `ready` gets the bound address once
+/// the server accepts connections.
+///
+/// # Errors
+/// [`Error::Io`] if the address cannot be bound; store errors.
+pub fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
+    let store = SqliteStore::open(&opts.data)?;
+    let state = Arc::new(api::AppState::new(store));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io {
+            context: "cannot start the server runtime".into(),
+            source: e,
+        })?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&opts.listen)
+            .await
+            .map_err(|e| Error::Io {
+                context: format!("cannot listen on {}", opts.listen),
+                source: e,
+            })?;
+        let addr = listener.local_addr().map_err(|e| Error::Io {
+            context: "cannot read the bound address".into(),
+            source: e,
+        })?;
+        ready(addr);
+        let app = api::router(state).layer(axum::middleware::from_fn(log));
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await
+        .map_err(|e| Error::Io {
+            context: "the server failed".into(),
+            source: e,
+        })
+    })
+}
+
+async fn shutdown() {
+    let term = async {
+        #[cfg(unix)]
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}
