@@ -8,13 +8,36 @@ use super::{
     RecordRow, SessionRow, VaultRow, Write,
 };
 
+// Ids are uuids (session ids hex), as a remote store requires.
+const I1: &str = "10000000-0000-4000-8000-000000000001";
+const I2: &str = "10000000-0000-4000-8000-000000000002";
+const I3: &str = "10000000-0000-4000-8000-000000000003";
+const GHOST: &str = "1fffffff-0000-4000-8000-000000000000";
+const G1: &str = "30000000-0000-4000-8000-000000000001";
+const G2: &str = "30000000-0000-4000-8000-000000000002";
+const S1: &str = "5e55100000000001";
+const S2: &str = "5e55100000000002";
+const S3: &str = "5e55100000000003";
+const R1: &str = "20000000-0000-4000-8000-000000000001";
+const R2: &str = "20000000-0000-4000-8000-000000000002";
+const R3: &str = "20000000-0000-4000-8000-000000000003";
+const R4: &str = "20000000-0000-4000-8000-000000000004";
+const R5: &str = "20000000-0000-4000-8000-000000000005";
+const R6: &str = "20000000-0000-4000-8000-000000000006";
+const R7: &str = "20000000-0000-4000-8000-000000000007";
+const R8: &str = "20000000-0000-4000-8000-000000000008";
+const R9: &str = "20000000-0000-4000-8000-000000000009";
+
 /// Opens handles on one store: each call is a new handle (a new connection
 /// for a file), as separate processes would have.
-pub(crate) trait Harness: Sync {
+pub trait Harness: Sync {
+    /// A new handle on the store.
     fn open(&self) -> Box<dyn Backend + Send>;
 }
 
-pub(crate) fn header() -> VaultRow {
+/// The header row every case starts from.
+#[must_use]
+pub fn header() -> VaultRow {
     VaultRow {
         vault_id: "00000000-0000-4000-8000-000000000001".into(),
         kdf_memory_kib: 1024,
@@ -109,14 +132,14 @@ fn seed(b: &dyn Backend) {
     b.commit(&batch(
         vec![],
         vec![
-            Write::InsertIdentity(identity("i1", "Alice")),
-            Write::InsertIdentity(identity("i2", "bob")),
-            Write::InsertRecord(record("r1", "i1", 2, 1)),
-            Write::InsertRecord(record("r2", "i1", 2, 2)),
-            Write::InsertRecord(record("r3", "i1", 1, 3)),
-            Write::InsertRecord(record("r4", "i1", 1, 3)),
-            Write::InsertRecord(record("r5", "i2", 2, 1)),
-            Write::InsertGrant(grant("g1", "i1", 9)),
+            Write::InsertIdentity(identity(I1, "Alice")),
+            Write::InsertIdentity(identity(I2, "bob")),
+            Write::InsertRecord(record(R1, I1, 2, 1)),
+            Write::InsertRecord(record(R2, I1, 2, 2)),
+            Write::InsertRecord(record(R3, I1, 1, 3)),
+            Write::InsertRecord(record(R4, I1, 1, 3)),
+            Write::InsertRecord(record(R5, I2, 2, 1)),
+            Write::InsertGrant(grant(G1, I1, 9)),
         ],
     ))
     .unwrap();
@@ -125,7 +148,12 @@ fn seed(b: &dyn Backend) {
 /// One case of the suite, on a fresh store.
 type Case = fn(&dyn Harness);
 
-pub(crate) fn run_all<H: Harness>(make: &dyn Fn() -> H) {
+/// Runs every case, each on a fresh store that `make` gives, already
+/// holding [`header`].
+///
+/// # Panics
+/// On the first case that fails.
+pub fn run_all<H: Harness>(make: &dyn Fn() -> H) {
     let cases: &[(&str, Case)] = &[
         ("reads", reads),
         ("uniqueness", uniqueness),
@@ -134,6 +162,9 @@ pub(crate) fn run_all<H: Harness>(make: &dyn Fn() -> H) {
             "rejected_batch_applies_nothing",
             rejected_batch_applies_nothing,
         ),
+        // The failure is injected in the committing process: only a
+        // backend in this process can take it.
+        #[cfg(test)]
         (
             "injected_failure_applies_nothing",
             injected_failure_applies_nothing,
@@ -155,41 +186,35 @@ fn reads(h: &dyn Harness) {
     assert_eq!(b.header().unwrap(), header());
     seed(b.as_ref());
     let b2 = h.open();
-    assert_eq!(b2.identity("i1").unwrap().unwrap().name, "Alice");
-    assert_eq!(b2.identity_by_name("ALICE").unwrap().unwrap().uuid, "i1");
+    assert_eq!(b2.identity(I1).unwrap().unwrap().name, "Alice");
+    assert_eq!(b2.identity_by_name("ALICE").unwrap().unwrap().uuid, I1);
     assert!(b2.identity("nope").unwrap().is_none());
     assert_eq!(b2.identities().unwrap().len(), 2);
-    assert_eq!(
-        b2.record("i1", 2, "r1").unwrap().unwrap(),
-        record("r1", "i1", 2, 1)
-    );
+    assert_eq!(b2.record(I1, 2, R1).unwrap().unwrap(), record(R1, I1, 2, 1));
+    assert!(b2.record(I1, 1, R1).unwrap().is_none(), "kind is checked");
     assert!(
-        b2.record("i1", 1, "r1").unwrap().is_none(),
-        "kind is checked"
-    );
-    assert!(
-        b2.record("i2", 2, "r1").unwrap().is_none(),
+        b2.record(I2, 2, R1).unwrap().is_none(),
         "identity is checked"
     );
-    let by_index = b2.records_by_index("i1", 1, &[3; 32]).unwrap();
+    let by_index = b2.records_by_index(I1, 1, &[3; 32]).unwrap();
     assert_eq!(
         by_index.iter().map(|r| r.uuid.as_str()).collect::<Vec<_>>(),
-        ["r3", "r4"]
+        [R3, R4]
     );
-    let all = b2.records("i1", &RecordQuery::default()).unwrap();
+    let all = b2.records(I1, &RecordQuery::default()).unwrap();
     assert_eq!(all.len(), 4);
     let secrets = RecordQuery {
         kind: Some(2),
         ..Default::default()
     };
-    assert_eq!(b2.records("i1", &secrets).unwrap().len(), 2);
+    assert_eq!(b2.records(I1, &secrets).unwrap().len(), 2);
     // Paging visits every record once, in uuid order.
     let mut seen = Vec::new();
     let mut after = None;
     loop {
         let page = b2
             .records(
-                "i1",
+                I1,
                 &RecordQuery {
                     kind: None,
                     after: after.clone(),
@@ -202,22 +227,22 @@ fn reads(h: &dyn Harness) {
         after = Some(last.uuid.clone());
         seen.extend(page.into_iter().map(|r| r.uuid));
     }
-    assert_eq!(seen, ["r1", "r2", "r3", "r4"]);
+    assert_eq!(seen, [R1, R2, R3, R4]);
     // a bucket: the records whose uuid starts with these 16 bits
     let b = h.open();
     b.commit(&batch(
         vec![],
         vec![
-            Write::InsertRecord(record("abcd0000-0000-4000-8000-000000000001", "i1", 2, 20)),
-            Write::InsertRecord(record("abcd0000-0000-4000-8000-000000000002", "i1", 2, 21)),
-            Write::InsertRecord(record("abce0000-0000-4000-8000-000000000001", "i1", 2, 22)),
-            Write::InsertRecord(record("ffff0000-0000-4000-8000-000000000001", "i1", 2, 23)),
+            Write::InsertRecord(record("abcd0000-0000-4000-8000-000000000001", I1, 2, 20)),
+            Write::InsertRecord(record("abcd0000-0000-4000-8000-000000000002", I1, 2, 21)),
+            Write::InsertRecord(record("abce0000-0000-4000-8000-000000000001", I1, 2, 22)),
+            Write::InsertRecord(record("ffff0000-0000-4000-8000-000000000001", I1, 2, 23)),
         ],
     ))
     .unwrap();
     let in_bucket = |bucket| {
         b.records(
-            "i1",
+            I1,
             &RecordQuery {
                 bucket: Some(bucket),
                 ..Default::default()
@@ -237,7 +262,7 @@ fn reads(h: &dyn Harness) {
     );
     // tree nodes: set, read some or all, delete, cascade
     let nodes = |pairs: Vec<(u32, Option<Vec<u8>>)>| Write::SetTreeNodes {
-        identity_uuid: "i1".into(),
+        identity_uuid: I1.into(),
         nodes: pairs,
     };
     b.commit(&batch(
@@ -249,26 +274,26 @@ fn reads(h: &dyn Harness) {
         ])],
     ))
     .unwrap();
-    assert_eq!(b.tree_nodes("i1", &[1, 3, 9]).unwrap().len(), 2);
+    assert_eq!(b.tree_nodes(I1, &[1, 3, 9]).unwrap().len(), 2);
     b.commit(&batch(vec![], vec![nodes(vec![(3, None)])]))
         .unwrap();
     assert_eq!(
-        b.tree_nodes("i1", &[]).unwrap(),
+        b.tree_nodes(I1, &[]).unwrap(),
         [(1, vec![1; 32]), (2, vec![2; 32])]
     );
-    assert!(b.tree_nodes("i2", &[]).unwrap().is_empty());
-    b.commit(&batch(vec![], vec![Write::ClearTree("i1".into())]))
+    assert!(b.tree_nodes(I2, &[]).unwrap().is_empty());
+    b.commit(&batch(vec![], vec![Write::ClearTree(I1.into())]))
         .unwrap();
-    assert!(b.tree_nodes("i1", &[]).unwrap().is_empty());
-    assert_eq!(b2.grants("i1").unwrap(), [grant("g1", "i1", 9)]);
-    assert!(b2.grant_for("i1", &[9; 32]).unwrap().is_some());
-    assert!(b2.grant_for("i2", &[9; 32]).unwrap().is_none());
+    assert!(b.tree_nodes(I1, &[]).unwrap().is_empty());
+    assert_eq!(b2.grants(I1).unwrap(), [grant(G1, I1, 9)]);
+    assert!(b2.grant_for(I1, &[9; 32]).unwrap().is_some());
+    assert!(b2.grant_for(I2, &[9; 32]).unwrap().is_none());
 }
 
 fn uniqueness(h: &dyn Harness) {
     let b = h.open();
     seed(b.as_ref());
-    let dup_name = identity("i3", "ALICE");
+    let dup_name = identity(I3, "ALICE");
     assert_eq!(
         conflict(b.commit(&batch(vec![], vec![Write::InsertIdentity(dup_name)]))),
         Conflict::Duplicate(0)
@@ -278,30 +303,27 @@ fn uniqueness(h: &dyn Harness) {
         conflict(b.commit(&batch(
             vec![],
             vec![
-                Write::InsertRecord(record("r6", "i1", 1, 3)),
-                Write::InsertRecord(record("r7", "i1", 2, 1)),
+                Write::InsertRecord(record(R6, I1, 1, 3)),
+                Write::InsertRecord(record(R7, I1, 2, 1)),
             ]
         ))),
         Conflict::Duplicate(1)
     );
     assert_eq!(
-        conflict(b.commit(&batch(
-            vec![],
-            vec![Write::InsertGrant(grant("g2", "i1", 9))]
-        ))),
+        conflict(b.commit(&batch(vec![], vec![Write::InsertGrant(grant(G2, I1, 9))]))),
         Conflict::Duplicate(0)
     );
     assert_eq!(
         conflict(b.commit(&batch(
             vec![],
-            vec![Write::UpdateRecord(record("nope", "i1", 2, 7))]
+            vec![Write::UpdateRecord(record("nope", I1, 2, 7))]
         ))),
         Conflict::Missing(0)
     );
     assert_eq!(
         conflict(b.commit(&batch(
             vec![],
-            vec![Write::InsertRecord(record("r9", "ghost", 2, 7))]
+            vec![Write::InsertRecord(record(R9, GHOST, 2, 7))]
         ))),
         Conflict::Missing(0)
     );
@@ -309,7 +331,7 @@ fn uniqueness(h: &dyn Harness) {
     assert_eq!(
         conflict(b.commit(&batch(
             vec![],
-            vec![Write::UpdateRecord(record("r2", "i1", 2, 1))]
+            vec![Write::UpdateRecord(record(R2, I1, 2, 1))]
         ))),
         Conflict::Duplicate(0)
     );
@@ -318,49 +340,49 @@ fn uniqueness(h: &dyn Harness) {
 fn preconditions(h: &dyn Harness) {
     let b = h.open();
     seed(b.as_ref());
-    let r1 = record("r1", "i1", 2, 1);
+    let r1 = record(R1, I1, 2, 1);
     let cases: Vec<(Precondition, bool)> = vec![
         (header_unchanged(vec![2; 72], Some(vec![9; 64])), true),
         (header_unchanged(vec![0; 72], Some(vec![9; 64])), false),
         (header_unchanged(vec![2; 72], None), false),
         (
             Precondition::IdentityEpoch {
-                identity_uuid: "i1".into(),
+                identity_uuid: I1.into(),
                 key_epoch: 1,
             },
             true,
         ),
         (
             Precondition::IdentityEpoch {
-                identity_uuid: "i1".into(),
+                identity_uuid: I1.into(),
                 key_epoch: 2,
             },
             false,
         ),
         (
             Precondition::IdentityEpoch {
-                identity_uuid: "ghost".into(),
+                identity_uuid: GHOST.into(),
                 key_epoch: 1,
             },
             false,
         ),
         (
             Precondition::RecordUnchanged {
-                uuid: "r1".into(),
+                uuid: R1.into(),
                 ciphertext: r1.ciphertext.clone(),
             },
             true,
         ),
         (
             Precondition::RecordUnchanged {
-                uuid: "r1".into(),
+                uuid: R1.into(),
                 ciphertext: b"other".to_vec(),
             },
             false,
         ),
         (
             Precondition::NameFree {
-                identity_uuid: "i1".into(),
+                identity_uuid: I1.into(),
                 kind: 2,
                 blind_index: vec![7; 32],
             },
@@ -368,7 +390,7 @@ fn preconditions(h: &dyn Harness) {
         ),
         (
             Precondition::NameFree {
-                identity_uuid: "i1".into(),
+                identity_uuid: I1.into(),
                 kind: 2,
                 blind_index: vec![1; 32],
             },
@@ -376,14 +398,14 @@ fn preconditions(h: &dyn Harness) {
         ),
         (
             Precondition::IdentityHead {
-                identity_uuid: "i1".into(),
+                identity_uuid: I1.into(),
                 head: None,
             },
             true,
         ),
         (
             Precondition::IdentityHead {
-                identity_uuid: "i1".into(),
+                identity_uuid: I1.into(),
                 head: Some(vec![1]),
             },
             false,
@@ -394,14 +416,14 @@ fn preconditions(h: &dyn Harness) {
         (Precondition::IdentityCount(3), false),
         (
             Precondition::RecordCount {
-                identity_uuid: "i1".into(),
+                identity_uuid: I1.into(),
                 count: 4,
             },
             true,
         ),
         (
             Precondition::RecordCount {
-                identity_uuid: "i1".into(),
+                identity_uuid: I1.into(),
                 count: 3,
             },
             false,
@@ -428,25 +450,25 @@ fn preconditions(h: &dyn Harness) {
     b.commit(&batch(
         vec![],
         vec![Write::SetIdentitySignature {
-            uuid: "i2".into(),
+            uuid: I2.into(),
             signature: vec![1; 64],
         }],
     ))
     .unwrap();
     assert_eq!(
-        h.open().identity("i2").unwrap().unwrap().signature,
+        h.open().identity(I2).unwrap().unwrap().signature,
         Some(vec![1; 64])
     );
     assert_eq!(conflict(b.commit(&change)), Conflict::Precondition(0));
     let set_head = |head: Vec<u8>| Write::SetIdentityHead {
-        uuid: "i2".into(),
+        uuid: I2.into(),
         head,
     };
     b.commit(&batch(vec![], vec![set_head(vec![5; 76])]))
         .unwrap();
     let guarded = batch(
         vec![Precondition::IdentityHead {
-            identity_uuid: "i2".into(),
+            identity_uuid: I2.into(),
             head: Some(vec![5; 76]),
         }],
         vec![set_head(vec![6; 76])],
@@ -454,7 +476,7 @@ fn preconditions(h: &dyn Harness) {
     b.commit(&guarded).unwrap();
     assert_eq!(conflict(b.commit(&guarded)), Conflict::Precondition(0));
     assert_eq!(
-        h.open().identity("i2").unwrap().unwrap().head,
+        h.open().identity(I2).unwrap().unwrap().head,
         Some(vec![6; 76])
     );
     let vh = batch(
@@ -471,15 +493,15 @@ fn rejected_batch_applies_nothing(h: &dyn Harness) {
     seed(b.as_ref());
     let before = snapshot(b.as_ref());
     let writes = vec![
-        Write::InsertIdentity(identity("i3", "carol")),
-        Write::InsertRecord(record("r8", "i3", 2, 1)),
+        Write::InsertIdentity(identity(I3, "carol")),
+        Write::InsertRecord(record(R8, I3, 2, 1)),
         Write::DeleteRecord {
-            identity_uuid: "i1".into(),
+            identity_uuid: I1.into(),
             kind: 2,
-            uuid: "r1".into(),
+            uuid: R1.into(),
         },
         Write::SetIdentityKey {
-            uuid: "i1".into(),
+            uuid: I1.into(),
             key_epoch: 2,
             wrapped_key: vec![4; 72],
         },
@@ -487,11 +509,11 @@ fn rejected_batch_applies_nothing(h: &dyn Harness) {
     // The last precondition fails: nothing is written.
     let pre = vec![
         Precondition::IdentityEpoch {
-            identity_uuid: "i1".into(),
+            identity_uuid: I1.into(),
             key_epoch: 1,
         },
         Precondition::RecordCount {
-            identity_uuid: "i1".into(),
+            identity_uuid: I1.into(),
             count: 99,
         },
     ];
@@ -502,7 +524,7 @@ fn rejected_batch_applies_nothing(h: &dyn Harness) {
     assert_eq!(snapshot(h.open().as_ref()), before);
     // A write that conflicts late undoes the earlier writes.
     let mut late = writes;
-    late.push(Write::InsertRecord(record("r9", "i2", 2, 1)));
+    late.push(Write::InsertRecord(record(R9, I2, 2, 1)));
     assert_eq!(
         conflict(b.commit(&batch(vec![], late))),
         Conflict::Duplicate(4)
@@ -510,6 +532,7 @@ fn rejected_batch_applies_nothing(h: &dyn Harness) {
     assert_eq!(snapshot(h.open().as_ref()), before);
 }
 
+#[cfg(test)]
 fn injected_failure_applies_nothing(h: &dyn Harness) {
     let b = h.open();
     seed(b.as_ref());
@@ -520,10 +543,10 @@ fn injected_failure_applies_nothing(h: &dyn Harness) {
         vec![
             Write::UpdateRecord(RecordRow {
                 ciphertext: b"new".to_vec(),
-                ..record("r1", "i1", 2, 1)
+                ..record(R1, I1, 2, 1)
             }),
-            Write::DeleteIdentity("i2".into()),
-            Write::InsertRecord(record("r8", "i1", 2, 8)),
+            Write::DeleteIdentity(I2.into()),
+            Write::InsertRecord(record(R8, I1, 2, 8)),
         ],
     ));
     super::FAIL_AFTER_WRITES.with(|f| f.set(None));
@@ -532,7 +555,7 @@ fn injected_failure_applies_nothing(h: &dyn Harness) {
     // The store still works afterwards.
     b.commit(&batch(
         vec![],
-        vec![Write::InsertRecord(record("r8", "i1", 2, 8))],
+        vec![Write::InsertRecord(record(R8, I1, 2, 8))],
     ))
     .unwrap();
 }
@@ -544,15 +567,15 @@ fn cascade_and_sessions(h: &dyn Harness) {
         .commit(&batch(
             vec![],
             vec![
-                Write::DeleteIdentity("i1".into()),
-                Write::DeleteIdentity("i1".into()),
+                Write::DeleteIdentity(I1.into()),
+                Write::DeleteIdentity(I1.into()),
             ],
         ))
         .unwrap();
     assert_eq!(changes, [1, 0]);
-    assert!(b.records("i1", &RecordQuery::default()).unwrap().is_empty());
-    assert!(b.grants("i1").unwrap().is_empty());
-    assert_eq!(b.records("i2", &RecordQuery::default()).unwrap().len(), 1);
+    assert!(b.records(I1, &RecordQuery::default()).unwrap().is_empty());
+    assert!(b.grants(I1).unwrap().is_empty());
+    assert_eq!(b.records(I2, &RecordQuery::default()).unwrap().len(), 1);
     let session = |id: &str, expires_at| SessionRow {
         session_id: id.into(),
         expires_at,
@@ -562,24 +585,24 @@ fn cascade_and_sessions(h: &dyn Harness) {
     b.commit(&batch(
         vec![],
         vec![
-            Write::InsertSession(session("s1", 100)),
-            Write::InsertSession(session("s2", 200)),
-            Write::InsertSession(session("s3", 300)),
+            Write::InsertSession(session(S1, 100)),
+            Write::InsertSession(session(S2, 200)),
+            Write::InsertSession(session(S3, 300)),
         ],
     ))
     .unwrap();
-    assert_eq!(h.open().session("s2").unwrap().unwrap(), session("s2", 200));
+    assert_eq!(h.open().session(S2).unwrap().unwrap(), session(S2, 200));
     let changes = b
         .commit(&batch(
             vec![],
             vec![
                 Write::DeleteExpiredSessions(100),
-                Write::DeleteSessions(Some("s2".into())),
+                Write::DeleteSessions(Some(S2.into())),
             ],
         ))
         .unwrap();
     assert_eq!(changes, [1, 1]);
-    assert!(b.session("s1").unwrap().is_none());
+    assert!(b.session(S1).unwrap().is_none());
     let changes = b
         .commit(&batch(vec![], vec![Write::DeleteSessions(None)]))
         .unwrap();
@@ -596,7 +619,7 @@ fn concurrent_conflicting_commits(h: &dyn Harness) {
     seed(b.as_ref());
     let counter = |n: u64| RecordRow {
         ciphertext: n.to_be_bytes().to_vec(),
-        ..record("r1", "i1", 2, 1)
+        ..record(R1, I1, 2, 1)
     };
     b.commit(&batch(vec![], vec![Write::UpdateRecord(counter(0))]))
         .unwrap();
@@ -608,11 +631,11 @@ fn concurrent_conflicting_commits(h: &dyn Harness) {
             s.spawn(move || {
                 for _ in 0..EACH {
                     loop {
-                        let row = handle.record("i1", 2, "r1").unwrap().unwrap();
+                        let row = handle.record(I1, 2, R1).unwrap().unwrap();
                         let n = u64::from_be_bytes(row.ciphertext.clone().try_into().unwrap());
                         let r = handle.commit(&batch(
                             vec![Precondition::RecordUnchanged {
-                                uuid: "r1".into(),
+                                uuid: R1.into(),
                                 ciphertext: row.ciphertext,
                             }],
                             vec![Write::UpdateRecord(counter(n + 1))],
@@ -630,7 +653,7 @@ fn concurrent_conflicting_commits(h: &dyn Harness) {
             });
         }
     });
-    let row = h.open().record("i1", 2, "r1").unwrap().unwrap();
+    let row = h.open().record(I1, 2, R1).unwrap().unwrap();
     assert_eq!(
         u64::from_be_bytes(row.ciphertext.try_into().unwrap()),
         THREADS * EACH

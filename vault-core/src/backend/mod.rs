@@ -14,8 +14,8 @@ mod memory;
 mod remote;
 mod sqlite;
 
-#[cfg(test)]
-mod conformance;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod wire;
 
 #[cfg(any(test, feature = "hazmat"))]

@@ -153,6 +153,10 @@ impl RemoteBackend {
         identity: Option<&str>,
         query: &[(&str, String)],
     ) -> Result<Option<T>> {
+        if identity.is_some_and(|i| !is_uuid(i)) {
+            // No identity has such an id.
+            return Ok(None);
+        }
         let a = self.get(path, identity, query)?;
         match a.status {
             200 => a.json().map(Some),
@@ -167,6 +171,10 @@ impl RemoteBackend {
         identity: Option<&str>,
         query: &[(&str, String)],
     ) -> Result<T> {
+        if identity.is_some_and(|i| !is_uuid(i)) {
+            // No identity has such an id: nothing of it exists.
+            return serde_json::from_str("[]").map_err(Error::Encoding);
+        }
         let a = self.get(path, identity, query)?;
         match a.status {
             200 => a.json(),
@@ -196,6 +204,10 @@ impl RemoteBackend {
             _ => Err(unexpected(&a)),
         }
     }
+}
+
+fn is_uuid(s: &str) -> bool {
+    uuid::Uuid::try_parse(s).is_ok_and(|u| u.hyphenated().to_string() == s)
 }
 
 fn unexpected(a: &Answer) -> Error {
