@@ -1,5 +1,7 @@
 //! The backend conformance suite, run through a real `ravi serve` server:
 //! a `RemoteBackend` speaking HTTP to the server's SQLite store.
+// Helpers outside #[test] functions unwrap too: this is test code.
+#![allow(clippy::unwrap_used)]
 
 use vault_core::backend::conformance::{self, Harness};
 use vault_core::backend::{Backend, RemoteBackend};

@@ -3,6 +3,9 @@
 //! precondition, atomicity of rejected and failed batches, and
 //! serialisation of concurrent conflicting commits.
 
+// A test suite: a failed read or commit is a failed case.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
 use super::{
     Backend, Batch, CommitError, Conflict, GrantRow, IdentityRow, Precondition, RecordQuery,
     RecordRow, SessionRow, VaultRow, Write,
