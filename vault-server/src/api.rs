@@ -181,8 +181,8 @@ async fn health() -> axum::Json<Value> {
     axum::Json(json!({ "ok": true }))
 }
 
-/// The caller's scope, from `Authorization: Bearer …`; repeated failures
-/// from one address are throttled (429).
+/// The caller's scope, from `Authorization: Bearer …`; repeated wrong
+/// tokens from one address are throttled (429).
 async fn auth(state: &Shared, headers: &HeaderMap, peer: IpAddr) -> ApiResult<Scope> {
     if let Ok(map) = state.failures.lock()
         && let Some((n, since)) = map.get(&peer)
@@ -208,6 +208,7 @@ async fn auth(state: &Shared, headers: &HeaderMap, peer: IpAddr) -> ApiResult<Sc
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_string);
+    let presented = token.is_some();
     let scope = match token {
         Some(t) => {
             let st = state.clone();
@@ -218,7 +219,8 @@ async fn auth(state: &Shared, headers: &HeaderMap, peer: IpAddr) -> ApiResult<Sc
     match scope {
         Some(s) => Ok(s),
         None => {
-            if let Ok(mut map) = state.failures.lock() {
+            // A wrong token is a guess; a missing one is not counted.
+            if presented && let Ok(mut map) = state.failures.lock() {
                 let e = map.entry(peer).or_insert((0, Instant::now()));
                 if e.1.elapsed() >= FAILURE_WINDOW {
                     *e = (0, Instant::now());

@@ -11,6 +11,7 @@ mod mutation;
 mod parallel;
 mod passwords;
 mod secrets;
+mod serve;
 mod tamper;
 mod totp;
 mod untrusted;

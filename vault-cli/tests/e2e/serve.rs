@@ -1,0 +1,569 @@
+//! `ravi serve` with real clients: two machines (separate homes and config
+//! directories) share one server; scoped tokens; canaries; an unreachable
+//! server; a server whose store lies.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// A `ravi serve` on a free loopback port over a store in a temporary
+/// directory, stopped (by its pid) when dropped.
+pub struct Server {
+    pub url: String,
+    pub data: PathBuf,
+    child: Child,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("server.db");
+        let log = dir.path().join("serve.log");
+        let (child, url) = Server::spawn(&data, &log);
+        Server {
+            url,
+            data,
+            child,
+            log,
+            _dir: dir,
+        }
+    }
+
+    /// Starts `ravi serve` and reads its address from its first line.
+    fn spawn(data: &Path, log: &Path) -> (Child, String) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let mut child = Command::new(ravi_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env_remove("RAVI_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        (child, url)
+    }
+
+    /// Stops the server and starts it again on the same store (a new port).
+    pub fn restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let (child, url) = Server::spawn(&self.data, &self.log);
+        self.child = child;
+        self.url = url;
+    }
+
+    /// `ravi serve token create --data … ARGS --json`: the token.
+    pub fn token(&self, args: &[&str]) -> String {
+        let out = Command::new(ravi_bin())
+            .args(["serve", "token", "create", "--json", "--data"])
+            .arg(&self.data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["token"].as_str().unwrap().to_string()
+    }
+
+    pub fn log(&self) -> Vec<u8> {
+        std::fs::read(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A machine: its own home and config directory, the server in
+/// `RAVI_SERVER`/`RAVI_TOKEN` (or `ravi login`'s auth.json).
+struct Machine {
+    env: Env,
+    server: Option<(String, String)>,
+}
+
+impl Machine {
+    fn new(server: Option<(String, String)>) -> Machine {
+        Machine {
+            env: Env::empty(),
+            server,
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut c = self.env.command();
+        c.env_remove("RAVI_VAULT");
+        if let Some((url, token)) = &self.server {
+            c.env("RAVI_SERVER", url).env("RAVI_TOKEN", token);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        run_command(self.command().args(args))
+    }
+
+    fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+const WEAK_KDF: [&str; 6] = [
+    "--kdf-memory-mib",
+    "1",
+    "--kdf-iterations",
+    "1",
+    "--kdf-parallelism",
+    "1",
+];
+
+const CANARIES: [&str; 9] = [
+    "canary-domain.example",
+    "canary-user",
+    "canary-password-7f3a",
+    "canary notes 91c2",
+    "CANARY_SECRET_KEY",
+    "canary-secret-value-44d1",
+    "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+    "CanaryIssuer",
+    "canary-agent-password-0b7e",
+];
+
+/// The owner (logged in with `ravi login`) creates the vault on the
+/// server and an identity, and grants an agent on another machine; the
+/// agent, with only its key file and an identity-scoped token, stores a
+/// password, gets a TOTP code and reads a secret; the owner reads what the
+/// agent wrote. The server's store and log hold none of the secrets or
+/// names.
+#[test]
+fn two_machines_share_one_server() {
+    let server = Server::start();
+    let owner_token = server.token(&["--name", "owner", "--owner"]);
+
+    let owner = Machine::new(None);
+    let token_file = owner.env.dir.path().join("token");
+    std::fs::write(&token_file, format!("{owner_token}\n")).unwrap();
+    owner
+        .run(&[
+            "login",
+            "--server",
+            &server.url,
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ])
+        .ok();
+    let auth = owner.env.home.join(".ravi/auth.json");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&auth).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let auth_json: Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    assert_eq!(auth_json["server"], server.url.as_str());
+    assert_eq!(auth_json["access_token"], owner_token.as_str());
+
+    let mut init = vec!["init", "--inbox-domain", "agents.example.com"];
+    init.extend(WEAK_KDF);
+    owner.run(&init).ok();
+    let alice = owner
+        .run(&["identity", "create", "--name", "alice", "--json"])
+        .ok()
+        .json();
+    owner.run(&["identity", "create", "--name", "bob"]).ok();
+    owner.run(&["identity", "use", "alice"]).ok();
+    owner
+        .run_stdin(
+            &["secrets", "set", "CANARY_SECRET_KEY", "--value-stdin"],
+            "canary-secret-value-44d1",
+        )
+        .ok();
+    owner
+        .run_stdin(
+            &[
+                "passwords",
+                "create",
+                "canary-domain.example",
+                "--username",
+                "canary-user",
+                "--password-stdin",
+                "--notes",
+                "canary notes 91c2",
+            ],
+            "canary-password-7f3a",
+        )
+        .ok();
+    owner
+        .run_stdin(
+            &["totp", "add", "--uri-stdin"],
+            "otpauth://totp/CanaryIssuer:bot?secret=JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP&issuer=CanaryIssuer",
+        )
+        .ok();
+
+    // The agent's machine: a key made there, a token scoped to alice.
+    let agent_token = server.token(&["--name", "agent-a", "--identity", "alice"]);
+    let agent = Machine::new(Some((server.url.clone(), agent_token)));
+    let key = agent.env.dir.path().join("agent.key");
+    let public = agent
+        .run(&["agent", "keygen", "--out", key.to_str().unwrap(), "--json"])
+        .ok()
+        .json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    owner
+        .run(&["identity", "grant", "alice", "--to", &public])
+        .ok();
+
+    let as_agent_for = |identity: &str, args: &[&str]| {
+        let mut c = agent.command();
+        c.env_remove("RAVI_PASSPHRASE")
+            .env("RAVI_AGENT_KEY_FILE", &key)
+            .args(["--identity", identity])
+            .args(args);
+        run_command(&mut c)
+    };
+    let as_agent = |args: &[&str]| as_agent_for("alice", args);
+    let r = as_agent(&["secrets", "get", "CANARY_SECRET_KEY"]).ok();
+    assert_eq!(r.stdout.trim(), "canary-secret-value-44d1");
+    let code = as_agent(&["totp", "code", "CanaryIssuer", "--json"])
+        .ok()
+        .json();
+    assert_eq!(code["code"].as_str().unwrap().len(), 6);
+    let mut c = agent.command();
+    c.env_remove("RAVI_PASSPHRASE")
+        .env("RAVI_AGENT_KEY_FILE", &key)
+        .args([
+            "--identity",
+            "alice",
+            "passwords",
+            "create",
+            "agent-site.example",
+            "--username",
+            "bot",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"canary-agent-password-0b7e")
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    // the agent's token covers alice only
+    as_agent_for("bob", &["secrets", "list"]).fails(EXIT_LOCKED);
+
+    // The owner reads what the agent wrote, through the server.
+    let got = owner
+        .run(&["passwords", "get", "agent-site.example", "--json"])
+        .ok()
+        .json();
+    assert_eq!(got["password"], "canary-agent-password-0b7e");
+    assert_eq!(got["username"], "bot");
+    assert_eq!(
+        owner.run(&["get", "email"]).ok().stdout.trim(),
+        alice["inbox"].as_str().unwrap()
+    );
+
+    // Nothing secret reached the server's files or log.
+    let mut stored: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", server.data.display()));
+        if let Ok(b) = std::fs::read(&p) {
+            stored.push((p, b));
+        }
+    }
+    stored.push((PathBuf::from("server log"), server.log()));
+    assert!(stored.len() >= 2);
+    for canary in CANARIES.iter().chain([&owner_token.as_str()]) {
+        for (path, bytes) in &stored {
+            assert!(
+                !contains(bytes, canary.as_bytes()),
+                "{canary:?} found in {}",
+                path.display()
+            );
+        }
+    }
+
+    // logout removes the login: the owner is back to a local (absent) vault
+    owner.run(&["logout"]).ok();
+    assert!(!auth.exists());
+    owner.run(&["secrets", "list"]).fails(EXIT_NOT_FOUND);
+}
+
+/// One HTTP/1.1 request over a plain socket: (status, body).
+pub fn http(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let host = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req += &format!("{k}: {v}\r\n");
+    }
+    req += &format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    (status, body)
+}
+
+/// Every vault endpoint of the OpenAPI document answers 403 to a token
+/// scoped to another identity (or to any identity-scoped token, for the
+/// owner's endpoints), and 401 without a token; the seed's identity
+/// endpoints too. Repeated bad tokens get 429 with retry_after_seconds.
+#[test]
+fn scoped_tokens_are_refused_everywhere_else() {
+    let server = Server::start();
+    let owner_token = server.token(&["--name", "owner", "--owner"]);
+    let owner = Machine::new(Some((server.url.clone(), owner_token.clone())));
+    let mut init = vec!["init"];
+    init.extend(WEAK_KDF);
+    owner.run(&init).ok();
+    let alice = owner
+        .run(&["identity", "create", "--name", "alice", "--json"])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bob = owner
+        .run(&["identity", "create", "--name", "bob", "--json"])
+        .ok()
+        .json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let agent = server.token(&["--name", "agent", "--identity", &alice]);
+    let bearer = |t: &str| format!("Bearer {t}");
+
+    let (status, schema) = http(&server.url, "GET", "/api/schema/", &[], "");
+    assert_eq!(status, 200);
+    let schema: Value = serde_json::from_str(&schema).unwrap();
+    let paths = schema["paths"].as_object().unwrap();
+    let mut walked = 0;
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().unwrap() {
+            if method == "parameters" || op.get("security") == Some(&Value::Array(vec![])) {
+                continue;
+            }
+            let takes_identity = op["parameters"]
+                .as_array()
+                .is_some_and(|ps| ps.iter().any(|p| p["name"] == "X-Ravi-Identity"));
+            let concrete = path.replace("{uuid}", &bob).replace("{id}", "00");
+            let query = match path.as_str() {
+                "/api/vault/identity-by-name" => "?name=bob",
+                "/api/vault/grant" => "?recipient=00",
+                "/api/vault/record" => "?kind=1&uuid=00000000-0000-4000-8000-000000000000",
+                _ => "",
+            };
+            let target = format!("{concrete}{query}");
+            let body = match (method.as_str(), path.as_str()) {
+                ("post", "/api/vault/commit") => {
+                    format!(r#"{{"preconditions":[],"writes":[{{"delete_identity":"{bob}"}}]}}"#)
+                }
+                ("put" | "post", _) => r#"{"name":"x"}"#.to_string(),
+                _ => String::new(),
+            };
+            let m = method.to_uppercase();
+            let auth = bearer(&agent);
+            let mut headers = vec![("Authorization", auth.as_str())];
+            if takes_identity {
+                headers.push(("X-Ravi-Identity", bob.as_str()));
+            }
+            let (status, answer) = http(&server.url, &m, &target, &headers, &body);
+            if (m.as_str(), path.as_str()) == ("GET", "/api/vault/header") {
+                // the signed header is every client's (agents check it)
+                assert_eq!(status, 200, "{answer}");
+                walked += 1;
+                continue;
+            }
+            if (m.as_str(), path.as_str()) == ("GET", "/api/identities/") {
+                // a listing shows only what the token covers
+                assert_eq!(status, 200, "{answer}");
+                assert!(
+                    answer.contains(&alice) && !answer.contains(&bob),
+                    "{answer}"
+                );
+                walked += 1;
+                continue;
+            }
+            assert_eq!(status, 403, "{m} {target}: {answer}");
+            let e: Value = serde_json::from_str(&answer).unwrap();
+            assert_eq!(e["error"], "forbidden", "{m} {target}");
+            let (status, _) = http(&server.url, &m, &target, &[], &body);
+            assert_eq!(status, 401, "{m} {target} without a token");
+            walked += 1;
+        }
+    }
+    assert!(walked >= 16, "walked {walked} operations");
+    // the same token reads its own identity
+    let auth = bearer(&agent);
+    let (status, _) = http(
+        &server.url,
+        "GET",
+        "/api/vault/identity",
+        &[("Authorization", &auth), ("X-Ravi-Identity", &alice)],
+        "",
+    );
+    assert_eq!(status, 200);
+    // bob's rows are all still there
+    owner.run(&["--identity", "bob", "secrets", "list"]).ok();
+
+    // Throttling: repeated bad tokens get 429 with retry_after_seconds.
+    let mut last = (0, String::new());
+    for _ in 0..12 {
+        last = http(
+            &server.url,
+            "GET",
+            "/api/identities/",
+            &[("Authorization", "Bearer ravi_wrong")],
+            "",
+        );
+    }
+    assert_eq!(last.0, 429, "{}", last.1);
+    let e: Value = serde_json::from_str(&last.1).unwrap();
+    assert!(e["retry_after_seconds"].as_u64().unwrap() >= 1);
+}
+
+/// An unreachable server is exit 7 (`unavailable`), quickly and clearly.
+#[test]
+fn unreachable_server_is_exit_7() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let m = Machine::new(Some((format!("http://127.0.0.1:{port}"), "ravi_x".into())));
+    let r = m.run(&["--identity", "alice", "secrets", "get", "K", "--json"]);
+    let r = r.fails(7);
+    assert_eq!(
+        r.error_json()["error"]["code"],
+        "unavailable",
+        "{}",
+        r.stderr
+    );
+    m.run(&["vault", "info"]).fails(7);
+    // RAVI_SERVER without RAVI_TOKEN is a usage error
+    let mut c = m.env.command();
+    c.env_remove("RAVI_VAULT")
+        .env("RAVI_SERVER", "http://127.0.0.1:1")
+        .args(["vault", "info"]);
+    run_command(&mut c).fails(EXIT_INVALID);
+}
+
+/// A server whose store lies (rows rolled back, deleted or swapped while it
+/// was stopped) is caught by the client's checks over HTTP: exit 5.
+#[test]
+fn a_lying_server_is_caught() {
+    let mut server = Server::start();
+    let owner_token = server.token(&["--name", "owner", "--owner"]);
+    let owner = Machine::new(Some((server.url.clone(), owner_token.clone())));
+    let mut init = vec!["init"];
+    init.extend(WEAK_KDF);
+    owner.run(&init).ok();
+    owner.run(&["identity", "create", "--name", "alice"]).ok();
+    owner.run(&["identity", "use", "alice"]).ok();
+    owner.run(&["secrets", "set", "A", "a-v1"]).ok();
+    owner.run(&["secrets", "set", "B", "b-v1"]).ok();
+    let data = server.data.clone();
+    let db = || rusqlite::Connection::open(&data).unwrap();
+    let old_a: Vec<u8> = db()
+        .query_row(
+            "SELECT r.ciphertext FROM records r ORDER BY r.rowid LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    owner.run(&["secrets", "set", "A", "a-v2"]).ok();
+    // replay the older version of A
+    db().execute(
+        "UPDATE records SET ciphertext = ?1 WHERE rowid = (SELECT min(rowid) FROM records)",
+        [&old_a],
+    )
+    .unwrap();
+    server.restart();
+    let owner = Machine {
+        env: owner.env,
+        server: Some((server.url.clone(), owner_token)),
+    };
+    owner
+        .run(&["--identity", "alice", "secrets", "get", "A"])
+        .fails(EXIT_INTEGRITY);
+    owner
+        .run(&["--identity", "alice", "secrets", "list"])
+        .fails(EXIT_INTEGRITY);
+    // delete B
+    db().execute(
+        "DELETE FROM records WHERE rowid = (SELECT max(rowid) FROM records)",
+        [],
+    )
+    .unwrap();
+    owner
+        .run(&["--identity", "alice", "secrets", "list"])
+        .fails(EXIT_INTEGRITY);
+}
