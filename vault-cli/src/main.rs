@@ -622,6 +622,24 @@ fn access<'v>(g: &GlobalArgs, vault: &'v Vault) -> Result<Access<'v>> {
         // The owner just gave a vault made before signing its owner key.
         pins::check(vault, &config_dir()?, None)?;
     }
+    if let Ok(owner) = access.owner("") {
+        // Identities requested over a server's REST interface get their
+        // key and the owner's signature from the next owner command.
+        let (adopted, refused) = owner.adopt_pending()?;
+        for i in &adopted {
+            remember_key(vault, owner, i)?;
+            eprintln!(
+                "ravi: adopted identity {} ({}), requested over REST",
+                i.name, i.uuid
+            );
+        }
+        for (name, e) in &refused {
+            eprintln!("ravi: warning: identity {name:?} requested over REST stays pending: {e}");
+        }
+        if !adopted.is_empty() {
+            raise_vault_head(vault)?;
+        }
+    }
     Ok(access)
 }
 

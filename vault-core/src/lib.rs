@@ -77,5 +77,5 @@ pub use secret::SecretString;
 pub use session::{DEFAULT_TTL, MAX_TTL, SessionToken, parse_ttl};
 pub use signing::OwnerPublicKey;
 pub use totp::{TotpAlgorithm, TotpCode, TotpParams};
-pub use unlocked::{NewSession, Unlocked};
+pub use unlocked::{Adoption, NewSession, Unlocked};
 pub use vault::Vault;

@@ -28,6 +28,10 @@ use crate::state::{
 };
 use crate::vault_head::VaultHead;
 
+/// What [`Unlocked::adopt_pending`] did: the identities adopted, and the
+/// requests left pending (by name) with the reason.
+pub type Adoption = (Vec<Identity>, Vec<(String, Error)>);
+
 /// A session created by [`Unlocked::create_session`].
 #[derive(Debug)]
 pub struct NewSession {
@@ -223,6 +227,38 @@ impl<'v> Unlocked<'v> {
     /// [`Error::InvalidInput`] for a bad name, email or phone;
     /// [`Error::Conflict`] if the name or inbox is taken.
     pub fn create_identity(&self, new: &NewIdentity) -> Result<Identity> {
+        self.create_identity_as(new, Uuid::new_v4())
+    }
+
+    /// Adopts the identities requested through a server's REST interface
+    /// (pending: a name and a uuid, unsigned): each gets its key, its inbox
+    /// and the owner's signature, keeping its uuid. A request whose name
+    /// is invalid or taken stays pending and is reported in the second list.
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Integrity`] as for any owner write.
+    pub fn adopt_pending(&self) -> Result<Adoption> {
+        let mut adopted = Vec::new();
+        let mut refused = Vec::new();
+        for p in self.state.backend.pending_identities()? {
+            let Ok(uuid) = Uuid::try_parse(&p.uuid) else {
+                refused.push((p.name, Error::InvalidInput("its uuid is malformed".into())));
+                continue;
+            };
+            let new = NewIdentity {
+                name: p.name.clone(),
+                ..NewIdentity::default()
+            };
+            match self.create_identity_as(&new, uuid) {
+                Ok(i) => adopted.push(i),
+                Err(e @ (Error::InvalidInput(_) | Error::Conflict(_))) => refused.push((p.name, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((adopted, refused))
+    }
+
+    fn create_identity_as(&self, new: &NewIdentity, uuid: Uuid) -> Result<Identity> {
         names::validate_identity_name(&new.name)?;
         let inbox = match &new.email {
             Some(e) => names::validate_email(e)?,
@@ -238,7 +274,7 @@ impl<'v> Unlocked<'v> {
             .map(names::normalize_phone)
             .transpose()?;
         let mut row = IdentityRow {
-            uuid: Uuid::new_v4().to_string(),
+            uuid: uuid.to_string(),
             name: new.name.clone(),
             inbox,
             phone,

@@ -490,6 +490,31 @@ async fn read<T: Serialize + Send + 'static>(
     .await
 }
 
+/// The answer for an identity that is requested but not adopted yet.
+fn pending_answer(p: &Pending) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "pending",
+        format!(
+            "identity {:?} is pending: it was requested over REST and no owner client has adopted it yet (it has no key and no owner signature); the next ravi command its owner runs with the passphrase or a session adopts it",
+            p.name
+        ),
+    )
+}
+
+/// Refuses a pending identity matched by `is`.
+async fn refuse_pending(
+    st: &Shared,
+    is: impl Fn(&Pending) -> bool + Send + 'static,
+) -> ApiResult<()> {
+    let st = st.clone();
+    blocking(move || match st.store.pending()?.iter().find(|p| is(p)) {
+        Some(p) => Err(pending_answer(p)),
+        None => Ok(()),
+    })
+    .await
+}
+
 fn found<T>(v: Option<T>) -> ApiResult<T> {
     v.ok_or_else(|| ApiError::not_found("no such row"))
 }
@@ -536,6 +561,13 @@ async fn vault_identity(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> ApiResult<axum::Json<IdentityRow>> {
+    if let Some(id) = headers
+        .get("x-ravi-identity")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+    {
+        refuse_pending(&st, move |p| p.uuid == id).await?;
+    }
     read(st, &headers, peer, true, |b, _, id| {
         found(b.identity(id.unwrap_or_default())?)
     })
@@ -553,6 +585,8 @@ async fn vault_identity_by_name(
     headers: HeaderMap,
     Query(q): Query<NameQuery>,
 ) -> ApiResult<axum::Json<IdentityRow>> {
+    let name = q.name.clone();
+    refuse_pending(&st, move |p| p.name.eq_ignore_ascii_case(&name)).await?;
     read(st, &headers, peer, false, move |b, scope, _| {
         let row = found(b.identity_by_name(&q.name)?)?;
         if scope.allows(&row.uuid) {

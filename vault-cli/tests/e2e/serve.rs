@@ -567,3 +567,119 @@ fn a_lying_server_is_caught() {
         .run(&["--identity", "alice", "secrets", "list"])
         .fails(EXIT_INTEGRITY);
 }
+
+/// The seed's REST flow: an identity created over REST is pending (no key,
+/// no owner signature) and refused by `get email` with a clear error; the
+/// next owner command adopts it, keeping its uuid, and it is then signed,
+/// usable, and shown with its inbox by the REST API.
+#[test]
+fn rest_identities_are_pending_until_an_owner_adopts_them() {
+    let server = Server::start();
+    let owner_token = server.token(&["--name", "owner", "--owner"]);
+    let owner = Machine::new(Some((server.url.clone(), owner_token.clone())));
+    let mut init = vec!["init", "--inbox-domain", "agents.example.com"];
+    init.extend(WEAK_KDF);
+    owner.run(&init).ok();
+    owner.run(&["identity", "create", "--name", "alice"]).ok();
+    let auth = format!("Bearer {owner_token}");
+    let headers = [("Authorization", auth.as_str())];
+
+    let (status, body) = http(
+        &server.url,
+        "POST",
+        "/api/identities/",
+        &headers,
+        r#"{"name":"carol"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let carol: Value = serde_json::from_str(&body).unwrap();
+    let uuid = carol["uuid"].as_str().unwrap().to_string();
+    assert_eq!(carol["name"], "carol");
+    assert_eq!(carol["pending"], true);
+    for key in ["uuid", "name", "inbox", "phone", "created_dt"] {
+        assert!(carol.get(key).is_some(), "{key} missing: {carol}");
+    }
+    let (status, _) = http(
+        &server.url,
+        "POST",
+        "/api/identities/",
+        &headers,
+        r#"{"name":"carol"}"#,
+    );
+    assert_eq!(status, 409);
+    let (status, _) = http(
+        &server.url,
+        "POST",
+        "/api/identities/",
+        &headers,
+        r#"{"nom":"x"}"#,
+    );
+    assert_eq!(status, 400);
+    let (status, _) = http(
+        &server.url,
+        "GET",
+        "/api/identities/00000000-0000-4000-8000-000000000000/",
+        &headers,
+        "",
+    );
+    assert_eq!(status, 404);
+
+    // pending: refused by reads that need the owner's signature
+    let r = owner
+        .run(&["--identity", "carol", "get", "email"])
+        .fails(EXIT_NOT_FOUND);
+    assert!(r.stderr.contains("pending"), "{}", r.stderr);
+
+    // the next owner command adopts it
+    let r = owner.run(&["--identity", "alice", "secrets", "list"]).ok();
+    assert!(r.stderr.contains("adopted identity carol"), "{}", r.stderr);
+    let email = owner.run(&["--identity", &uuid, "get", "email"]).ok();
+    assert_eq!(email.stdout.trim(), "carol@agents.example.com");
+    owner
+        .run(&["--identity", "carol", "secrets", "set", "K", "v"])
+        .ok();
+    let (status, body) = http(
+        &server.url,
+        "GET",
+        &format!("/api/identities/{uuid}/"),
+        &headers,
+        "",
+    );
+    assert_eq!(status, 200);
+    let shown: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(shown["inbox"], "carol@agents.example.com");
+    assert_eq!(shown["pending"], false);
+    // a signed identity cannot be renamed or deleted over REST
+    let (status, _) = http(
+        &server.url,
+        "PUT",
+        &format!("/api/identities/{uuid}/"),
+        &headers,
+        r#"{"name":"dave"}"#,
+    );
+    assert_eq!(status, 409);
+    let (status, _) = http(
+        &server.url,
+        "DELETE",
+        &format!("/api/identities/{uuid}/"),
+        &headers,
+        "",
+    );
+    assert_eq!(status, 409);
+    // a pending one can
+    let (_, body) = http(
+        &server.url,
+        "POST",
+        "/api/identities/",
+        &headers,
+        r#"{"name":"erin"}"#,
+    );
+    let erin: Value = serde_json::from_str(&body).unwrap();
+    let path = format!("/api/identities/{}/", erin["uuid"].as_str().unwrap());
+    let (status, body) = http(&server.url, "PUT", &path, &headers, r#"{"name":"erin2"}"#);
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(&server.url, "DELETE", &path, &headers, "");
+    assert_eq!(status, 204);
+    let (status, _) = http(&server.url, "GET", &path, &headers, "");
+    assert_eq!(status, 404);
+}

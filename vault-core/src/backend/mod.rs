@@ -150,6 +150,19 @@ pub struct GrantRow {
     pub signature: Option<Vec<u8>>,
 }
 
+/// An identity requested through a server's REST interface (a name only),
+/// waiting for an owner client to adopt it: to make its key and sign its
+/// metadata. Local stores have none.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingIdentity {
+    /// The uuid the server gave it (the identity keeps it).
+    pub uuid: String,
+    /// The requested name.
+    pub name: String,
+    /// When it was requested, RFC 3339.
+    pub created_dt: String,
+}
+
 /// Which records a [`Backend::records`] call returns: all of an identity's
 /// records (of one kind, or every kind) ordered by uuid, optionally one page
 /// of them: those after a uuid, at most `limit`.
@@ -453,6 +466,14 @@ pub trait Backend: std::fmt::Debug {
     /// # Errors
     /// Storage errors only.
     fn session(&self, session_id: &str) -> crate::Result<Option<SessionRow>>;
+
+    /// Identities requested through a server and not adopted yet.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    fn pending_identities(&self) -> crate::Result<Vec<PendingIdentity>> {
+        Ok(Vec::new())
+    }
 
     /// Applies every write of `batch` atomically if every precondition
     /// holds; otherwise applies nothing.

@@ -13,8 +13,8 @@ use data_encoding::HEXLOWER;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Backend, Batch, Changes, CommitError, Conflict, GrantRow, IdentityRow, RecordQuery, RecordRow,
-    SessionRow, VaultRow,
+    Backend, Batch, Changes, CommitError, Conflict, GrantRow, IdentityRow, PendingIdentity,
+    RecordQuery, RecordRow, SessionRow, VaultRow,
 };
 use crate::error::{Error, Result};
 
@@ -50,6 +50,14 @@ impl Answer {
     fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_str(&self.body)
             .map_err(|e| Error::Storage(format!("the server's answer is malformed ({e})").into()))
+    }
+
+    /// The server's error code, from `{"error": …}`.
+    fn code(&self) -> String {
+        serde_json::from_str::<serde_json::Value>(&self.body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_string))
+            .unwrap_or_default()
     }
 
     /// The server's message, from `{"message": …}`.
@@ -160,6 +168,8 @@ impl RemoteBackend {
         let a = self.get(path, identity, query)?;
         match a.status {
             200 => a.json().map(Some),
+            // An identity requested over REST that no owner adopted yet.
+            404 if a.code() == "pending" => Err(Error::NotFound(a.message())),
             404 => Ok(None),
             _ => Err(unexpected(&a)),
         }
@@ -306,6 +316,10 @@ impl Backend for RemoteBackend {
             return Ok(None);
         }
         self.get_opt(&format!("/api/vault/sessions/{session_id}"), None, &[])
+    }
+
+    fn pending_identities(&self) -> Result<Vec<PendingIdentity>> {
+        self.get_all("/api/vault/pending", None, &[])
     }
 
     fn commit(&self, batch: &Batch) -> std::result::Result<Changes, CommitError> {
