@@ -13,6 +13,7 @@ Exit codes:
   4  locked or denied (no passphrase given, wrong passphrase)
   5  integrity failure (tampered or damaged vault)
   6  conflict or ambiguous (duplicate name, several matches)
+  7  unavailable (the server cannot be reached or did not answer in time)
 
 Secrets given on the command line (--password, VALUE) are visible to other
 users of the machine through the process list; prefer --password-stdin,
@@ -34,7 +35,8 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
-    /// Vault file [default: ~/.ravi/vault.db]
+    /// Vault file [default: the server of RAVI_SERVER or `ravi login`, else
+    /// ~/.ravi/vault.db]
     #[arg(long, global = true, env = "RAVI_VAULT", value_name = "PATH")]
     pub vault: Option<PathBuf>,
     /// Identity to act for (name or uuid); overrides config files. `serve
