@@ -148,8 +148,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = vault_server::DEFAULT_LISTEN)]
     pub listen: String,
     /// The server's SQLite store [default: ~/.ravi/server.db]
-    #[arg(long, global = true, value_name = "PATH", env = "RAVI_SERVER_DATA")]
+    #[arg(long, global = true, value_name = "PATH", conflicts_with = "database")]
     pub data: Option<PathBuf>,
+    /// A PostgreSQL store instead (postgres://USER@HOST:PORT/DB), shared by
+    /// any number of `ravi serve` processes
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "RAVI_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -207,16 +207,19 @@ pub fn logout(out: &mut Output) -> Result<()> {
     Ok(())
 }
 
-fn data_path(a: &ServeArgs) -> Result<PathBuf> {
-    match &a.data {
-        Some(p) => Ok(p.clone()),
-        None => Ok(crate::default_ravi_dir()?.join("server.db")),
-    }
+fn store_config(a: &ServeArgs) -> Result<vault_server::StoreConfig> {
+    Ok(match (&a.database, &a.data) {
+        (Some(url), _) => vault_server::StoreConfig::Postgres(url.clone()),
+        (None, Some(p)) => vault_server::StoreConfig::Sqlite(p.clone()),
+        (None, None) => {
+            vault_server::StoreConfig::Sqlite(crate::default_ravi_dir()?.join("server.db"))
+        }
+    })
 }
 
 /// `ravi serve` and `ravi serve token …`.
 pub fn serve(g: &GlobalArgs, a: &ServeArgs, out: &mut Output) -> Result<()> {
-    let data = data_path(a)?;
+    let store = store_config(a)?;
     match &a.command {
         None => {
             if !g.identity.is_empty() {
@@ -224,25 +227,30 @@ pub fn serve(g: &GlobalArgs, a: &ServeArgs, out: &mut Output) -> Result<()> {
                     "`ravi serve` takes no --identity (tokens are scoped with `ravi serve token create`)".into(),
                 ));
             }
+            let shown = match &store {
+                vault_server::StoreConfig::Sqlite(p) => p.display().to_string(),
+                vault_server::StoreConfig::Postgres(_) => "PostgreSQL".to_string(),
+            };
             let opts = vault_server::ServeOptions {
                 listen: a.listen.clone(),
-                data: data.clone(),
+                store,
             };
             vault_server::serve(&opts, |addr| {
                 // The first line of stdout: scripts wait for it.
-                println!(
-                    "ravi serve: listening on http://{addr} (store {})",
-                    data.display()
-                );
+                println!("ravi serve: listening on http://{addr} (store {shown})");
                 let _ = std::io::stdout().flush();
             })
         }
-        Some(ServeCommand::Token(t)) => token(g, t, &data, out),
+        Some(ServeCommand::Token(t)) => token(g, t, &store.open()?, out),
     }
 }
 
-fn token(g: &GlobalArgs, t: &TokenCommand, data: &Path, out: &mut Output) -> Result<()> {
-    let store = vault_server::SqliteStore::open(data)?;
+fn token(
+    g: &GlobalArgs,
+    t: &TokenCommand,
+    store: &vault_server::Store,
+    out: &mut Output,
+) -> Result<()> {
     match t {
         TokenCommand::Create { name, owner, ttl } => {
             let scope = match (owner, g.identity.is_empty()) {
@@ -250,7 +258,7 @@ fn token(g: &GlobalArgs, t: &TokenCommand, data: &Path, out: &mut Output) -> Res
                 (false, false) => vault_server::Scope::Identities(
                     g.identity
                         .iter()
-                        .map(|s| resolve_identity(&store, s))
+                        .map(|s| resolve_identity(store, s))
                         .collect::<Result<_>>()?,
                 ),
                 _ => {
@@ -302,7 +310,7 @@ fn token(g: &GlobalArgs, t: &TokenCommand, data: &Path, out: &mut Output) -> Res
 }
 
 /// An identity of the server's vault (or a pending one) by uuid or name.
-fn resolve_identity(store: &vault_server::SqliteStore, s: &str) -> Result<String> {
+fn resolve_identity(store: &vault_server::Store, s: &str) -> Result<String> {
     store
         .find_identity(s)?
         .ok_or_else(|| Error::NotFound(format!("no identity {s:?} on this server")))

@@ -19,7 +19,7 @@ use vault_core::backend::{
     Backend, Batch, CommitError, IdentityRow, Precondition, RecordQuery, VaultRow, Write,
 };
 
-use crate::store::{Pending, Scope, SqliteStore};
+use crate::store::{Pending, Scope, Store};
 
 /// Failed authentications from one address before it is throttled.
 const MAX_FAILURES: u32 = 10;
@@ -34,14 +34,14 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// What every handler shares.
 pub struct AppState {
     /// The store.
-    pub store: SqliteStore,
+    pub store: Store,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
 }
 
 impl AppState {
     /// A state over `store`.
     #[must_use]
-    pub fn new(store: SqliteStore) -> Self {
+    pub fn new(store: Store) -> Self {
         AppState {
             store,
             failures: Mutex::new(HashMap::new()),
@@ -316,7 +316,7 @@ fn parse_name(body: &Bytes) -> ApiResult<String> {
 
 /// Every identity the scope covers: adopted ones (clear metadata as
 /// stored) and, for the owner, pending ones.
-fn all_identities(store: &SqliteStore, scope: &Scope) -> ApiResult<Vec<IdentityJson>> {
+fn all_identities(store: &Store, scope: &Scope) -> ApiResult<Vec<IdentityJson>> {
     let rows = match store.with_vault(|b| b.identities()) {
         Ok(rows) => rows,
         Err(Error::NotFound(_)) => Vec::new(),
@@ -376,7 +376,7 @@ fn uuid_path(uuid: &str) -> ApiResult<String> {
         .map_err(|_| ApiError::not_found("no such identity"))
 }
 
-fn find_one(store: &SqliteStore, uuid: &str) -> ApiResult<IdentityJson> {
+fn find_one(store: &Store, uuid: &str) -> ApiResult<IdentityJson> {
     if let Some(p) = store.pending()?.iter().find(|p| p.uuid == uuid) {
         return Ok(IdentityJson::from(p));
     }

@@ -4,6 +4,7 @@
 //! the OpenAPI document at `/api/schema/`.
 
 pub mod api;
+mod pg;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -16,18 +17,45 @@ use axum::middleware::Next;
 use axum::response::Response;
 use vault_core::{Error, Result};
 
-pub use store::{Scope, SqliteStore, TokenInfo};
+pub use pg::PgStore;
+pub use store::{Scope, SqliteStore, Store, TokenInfo};
 
 /// The loopback address `ravi serve` listens on by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
+
+/// Where the rows are kept.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// One SQLite file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database URL (`postgres://…`).
+    Postgres(String),
+}
+
+impl StoreConfig {
+    /// Opens the store (for `ravi serve token …`, outside the server).
+    ///
+    /// # Errors
+    /// Storage errors; [`Error::Unavailable`] for an unreachable database.
+    pub fn open(&self) -> Result<Store> {
+        self.open_in(None)
+    }
+
+    fn open_in(&self, handle: Option<tokio::runtime::Handle>) -> Result<Store> {
+        match self {
+            StoreConfig::Sqlite(p) => SqliteStore::open(p).map(Store::Sqlite),
+            StoreConfig::Postgres(url) => PgStore::open(url, handle).map(Store::Postgres),
+        }
+    }
+}
 
 /// How to serve.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// `HOST:PORT` to listen on (port 0: any free port).
     pub listen: String,
-    /// The SQLite store.
-    pub data: PathBuf,
+    /// The store.
+    pub store: StoreConfig,
 }
 
 /// One line per request on stderr: method, path (never the query, which
@@ -50,8 +78,6 @@ async fn log(req: Request, next: Next) -> Response {
 /// # Errors
 /// [`Error::Io`] if the address cannot be bound; store errors.
 pub fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> {
-    let store = SqliteStore::open(&opts.data)?;
-    let state = Arc::new(api::AppState::new(store));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -59,6 +85,8 @@ pub fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> 
             context: "cannot start the server runtime".into(),
             source: e,
         })?;
+    let store = opts.store.open_in(Some(rt.handle().clone()))?;
+    let state = Arc::new(api::AppState::new(store));
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&opts.listen)
             .await

@@ -75,6 +75,181 @@ pub struct Pending {
     pub created_dt: String,
 }
 
+/// The `owner` and `identities` columns of a token row.
+pub(crate) fn scope_columns(scope: &Scope) -> Result<(bool, String)> {
+    let (owner, ids): (bool, Vec<String>) = match scope {
+        Scope::Owner => (true, Vec::new()),
+        Scope::Identities(ids) => (false, ids.iter().cloned().collect()),
+    };
+    Ok((owner, serde_json::to_string(&ids).map_err(Error::Encoding)?))
+}
+
+/// The scope of a token row, unless it expired.
+pub(crate) fn scope_of(owner: bool, identities: &str, expires_at: Option<i64>) -> Option<Scope> {
+    if expires_at.is_some_and(|e| u64::try_from(e).unwrap_or(0) <= now_unix()) {
+        return None;
+    }
+    Some(if owner {
+        Scope::Owner
+    } else {
+        Scope::Identities(
+            serde_json::from_str::<Vec<String>>(identities)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        )
+    })
+}
+
+/// Where a server keeps its rows: a SQLite file or a PostgreSQL database.
+#[derive(Debug)]
+pub enum Store {
+    /// One SQLite file (the default).
+    Sqlite(SqliteStore),
+    /// A PostgreSQL database shared by any number of server processes.
+    Postgres(crate::pg::PgStore),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            Store::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Runs `f` on the vault's rows ([`Error::NotFound`] before a vault
+    /// was created).
+    ///
+    /// # Errors
+    /// Whatever `f` returns; storage errors.
+    pub fn with_vault<T>(&self, f: impl FnOnce(&dyn Backend) -> Result<T>) -> Result<T> {
+        each!(self, s => s.with_vault(f))
+    }
+
+    /// Creates the vault from its sealed header row.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if there is one.
+    pub fn create_vault(&self, header: &VaultRow) -> Result<()> {
+        each!(self, s => s.create_vault(header))
+    }
+
+    /// Makes a token (256 random bits, `ravi_…`) and keeps only its hash.
+    /// Returns the token (shown once) and its id.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] for a name in use; [`Error::InvalidInput`] for a
+    /// bad name.
+    pub fn create_token(
+        &self,
+        name: &str,
+        scope: &Scope,
+        ttl: Option<u64>,
+    ) -> Result<(String, String)> {
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(Error::InvalidInput(
+                "a token name is 1-128 printable characters".into(),
+            ));
+        }
+        let mut raw = [0u8; 32];
+        rand::rngs::SysRng
+            .try_fill_bytes(&mut raw)
+            .map_err(|e| Error::Rng(Box::new(e)))?;
+        let token = format!("ravi_{}", data_encoding::BASE64URL_NOPAD.encode(&raw));
+        let id = uuid::Uuid::new_v4().to_string();
+        let expires = ttl.map(|t| i64::try_from(now_unix().saturating_add(t)).unwrap_or(i64::MAX));
+        each!(self, s => s.insert_token(&id, name, &token, scope, expires))?;
+        Ok((token, id))
+    }
+
+    /// Every token (never the tokens themselves).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        each!(self, s => s.tokens())
+    }
+
+    /// Revokes the token with this id or name; whether one was.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn revoke_token(&self, id_or_name: &str) -> Result<bool> {
+        each!(self, s => s.revoke_token(id_or_name))
+    }
+
+    /// The scope of a presented token, if it is known and not expired.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Scope>> {
+        each!(self, s => s.authenticate(token))
+    }
+
+    /// Records an identity requested over REST.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if a pending identity has the name.
+    pub fn add_pending(&self, name: &str) -> Result<Pending> {
+        let p = Pending {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            name: name.to_string(),
+            created_dt: now_rfc3339(),
+        };
+        each!(self, s => s.add_pending(&p))?;
+        Ok(p)
+    }
+
+    /// Identities waiting for adoption, oldest first.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn pending(&self) -> Result<Vec<Pending>> {
+        each!(self, s => s.pending())
+    }
+
+    /// Renames a pending identity; whether it exists.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the name is taken.
+    pub fn rename_pending(&self, uuid: &str, name: &str) -> Result<bool> {
+        each!(self, s => s.rename_pending(uuid, name))
+    }
+
+    /// Forgets a pending identity; whether it existed.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn remove_pending(&self, uuid: &str) -> Result<bool> {
+        each!(self, s => s.remove_pending(uuid))
+    }
+
+    /// The uuid of the identity (adopted or pending) with this uuid or name.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn find_identity(&self, selector: &str) -> Result<Option<String>> {
+        if let Ok(u) = uuid::Uuid::try_parse(selector) {
+            return Ok(Some(u.to_string()));
+        }
+        if let Some(p) = self
+            .pending()?
+            .into_iter()
+            .find(|p| p.name.eq_ignore_ascii_case(selector))
+        {
+            return Ok(Some(p.uuid));
+        }
+        match self.with_vault(|b| b.identity_by_name(selector)) {
+            Ok(r) => Ok(r.map(|r| r.uuid)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The server's store: one SQLite file.
 pub struct SqliteStore {
     path: PathBuf,
@@ -90,13 +265,13 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()
@@ -108,7 +283,7 @@ fn now_rfc3339() -> String {
 }
 
 /// SHA-256 of a token, as stored.
-fn token_hash(token: &str) -> Vec<u8> {
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
@@ -214,43 +389,28 @@ impl SqliteStore {
         SqliteBackend::create(&self.path, header).map(drop)
     }
 
-    /// Makes a token and keeps its hash. Returns the token (shown once) and
-    /// its id.
+    /// Keeps a token's hash with its name and scope.
     ///
     /// # Errors
     /// [`Error::Conflict`] for a name in use; storage errors.
-    pub fn create_token(
+    pub fn insert_token(
         &self,
+        id: &str,
         name: &str,
+        token: &str,
         scope: &Scope,
-        ttl: Option<u64>,
-    ) -> Result<(String, String)> {
-        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-            return Err(Error::InvalidInput(
-                "a token name is 1-128 printable characters".into(),
-            ));
-        }
-        let mut raw = [0u8; 32];
-        rand::rngs::SysRng
-            .try_fill_bytes(&mut raw)
-            .map_err(|e| Error::Rng(Box::new(e)))?;
-        let token = format!("ravi_{}", data_encoding::BASE64URL_NOPAD.encode(&raw));
-        let id = uuid::Uuid::new_v4().to_string();
-        let (owner, ids) = match scope {
-            Scope::Owner => (true, Vec::new()),
-            Scope::Identities(ids) => (false, ids.iter().cloned().collect()),
-        };
-        let ids = serde_json::to_string(&ids).map_err(Error::Encoding)?;
-        let expires = ttl.map(|t| i64::try_from(now_unix().saturating_add(t)).unwrap_or(i64::MAX));
+        expires: Option<i64>,
+    ) -> Result<()> {
+        let (owner, ids) = scope_columns(scope)?;
         let r = self.meta(|c| {
             c.execute(
                 "INSERT INTO server_tokens (id, name, hash, owner, identities, created_dt, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![id, name, token_hash(&token), owner, ids, now_rfc3339(), expires],
+                params![id, name, token_hash(token), owner, ids, now_rfc3339(), expires],
             )
         });
         match r {
-            Ok(_) => Ok((token, id)),
+            Ok(_) => Ok(()),
             Err(Error::Storage(e)) if e.to_string().contains("UNIQUE") => Err(Error::Conflict(
                 format!("a token named {name:?} exists already"),
             )),
@@ -314,29 +474,14 @@ impl SqliteStore {
             })
             .optional()
         })?;
-        Ok(match row {
-            Some((_, _, Some(exp))) if u64::try_from(exp).unwrap_or(0) <= now_unix() => None,
-            Some((true, _, _)) => Some(Scope::Owner),
-            Some((false, ids, _)) => Some(Scope::Identities(
-                serde_json::from_str::<Vec<String>>(&ids)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect(),
-            )),
-            None => None,
-        })
+        Ok(row.and_then(|(owner, ids, exp)| scope_of(owner, &ids, exp)))
     }
 
     /// Records an identity requested over REST.
     ///
     /// # Errors
     /// [`Error::Conflict`] if the name is taken by a pending identity.
-    pub fn add_pending(&self, name: &str) -> Result<Pending> {
-        let p = Pending {
-            uuid: uuid::Uuid::new_v4().to_string(),
-            name: name.to_string(),
-            created_dt: now_rfc3339(),
-        };
+    pub fn add_pending(&self, p: &Pending) -> Result<()> {
         let r = self.meta(|c| {
             c.execute(
                 "INSERT INTO server_pending (uuid, name, created_dt) VALUES (?1, ?2, ?3)",
@@ -344,9 +489,9 @@ impl SqliteStore {
             )
         });
         match r {
-            Ok(_) => Ok(p),
+            Ok(_) => Ok(()),
             Err(Error::Storage(e)) if e.to_string().contains("UNIQUE") => Err(Error::Conflict(
-                format!("an identity named {name:?} exists already"),
+                format!("an identity named {:?} exists already", p.name),
             )),
             Err(e) => Err(e),
         }
@@ -391,28 +536,6 @@ impl SqliteStore {
         }
     }
 
-    /// The uuid of the identity (adopted or pending) with this uuid or name.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub fn find_identity(&self, selector: &str) -> Result<Option<String>> {
-        if let Ok(u) = uuid::Uuid::try_parse(selector) {
-            return Ok(Some(u.to_string()));
-        }
-        if let Some(p) = self
-            .pending()?
-            .into_iter()
-            .find(|p| p.name.eq_ignore_ascii_case(selector))
-        {
-            return Ok(Some(p.uuid));
-        }
-        match self.with_vault(|b| b.identity_by_name(selector)) {
-            Ok(r) => Ok(r.map(|r| r.uuid)),
-            Err(Error::NotFound(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Forgets a pending identity (deleted, or adopted). Returns whether it
     /// existed.
     ///
@@ -432,7 +555,7 @@ mod tests {
     fn tokens_are_kept_as_hashes_and_scoped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.db");
-        let s = SqliteStore::open(&path).unwrap();
+        let s = Store::Sqlite(SqliteStore::open(&path).unwrap());
         let (owner, _) = s.create_token("o", &Scope::Owner, None).unwrap();
         let scope = Scope::Identities(["a".to_string()].into_iter().collect());
         let (agent, id) = s.create_token("a", &scope, Some(3600)).unwrap();

@@ -3,47 +3,59 @@
 // Helpers outside #[test] functions unwrap too: this is test code.
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use vault_core::backend::conformance::{self, Harness};
 use vault_core::backend::{Backend, RemoteBackend};
-use vault_server::{Scope, ServeOptions, SqliteStore};
+use vault_server::{Scope, ServeOptions, SqliteStore, Store, StoreConfig};
 
 struct Server {
-    url: String,
+    /// One or more servers over the same store: handles alternate.
+    urls: Vec<String>,
     token: String,
+    next: std::sync::atomic::AtomicUsize,
     _dir: tempfile::TempDir,
 }
 
 impl Harness for Server {
     fn open(&self) -> Box<dyn Backend + Send> {
-        Box::new(RemoteBackend::new(&self.url, &self.token).unwrap())
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = &self.urls[i % self.urls.len()];
+        Box::new(RemoteBackend::new(url, &self.token).unwrap())
     }
 }
 
-/// A server on a free loopback port over a fresh store holding the
-/// suite's header (it runs until the test process ends).
-fn server() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("server.db");
-    let (token, _) = SqliteStore::open(&data)
-        .unwrap()
-        .create_token("owner", &Scope::Owner, None)
-        .unwrap();
+/// Starts `ravi serve` on a free loopback port (it runs until the test
+/// process ends); its URL.
+fn start(store: StoreConfig) -> String {
     let opts = ServeOptions {
         listen: "127.0.0.1:0".into(),
-        data,
+        store,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         vault_server::serve(&opts, |addr| tx.send(addr).unwrap()).unwrap();
     });
-    let url = format!("http://{}", rx.recv().unwrap());
+    format!("http://{}", rx.recv().unwrap())
+}
+
+/// A server on a free loopback port over a fresh SQLite store holding the
+/// suite's header.
+fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server.db");
+    let (token, _) = Store::Sqlite(SqliteStore::open(&data).unwrap())
+        .create_token("owner", &Scope::Owner, None)
+        .unwrap();
+    let url = start(StoreConfig::Sqlite(data));
     RemoteBackend::new(&url, &token)
         .unwrap()
         .create(&conformance::header())
         .unwrap();
     Server {
-        url,
+        urls: vec![url],
         token,
+        next: 0.into(),
         _dir: dir,
     }
 }
@@ -51,4 +63,38 @@ fn server() -> Server {
 #[test]
 fn conformance_suite_over_http() {
     conformance::run_all(&server);
+}
+
+/// The same suite against PostgreSQL, through two servers sharing one
+/// database (handles alternate between them, so concurrent commits arrive
+/// through both).
+#[test]
+fn conformance_suite_over_http_on_postgres() {
+    let Some(cluster) = support::Cluster::start("conformance_suite_over_http_on_postgres") else {
+        return;
+    };
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    conformance::run_all(&|| {
+        let name = format!(
+            "case{}",
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let store = StoreConfig::Postgres(cluster.database(&name));
+        let (token, _) = store
+            .open()
+            .unwrap()
+            .create_token("owner", &Scope::Owner, None)
+            .unwrap();
+        let urls = vec![start(store.clone()), start(store)];
+        RemoteBackend::new(&urls[0], &token)
+            .unwrap()
+            .create(&conformance::header())
+            .unwrap();
+        Server {
+            urls,
+            token,
+            next: 0.into(),
+            _dir: tempfile::tempdir().unwrap(),
+        }
+    });
 }
