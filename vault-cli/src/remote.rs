@@ -217,6 +217,33 @@ fn store_config(a: &ServeArgs) -> Result<vault_server::StoreConfig> {
     })
 }
 
+/// `ravi serve …` in the `ravi` binary: runs `ravi-serve` (beside this
+/// program, else on PATH) with the same arguments, in this process.
+pub fn hand_over_to_server() -> Result<()> {
+    let sibling = std::env::current_exe()
+        .ok()
+        .map(|p| p.with_file_name("ravi-serve"))
+        .filter(|p| p.is_file());
+    let program = sibling.unwrap_or_else(|| PathBuf::from("ravi-serve"));
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(std::env::args_os().skip(1));
+    #[cfg(unix)]
+    let e = {
+        use std::os::unix::process::CommandExt;
+        cmd.exec()
+    };
+    #[cfg(not(unix))]
+    let e = match cmd.status() {
+        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
+        Err(e) => e,
+    };
+    Err(Error::NotFound(format!(
+        "`ravi serve` needs the ravi-serve program ({}: {e}); it is installed with ravi \
+         (cargo install --locked --path vault-cli)",
+        program.display()
+    )))
+}
+
 /// `ravi serve` and `ravi serve token …`.
 pub fn serve(g: &GlobalArgs, a: &ServeArgs, out: &mut Output) -> Result<()> {
     let store = store_config(a)?;

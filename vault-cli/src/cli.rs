@@ -1,0 +1,689 @@
+// The whole `ravi` program, included by `main.rs` (the `ravi` binary) and
+// by `bin/ravi-serve.rs` (the same program with the server linked in).
+
+mod access;
+mod args;
+mod input;
+mod pins;
+mod records;
+mod remote;
+mod seen;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde::Serialize;
+use serde_json::{Value, json};
+use vault_cli::config::{self, IdentityConfig, Selection};
+use vault_core::{
+    Access, AgentPublicKey, Credential, Error, ErrorClass, GeneratorOptions, Identity,
+    IdentityVault, InitOptions, KdfParams, NewIdentity, Result, RotateOptions, Rotation, Unlocked,
+    Vault,
+};
+
+use args::{
+    Cli, Command, GenerateArgs, GetCommand, GlobalArgs, IdentityCommand, InitArgs, KdfArgs,
+    PasswordsCommand, VaultCommand,
+};
+
+/// Whether this program is `ravi-serve`, which carries the HTTP server.
+/// `ravi` hands `ravi serve …` over to it (same arguments), so the server's
+/// code (tokio, axum, the PostgreSQL driver) is not linked into `ravi`.
+const SERVER_BUILTIN: bool = same(env!("CARGO_BIN_NAME"), "ravi-serve");
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+fn exit_code(class: ErrorClass) -> u8 {
+    match class {
+        ErrorClass::Internal => 1,
+        ErrorClass::InvalidInput => 2,
+        ErrorClass::NotFound => 3,
+        ErrorClass::Locked => 4,
+        ErrorClass::Integrity => 5,
+        ErrorClass::Conflict => 6,
+        ErrorClass::Unavailable => 7,
+    }
+}
+
+fn main() -> ExitCode {
+    let json_requested = std::env::args_os().any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            if json_requested {
+                let msg = e.kind().to_string();
+                let detail = e.to_string();
+                let first = detail
+                    .lines()
+                    .next()
+                    .unwrap_or(&msg)
+                    .trim_start_matches("error: ");
+                report_json_error("invalid_input", first, &[]);
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let json = cli.global.json;
+    let mut out = Output {
+        json,
+        doc: None,
+        text: String::new(),
+    };
+    match run(&cli, &mut out) {
+        Ok(()) => out.flush(),
+        Err(e) => {
+            let class = e.class();
+            if json {
+                report_json_error(e.code(), &e.to_string(), e.candidates());
+            } else {
+                eprintln!("ravi: {e}");
+                for c in e.candidates() {
+                    let user = if c.username.is_empty() {
+                        "(no username)"
+                    } else {
+                        &c.username
+                    };
+                    eprintln!("  {}  {}", c.uuid, user);
+                }
+            }
+            ExitCode::from(exit_code(class))
+        }
+    }
+}
+
+fn report_json_error(code: &str, message: &str, candidates: &[vault_core::Candidate]) {
+    let mut err = json!({ "code": code, "message": message });
+    if !candidates.is_empty() {
+        err["candidates"] = json!(candidates);
+    }
+    eprintln!("{}", json!({ "error": err }));
+}
+
+/// Collected output: one JSON document or text lines.
+struct Output {
+    json: bool,
+    doc: Option<Value>,
+    text: String,
+}
+
+impl Output {
+    fn emit(&mut self, doc: Value, text: impl Into<String>) {
+        self.doc = Some(doc);
+        self.text = text.into();
+    }
+
+    fn flush(self) -> ExitCode {
+        let mut stdout = std::io::stdout().lock();
+        let res = if self.json {
+            let doc = self.doc.unwrap_or(Value::Null);
+            writeln!(stdout, "{doc}")
+        } else if self.text.is_empty() {
+            Ok(())
+        } else {
+            writeln!(stdout, "{}", self.text.trim_end_matches('\n'))
+        };
+        match res.and_then(|()| stdout.flush()) {
+            Ok(()) => ExitCode::SUCCESS,
+            // A closed pipe (e.g. `| head`) is not a failure of ravi.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(_) => ExitCode::from(1),
+        }
+    }
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+}
+
+pub(crate) fn default_ravi_dir() -> Result<PathBuf> {
+    home_dir().map(|h| h.join(".ravi")).ok_or_else(|| {
+        Error::InvalidInput("HOME is not set: give --vault / RAVI_VAULT and RAVI_CONFIG_DIR".into())
+    })
+}
+
+fn config_dir() -> Result<PathBuf> {
+    match std::env::var_os("RAVI_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => Ok(PathBuf::from(d)),
+        None => default_ravi_dir(),
+    }
+}
+
+fn cwd() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|e| Error::Io {
+        context: "cannot read the working directory".into(),
+        source: e,
+    })
+}
+
+/// Opens the vault and checks it against this client's pinned owner key
+/// (pinning it on first use).
+fn open_vault(g: &GlobalArgs) -> Result<Vault> {
+    let store = remote::store(g)?;
+    let vault = store.open()?;
+    if let remote::Store::Local(path) = &store {
+        warn_if_others_can_write(path);
+    }
+    let cfg = config_dir()?;
+    pins::check(&vault, &cfg, agent_key_path(g).as_deref())?;
+    // The vault head against the newest this client saw: remembered value
+    // first, then the head read again.
+    let vault_id = vault.info().vault_id;
+    let newest = seen::newest_seen(&cfg, &vault_id, seen::VAULT_HEAD)?;
+    let now = vault.refresh_head()?;
+    seen::check("the vault", newest, now)?;
+    pins::best_effort(seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, now))?;
+    Ok(vault)
+}
+
+/// Keeps the identity's newest wrapped key outside the store, for a
+/// rotation that recovers from a store that rolled its row back.
+fn remember_key(vault: &Vault, owner: &Unlocked<'_>, ident: &Identity) -> Result<()> {
+    let key = owner.wrapped_key(ident)?;
+    pins::best_effort(seen::remember_key(
+        &config_dir()?,
+        &vault.info().vault_id,
+        &ident.uuid,
+        &key,
+    ))
+}
+
+/// Records the vault head after an owner write raised it.
+fn raise_vault_head(vault: &Vault) -> Result<()> {
+    let seq = vault.refresh_head()?;
+    pins::best_effort(seen::raise(
+        &config_dir()?,
+        &vault.info().vault_id,
+        seen::VAULT_HEAD,
+        seq,
+    ))
+}
+
+/// Anyone who can write the vault's directory can replace the vault (and
+/// its -wal) wholesale: say so, as ssh does of a lax key file.
+fn warn_if_others_can_write(vault: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = vault
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        if let Ok(m) = std::fs::metadata(dir) {
+            let mode = m.permissions().mode();
+            // The sticky bit (as on /tmp) stops others replacing our files.
+            if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+                eprintln!(
+                    "ravi: warning: {} is writable by other users, who could replace the vault; use a 0700 directory",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
+/// The agent key file this process would use as its credential, by the
+/// order of [`input::credential`].
+fn agent_key_path(g: &GlobalArgs) -> Option<PathBuf> {
+    if g.session_file.is_some() {
+        return None;
+    }
+    if let Some(f) = &g.agent_key_file {
+        return Some(f.clone());
+    }
+    let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+    if g.passphrase_file.is_some() || set("RAVI_SESSION") {
+        return None;
+    }
+    std::env::var_os("RAVI_AGENT_KEY_FILE")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The JSON document of a value: its `Serialize` shape, the one definition.
+fn to_json<T: Serialize>(v: &T) -> Result<Value> {
+    serde_json::to_value(v).map_err(Error::Encoding)
+}
+
+/// The identity the command acts for, by the selection rules.
+fn selected_identity(g: &GlobalArgs, vault: &Vault) -> Result<Identity> {
+    let sel = config::resolve_identity(
+        g.one_identity()?,
+        &cwd()?,
+        &config_dir()?,
+        home_dir().as_deref(),
+    )?;
+    match sel {
+        Selection::Explicit(s) => vault.find_identity(&s),
+        Selection::File { selector, path } => vault.find_identity(&selector).map_err(|e| match e {
+            Error::NotFound(m) => Error::NotFound(format!("{m} (selected by {})", path.display())),
+            other => other,
+        }),
+        Selection::None => Err(Error::InvalidInput(
+            "no identity selected: pass --identity, run `ravi identity use NAME`, or write .ravi/config.json".into(),
+        )),
+    }
+}
+
+fn identity_text(i: &Identity) -> String {
+    format!(
+        "name:    {}\nuuid:    {}\ninbox:   {}\nphone:   {}\ncreated: {}",
+        i.name,
+        i.uuid,
+        i.inbox,
+        i.phone.as_deref().unwrap_or("-"),
+        i.created_dt
+    )
+}
+
+fn generator_options(g: &GenerateArgs) -> GeneratorOptions {
+    GeneratorOptions {
+        length: g.length,
+        special: !g.no_special,
+        digits: !g.no_digits,
+        exclude: g.exclude_chars.clone().unwrap_or_default(),
+    }
+}
+
+/// The password given by the user, or `None` if none was given.
+fn run(cli: &Cli, out: &mut Output) -> Result<()> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Init(a) => init(g, a, out),
+        Command::Identity(c) => identity(g, c, out),
+        Command::Get(c) => {
+            let vault = open_vault(g)?;
+            let ident = selected_identity(g, &vault)?;
+            match c {
+                GetCommand::Email => out.emit(json!({ "email": ident.inbox }), ident.inbox.clone()),
+                GetCommand::Phone => out.emit(
+                    json!({ "phone_number": ident.phone }),
+                    ident.phone.clone().unwrap_or_default(),
+                ),
+            }
+            Ok(())
+        }
+        // Generating needs no vault.
+        Command::Passwords(PasswordsCommand::Generate { generator }) => generate(generator, out),
+        Command::Passwords(c) => with_identity(g, |iv| records::passwords(iv, c, out)),
+        Command::Secrets(c) => with_identity(g, |iv| records::secrets(iv, c, out)),
+        Command::Totp(c) => with_identity(g, |iv| records::totp(iv, c, out)),
+        Command::Unlock { ttl } => access::unlock(g, ttl, out),
+        Command::Lock { session } => access::lock(g, *session, out),
+        Command::Agent(c) => access::agent(g, c, out),
+        Command::Passphrase(c) => access::passphrase(g, c, out),
+        Command::Rekey => access::rekey(g, out),
+        Command::Serve(a) if SERVER_BUILTIN => remote::serve(g, a, out),
+        Command::Serve(_) => remote::hand_over_to_server(),
+        Command::Login {
+            server,
+            token_stdin,
+            token_file,
+        } => remote::login(server, *token_stdin, token_file.as_deref(), out),
+        Command::Logout => remote::logout(out),
+        Command::Vault(VaultCommand::Info) => {
+            let info = open_vault(g)?.info();
+            let owner = info
+                .owner_public_key
+                .map_or_else(|| "(none yet)".to_string(), |k| k.to_string());
+            let text = format!(
+                "vault:      {}\nvault id:   {}\nowner key:  {owner}\ninbox:      @{}\nkdf:        Argon2id {} MiB, t={}, p={}\ncreated:    {}",
+                info.location,
+                info.vault_id,
+                info.inbox_domain,
+                info.kdf.memory_kib / 1024,
+                info.kdf.iterations,
+                info.kdf.parallelism,
+                info.created_dt
+            );
+            out.emit(to_json(&info)?, text);
+            Ok(())
+        }
+    }
+}
+
+fn generate(generator: &GenerateArgs, out: &mut Output) -> Result<()> {
+    let p = vault_core::generate_password(&generator_options(generator))?;
+    out.emit(json!({ "password": p.as_str() }), p.as_str());
+    Ok(())
+}
+
+/// The parameters the flags ask for over `base`, validated; explicitly
+/// weaker than the default ones get a warning.
+fn kdf_params(flags: &KdfArgs, base: KdfParams) -> Result<KdfParams> {
+    let kdf = KdfParams {
+        memory_kib: flags
+            .kdf_memory_mib
+            .map_or(base.memory_kib, |m| m.saturating_mul(1024)),
+        iterations: flags.kdf_iterations.unwrap_or(base.iterations),
+        parallelism: flags.kdf_parallelism.unwrap_or(base.parallelism),
+    };
+    kdf.validate()?;
+    let chosen = flags.kdf_memory_mib.is_some()
+        || flags.kdf_iterations.is_some()
+        || flags.kdf_parallelism.is_some();
+    if chosen && kdf.is_weaker_than_default() {
+        eprintln!(
+            "ravi: warning: Argon2id parameters ({} MiB, t={}) are weaker than the default (64 MiB, t=3)",
+            kdf.memory_kib / 1024,
+            kdf.iterations
+        );
+    }
+    Ok(kdf)
+}
+
+fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
+    let kdf = kdf_params(&a.kdf, KdfParams::DEFAULT)?;
+    let opts = InitOptions {
+        kdf,
+        inbox_domain: a
+            .inbox_domain
+            .clone()
+            .unwrap_or_else(|| vault_core::DEFAULT_INBOX_DOMAIN.into()),
+    };
+    let store = remote::store(g)?;
+    let pass = input::passphrase(g.passphrase_file.as_deref(), true)?;
+    let vault = match &store {
+        remote::Store::Local(path) => Vault::init(path, &pass, &opts)?,
+        remote::Store::Remote { server, token } => Vault::init_remote(server, token, &pass, &opts)?,
+    };
+    pins::new_vault_at(&config_dir()?, &vault.info().location)?;
+    pins::check(&vault, &config_dir()?, None)?;
+    let info = vault.info();
+    out.emit(
+        to_json(&info)?,
+        format!(
+            "Created vault {} at {} (Argon2id {} MiB, t={}, p={})",
+            info.vault_id,
+            info.location,
+            info.kdf.memory_kib / 1024,
+            info.kdf.iterations,
+            info.kdf.parallelism
+        ),
+    );
+    Ok(())
+}
+
+fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()> {
+    let vault = open_vault(g)?;
+    match c {
+        IdentityCommand::Create { name, email, phone } => {
+            let access = access(g, &vault)?;
+            let owner = access.owner("create identities")?;
+            let ident = owner.create_identity(&NewIdentity {
+                name: name.clone(),
+                email: email.clone(),
+                phone: phone.clone(),
+            })?;
+            remember_key(&vault, owner, &ident)?;
+            out.emit(to_json(&ident)?, identity_text(&ident));
+        }
+        IdentityCommand::List => {
+            let all = vault.identities()?;
+            let text = all
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{}\t{}\t{}\t{}",
+                        i.name,
+                        i.inbox,
+                        i.phone.as_deref().unwrap_or("-"),
+                        i.uuid
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out.emit(to_json(&all)?, text);
+        }
+        IdentityCommand::Show { selector } => {
+            let ident = match selector {
+                Some(s) => vault.find_identity(s)?,
+                None => selected_identity(g, &vault)?,
+            };
+            out.emit(to_json(&ident)?, identity_text(&ident));
+        }
+        IdentityCommand::Use { selector, local } => {
+            let ident = vault.find_identity(selector)?;
+            let path = if *local {
+                cwd()?.join(config::LOCAL_DIR).join(config::CONFIG_FILE)
+            } else {
+                config_dir()?.join(config::CONFIG_FILE)
+            };
+            config::write_config(
+                &path,
+                &IdentityConfig {
+                    identity_uuid: Some(ident.uuid.clone()),
+                    identity_name: Some(ident.name.clone()),
+                },
+            )?;
+            out.emit(
+                json!({ "identity_uuid": ident.uuid, "identity_name": ident.name, "config_path": path }),
+                format!("Using identity {} ({}) via {}", ident.name, ident.uuid, path.display()),
+            );
+        }
+        IdentityCommand::Delete { selector } => {
+            let ident = access(g, &vault)?
+                .owner("delete identities")?
+                .delete_identity(selector)?;
+            let mut doc = to_json(&ident)?;
+            doc["deleted"] = json!(true);
+            out.emit(
+                doc,
+                format!("Deleted identity {} ({})", ident.name, ident.uuid),
+            );
+        }
+        IdentityCommand::Grant {
+            selector,
+            to,
+            label,
+        } => {
+            let to = AgentPublicKey::parse(to)?;
+            let grant =
+                access(g, &vault)?
+                    .owner("grant access")?
+                    .grant(selector, &to, label.as_deref())?;
+            out.emit(
+                to_json(&grant)?,
+                format!("Granted {} access to {}", grant.agent_public_key, selector),
+            );
+        }
+        IdentityCommand::Grants { selector } => {
+            let grants = vault.grants(selector)?;
+            let text = grants
+                .iter()
+                .map(|g| {
+                    format!(
+                        "{}\t{}\t{}",
+                        g.agent_public_key,
+                        g.label.as_deref().unwrap_or("-"),
+                        g.created_dt
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out.emit(to_json(&grants)?, text);
+        }
+        IdentityCommand::Revoke { selector, from } => {
+            let from = AgentPublicKey::parse(from)?;
+            let r = rotate(
+                g,
+                &vault,
+                selector,
+                RotateOptions {
+                    revoke: Some(&from),
+                    ..RotateOptions::default()
+                },
+            )?;
+            out.emit(
+                to_json(&r)?,
+                format!(
+                    "Revoked {from}; identity key rotated to epoch {}",
+                    r.key_epoch
+                ),
+            );
+        }
+        IdentityCommand::Rotate {
+            selector,
+            drop_unreadable,
+        } => {
+            let r = rotate(
+                g,
+                &vault,
+                selector,
+                RotateOptions {
+                    drop_unreadable: *drop_unreadable,
+                    ..RotateOptions::default()
+                },
+            )?;
+            let mut text = format!("Identity key rotated to epoch {}", r.key_epoch);
+            if r.records_dropped > 0 {
+                text.push_str(&format!(
+                    "; {} unreadable records removed",
+                    r.records_dropped
+                ));
+            }
+            out.emit(to_json(&r)?, text);
+        }
+    }
+    raise_vault_head(&vault)?;
+    Ok(())
+}
+
+/// `identity rotate` and `identity revoke`: a rotation that may recover
+/// from a rolled-back row with what this client remembers.
+fn rotate(
+    g: &GlobalArgs,
+    vault: &Vault,
+    selector: &str,
+    options: RotateOptions<'_>,
+) -> Result<Rotation> {
+    let (cfg, vault_id) = (config_dir()?, vault.info().vault_id);
+    let memory = seen::Memory {
+        config_dir: &cfg,
+        vault_id: &vault_id,
+    };
+    let access = access(g, vault)?;
+    let owner = access.owner("rotate identity keys")?;
+    let r = owner
+        .rotate_identity(
+            selector,
+            &RotateOptions {
+                memory: &memory,
+                ..options
+            },
+        )
+        .map_err(|e| match e {
+            Error::Integrity(m) if m.contains("drops unreadable records") => {
+                Error::Integrity(format!("{m}: `ravi identity rotate --drop-unreadable`"))
+            }
+            other => other,
+        })?;
+    remember_key(vault, owner, &r.identity)?;
+    pins::best_effort(seen::raise(
+        &cfg,
+        &vault_id,
+        &r.identity.uuid,
+        owner.open_identity(&r.identity)?.refresh_head()?,
+    ))?;
+    Ok(r)
+}
+
+/// The credential of this process, by the documented order.
+fn credential(g: &GlobalArgs) -> Result<Credential> {
+    input::credential(
+        g.session_file.as_deref(),
+        g.agent_key_file.as_deref(),
+        g.passphrase_file.as_deref(),
+    )
+    .map_err(|e| match e {
+        Error::Locked(m) if m.starts_with("invalid session token") => {
+            Error::Locked(format!("{m}; run `ravi unlock` for a new one"))
+        }
+        other => other,
+    })
+}
+
+/// Opens `vault` with this process's credential. A refused session gets
+/// the hint to make a new one.
+fn access<'v>(g: &GlobalArgs, vault: &'v Vault) -> Result<Access<'v>> {
+    let credential = credential(g)?;
+    let signed_before = vault.owner_public_key().is_some();
+    let access = vault
+        .access(&credential)
+        .map_err(|e| match (e, &credential) {
+            (Error::Locked(m), Credential::Session(_)) => {
+                Error::Locked(format!("{m}; run `ravi unlock`"))
+            }
+            (e, _) => e,
+        })?;
+    if !signed_before && vault.owner_public_key().is_some() {
+        // The owner just gave a vault made before signing its owner key.
+        pins::check(vault, &config_dir()?, None)?;
+    }
+    if let Ok(owner) = access.owner("") {
+        // Identities requested over a server's REST interface get their
+        // key and the owner's signature from the next owner command.
+        let (adopted, refused) = owner.adopt_pending()?;
+        for i in &adopted {
+            remember_key(vault, owner, i)?;
+            eprintln!(
+                "ravi: adopted identity {} ({}), requested over REST",
+                i.name, i.uuid
+            );
+        }
+        for (name, e) in &refused {
+            eprintln!("ravi: warning: identity {name:?} requested over REST stays pending: {e}");
+        }
+        if !adopted.is_empty() {
+            raise_vault_head(vault)?;
+        }
+    }
+    Ok(access)
+}
+
+/// Opens the vault with this process's credential and opens the selected
+/// identity's records.
+fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()>) -> Result<()> {
+    let vault = open_vault(g)?;
+    let ident = selected_identity(g, &vault)?;
+    let access = access(g, &vault)?;
+    let iv = access.open_identity(&ident)?;
+    if let Ok(owner) = access.owner("") {
+        remember_key(&vault, owner, &ident)?;
+    }
+    // The identity's head against the newest this client saw, before and
+    // after the command (a write raises it).
+    let (cfg, vault_id) = (config_dir()?, vault.info().vault_id);
+    let newest = seen::newest_seen(&cfg, &vault_id, &ident.uuid)?;
+    seen::check(
+        &format!("identity {:?}", ident.name),
+        newest,
+        iv.refresh_head()?,
+    )?;
+    let result = f(&iv);
+    pins::best_effort(seen::raise(&cfg, &vault_id, &ident.uuid, iv.head_seq()))?;
+    result
+}
