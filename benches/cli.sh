@@ -2,7 +2,9 @@
 # Whole-process latency of `ravi secrets get`, `ravi passwords get` and
 # `ravi totp code` (by session token and by agent key; the passphrase path
 # for scale) on a vault of N records (default 10000), next to process
-# start-up, `pass show` (gpg) and `oathtool --totp` on the same secrets.
+# start-up, `pass show` (gpg) and `oathtool --totp` on the same secrets;
+# then the same `secrets get` through a `ravi serve` on loopback (the vault
+# file copied into the server's store), next to local mode.
 #
 #   benches/cli.sh [N]        results: benches/results/cli.md
 #
@@ -25,7 +27,8 @@ cargo build -q --release -p vault-cli
 cargo build -q --release -p ravi-benches --example populate
 R=$PWD/target/release/ravi
 W=$(mktemp -d)
-trap 'gpgconf --homedir "$W/gnupg" --kill all >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
+SERVE_PID=""
+trap '[ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; gpgconf --homedir "$W/gnupg" --kill all >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
 export HOME=$W/home RAVI_VAULT=$W/vault.db RAVI_CONFIG_DIR=$W/cfg
 mkdir -p "$HOME"
 unset RAVI_SESSION RAVI_AGENT_KEY_FILE
@@ -58,6 +61,31 @@ hyperfine -N --warmup 10 --min-runs 50 --export-markdown benches/results/cli.md 
     -n "ravi totp code (agent key)" "$R $A totp code bench-totp" \
     -n "pass show (gpg)" "pass show bench/KEY_42" \
     -n "oathtool --totp" "oathtool --totp -b GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+# The same vault behind `ravi serve` on loopback: the server's SQLite store
+# is a vault file plus its server_* tables, so a copy of the vault serves.
+cp "$RAVI_VAULT" "$W/server.db"
+[ -f "$RAVI_VAULT-wal" ] && cp "$RAVI_VAULT-wal" "$W/server.db-wal"
+"$R" serve --data "$W/server.db" --listen 127.0.0.1:0 > "$W/serve.out" 2>/dev/null &
+SERVE_PID=$!
+for _ in $(seq 100); do grep -q listening "$W/serve.out" 2>/dev/null && break; sleep 0.05; done
+URL=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$W/serve.out")
+OWNER_TOKEN=$("$R" serve token create --data "$W/server.db" --name bench-owner --owner)
+AGENT_TOKEN=$("$R" serve token create --data "$W/server.db" --name bench-agent --identity bench)
+hyperfine -N --warmup 10 --min-runs 100 --export-markdown benches/results/cli-remote.md \
+    -n "ravi secrets get (session, local)" "$R $S secrets get KEY_42" \
+    -n "ravi secrets get (agent key, local)" "$R $A secrets get KEY_42"
+(
+    unset RAVI_VAULT
+    export RAVI_SERVER=$URL RAVI_TOKEN=$OWNER_TOKEN
+    hyperfine -N --warmup 10 --min-runs 100 --export-markdown "$W/remote-session.md" \
+        -n "ravi secrets get (session, loopback server)" "$R $S secrets get KEY_42"
+    export RAVI_TOKEN=$AGENT_TOKEN
+    hyperfine -N --warmup 10 --min-runs 100 --export-markdown "$W/remote-agent.md" \
+        -n "ravi secrets get (agent key, loopback server)" "$R $A secrets get KEY_42"
+)
+tail -n 1 "$W/remote-session.md" >> benches/results/cli-remote.md
+tail -n 1 "$W/remote-agent.md" >> benches/results/cli-remote.md
+
 hyperfine -N --warmup 2 --runs 10 --export-markdown benches/results/cli-passphrase.md \
     -n "ravi secrets get (passphrase, Argon2id 64 MiB t=3 p=4)" "$R --passphrase-file $W/pass secrets get KEY_42"
 
@@ -73,4 +101,4 @@ PY
     echo
     echo "Machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); vault of $N records; $(date -u +%Y-%m-%d)."
 } >> benches/results/cli.md
-cat benches/results/cli.md benches/results/cli-passphrase.md
+cat benches/results/cli.md benches/results/cli-passphrase.md benches/results/cli-remote.md

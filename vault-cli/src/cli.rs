@@ -670,19 +670,16 @@ fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()
     let vault = open_vault(g)?;
     let ident = selected_identity(g, &vault)?;
     let access = access(g, &vault)?;
-    let iv = access.open_identity(&ident)?;
-    if let Ok(owner) = access.owner("") {
-        remember_key(&vault, owner, &ident)?;
-    }
-    // The identity's head against the newest this client saw, before and
-    // after the command (a write raises it).
+    // The identity's head against the newest this client saw: the
+    // remembered value is read first, the head (on opening) after it; a
+    // write raises it.
     let (cfg, vault_id) = (config_dir()?, vault.info().vault_id);
     let newest = seen::newest_seen(&cfg, &vault_id, &ident.uuid)?;
-    seen::check(
-        &format!("identity {:?}", ident.name),
-        newest,
-        iv.refresh_head()?,
-    )?;
+    let iv = access.open_identity(&ident)?;
+    seen::check(&format!("identity {:?}", ident.name), newest, iv.head_seq())?;
+    if let Some(key) = iv.wrapped_key() {
+        pins::best_effort(seen::remember_key(&cfg, &vault_id, &ident.uuid, key))?;
+    }
     let result = f(&iv);
     pins::best_effort(seen::raise(&cfg, &vault_id, &ident.uuid, iv.head_seq()))?;
     result

@@ -22,6 +22,7 @@ use crate::records::{
     KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword, PasswordBody, PasswordEdit, PasswordEntry,
     SecretBody, SecretEntry, TotpBody, TotpEntry,
 };
+use crate::recovery::WrappedKey;
 use crate::sealer::{Head, RecordSealer, xor_into};
 use crate::secret::SecretString;
 use crate::state::{OnConflict, VaultState, transact};
@@ -39,6 +40,9 @@ pub struct IdentityVault<'v> {
     /// Inside a write: the records it replaces are proven by the head
     /// update itself (their buckets are checked there), not one by one.
     writing: std::cell::Cell<bool>,
+    /// The identity key as wrapped under the root key, when the owner
+    /// opened it (for the client to remember, SPEC §4d).
+    wrapped_key: Option<WrappedKey>,
 }
 
 impl std::fmt::Debug for IdentityVault<'_> {
@@ -77,7 +81,22 @@ impl<'v> IdentityVault<'v> {
             sealer,
             head_seq: std::cell::Cell::new(head_seq),
             writing: std::cell::Cell::new(false),
+            wrapped_key: None,
         })
+    }
+
+    /// Keeps the wrapped key the owner opened this identity with.
+    pub(crate) fn with_wrapped_key(mut self, key: WrappedKey) -> Self {
+        self.wrapped_key = Some(key);
+        self
+    }
+
+    /// The identity key as wrapped under the root key, as the owner opened
+    /// it (`None` for an agent): what a client keeps outside the store to
+    /// recover from a rolled-back identity row
+    /// ([`crate::RotateOptions::memory`]).
+    pub fn wrapped_key(&self) -> Option<&WrappedKey> {
+        self.wrapped_key.as_ref()
     }
 
     /// The identity these records belong to.

@@ -367,7 +367,11 @@ impl<'v> Unlocked<'v> {
             .identity(&identity.uuid)?
             .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))?;
         let ik = self.identity_key(&row)?;
-        IdentityVault::new(self.state, &row, &ik)
+        let key = WrappedKey {
+            key_epoch: row.key_epoch,
+            wrapped: row.wrapped_key.clone(),
+        };
+        Ok(IdentityVault::new(self.state, &row, &ik)?.with_wrapped_key(key))
     }
 
     /// Creates a session: a random token whose key seals the root key.
