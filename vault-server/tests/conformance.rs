@@ -3,8 +3,6 @@
 // Helpers outside #[test] functions unwrap too: this is test code.
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use vault_core::backend::conformance::{self, Harness};
 use vault_core::backend::{Backend, RemoteBackend};
 use vault_server::{Scope, ServeOptions, SqliteStore, Store, StoreConfig};
@@ -63,38 +61,4 @@ fn server() -> Server {
 #[test]
 fn conformance_suite_over_http() {
     conformance::run_all(&server);
-}
-
-/// The same suite against PostgreSQL, through two servers sharing one
-/// database (handles alternate between them, so concurrent commits arrive
-/// through both).
-#[test]
-fn conformance_suite_over_http_on_postgres() {
-    let Some(cluster) = support::Cluster::start("conformance_suite_over_http_on_postgres") else {
-        return;
-    };
-    let n = std::sync::atomic::AtomicUsize::new(0);
-    conformance::run_all(&|| {
-        let name = format!(
-            "case{}",
-            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        let store = StoreConfig::Postgres(cluster.database(&name));
-        let (token, _) = store
-            .open()
-            .unwrap()
-            .create_token("owner", &Scope::Owner, None)
-            .unwrap();
-        let urls = vec![start(store.clone()), start(store)];
-        RemoteBackend::new(&urls[0], &token)
-            .unwrap()
-            .create(&conformance::header())
-            .unwrap();
-        Server {
-            urls,
-            token,
-            next: 0.into(),
-            _dir: tempfile::tempdir().unwrap(),
-        }
-    });
 }

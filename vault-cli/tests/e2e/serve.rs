@@ -31,7 +31,9 @@ impl Server {
         Server::start_with(dir, data, store)
     }
 
-    /// A server over a PostgreSQL database (several may share one).
+    /// A server over a PostgreSQL database (several may share one); used
+    /// by the tools tests, which start the cluster.
+    #[allow(dead_code)]
     pub fn start_pg(url: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let store = vec!["--database".to_string(), url.to_string()];
@@ -212,27 +214,10 @@ fn two_machines_share_one_server() {
     });
 }
 
-/// The same on PostgreSQL, with two stateless servers on one database: the
-/// owner talks to one, the agent to the other; `pg_dump` holds no secret.
-#[test]
-fn two_machines_share_two_servers_on_postgres() {
-    #[path = "../../../vault-server/tests/support/mod.rs"]
-    mod support;
-    let Some(cluster) = support::Cluster::start("two_machines_share_two_servers_on_postgres")
-    else {
-        return;
-    };
-    let db = cluster.database("ravi");
-    let (one, two) = (Server::start_pg(&db), Server::start_pg(&db));
-    two_machines(&one, &two, &|| {
-        vec![(PathBuf::from("pg_dump"), cluster.dump("ravi"))]
-    });
-}
-
 /// `server` serves the owner, `agent_server` the agent (the same server,
 /// or another one on the same store); `stored` returns what the store
 /// holds, to look for canaries in.
-fn two_machines(
+pub fn two_machines(
     server: &Server,
     agent_server: &Server,
     stored: &dyn Fn() -> Vec<(PathBuf, Vec<u8>)>,

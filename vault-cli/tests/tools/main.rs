@@ -1,5 +1,6 @@
 //! End-to-end tests that need a tool outside Rust: oathtool, the
-//! independent Python reader, util-linux `script`. A test whose tool is
+//! independent Python reader, util-linux `script`, PostgreSQL, the REST
+//! examples (Python, TypeScript) and schemathesis. A test whose tool is
 //! missing is reported as *ignored* with the reason in its name (and on
 //! stdout), never as passed; with `CI` set, a missing tool fails the test.
 //! `.ci/run` installs every tool and lists ignored tests, which must be none.
@@ -12,6 +13,12 @@
 mod common;
 mod independent;
 mod oathtool;
+mod pg_cluster;
+mod postgres;
+mod rest;
+#[allow(dead_code)]
+#[path = "../e2e/serve.rs"]
+mod serve;
 mod terminal;
 
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -55,6 +62,32 @@ fn main() {
             std::env::var_os("RAVI_INDEPENDENT_PYTHON").is_some(),
             "RAVI_INDEPENDENT_PYTHON is not set (see .ci/run)",
             independent::python_reader_opens_a_ravi_vault,
+        ),
+        needs(
+            "postgres_conformance_through_two_servers",
+            pg_cluster::available(),
+            "PostgreSQL server binaries are not installed (apt-get install postgresql)",
+            postgres::conformance_through_two_servers,
+        ),
+        needs(
+            "postgres_two_machines_on_two_servers",
+            pg_cluster::available(),
+            "PostgreSQL server binaries are not installed (apt-get install postgresql)",
+            postgres::two_machines_on_two_servers,
+        ),
+        needs(
+            "seed_examples_run_against_ravi_serve",
+            std::env::var_os("RAVI_INDEPENDENT_PYTHON").is_some()
+                && rest::tsc().is_some()
+                && runs("node", "--version"),
+            "RAVI_INDEPENDENT_PYTHON (with httpx), RAVI_TSC and node are needed (see .ci/run)",
+            rest::seed_examples_run_against_ravi_serve,
+        ),
+        needs(
+            "schemathesis_finds_no_server_error",
+            std::env::var_os("RAVI_INDEPENDENT_PYTHON").is_some(),
+            "RAVI_INDEPENDENT_PYTHON (with schemathesis) is not set (see .ci/run)",
+            rest::schemathesis_finds_no_server_error,
         ),
         needs(
             "passphrase_prompt_on_a_terminal",
