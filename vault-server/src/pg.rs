@@ -297,7 +297,8 @@ impl PgStore {
         Ok(())
     }
 
-    /// See [`crate::SqliteStore::create_token`].
+    /// Keeps a token's hash with its name and scope (see
+    /// [`crate::Store::create_token`]).
     ///
     /// # Errors
     /// [`Error::Conflict`] for a name in use.
