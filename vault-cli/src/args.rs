@@ -137,6 +137,9 @@ pub enum Command {
     },
     /// Forget the server login (removes ~/.ravi/auth.json)
     Logout,
+    /// Upload the local vault (--vault, default ~/.ravi/vault.db) to the
+    /// server of `ravi login` or RAVI_SERVER, which must hold none yet
+    Push,
 }
 
 #[derive(Args, Debug)]

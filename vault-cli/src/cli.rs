@@ -344,6 +344,7 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
             token_file,
         } => remote::login(server, *token_stdin, token_file.as_deref(), out),
         Command::Logout => remote::logout(out),
+        Command::Push => remote::push(g, out),
         Command::Vault(VaultCommand::Info) => {
             let info = open_vault(g)?.info();
             let owner = info

@@ -183,6 +183,42 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// `ravi push`: the local vault's rows to the configured server.
+pub fn push(g: &GlobalArgs, out: &mut Output) -> Result<()> {
+    let local = match &g.vault {
+        Some(p) => p.clone(),
+        None => crate::default_ravi_dir()?.join("vault.db"),
+    };
+    // The server as it would be without --vault.
+    let server = store(&GlobalArgs {
+        vault: None,
+        ..g.clone()
+    })?;
+    let Store::Remote { server, token } = server else {
+        return Err(Error::InvalidInput(
+            "no server: run `ravi login --server URL …` or set RAVI_SERVER and RAVI_TOKEN".into(),
+        ));
+    };
+    let vault = Vault::open(&local).map_err(|e| match e {
+        Error::NotFound(m) => Error::NotFound(format!("{m}: nothing to push")),
+        other => other,
+    })?;
+    crate::pins::check(&vault, &crate::config_dir()?, None)?;
+    let r = vault.push(&server, &token)?;
+    eprintln!(
+        "ravi: the vault now lives on {server}; commands use it while logged in (the local file {} is no longer used; sessions were not pushed: run `ravi unlock` again)",
+        local.display()
+    );
+    out.emit(
+        serde_json::to_value(&r).map_err(Error::Encoding)?,
+        format!(
+            "Pushed vault {} to {}: {} identities, {} records, {} grants",
+            r.vault_id, r.server, r.identities, r.records, r.grants
+        ),
+    );
+    Ok(())
+}
+
 /// `ravi logout`.
 pub fn logout(out: &mut Output) -> Result<()> {
     let path = auth_path()?;

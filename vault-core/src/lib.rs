@@ -69,7 +69,8 @@ pub use generator::{DEFAULT_LENGTH, GeneratorOptions, generate_password};
 pub use identity_vault::IdentityVault;
 pub use keys::{KdfParams, Passphrase};
 pub use model::{
-    DEFAULT_INBOX_DOMAIN, GrantInfo, Identity, InitOptions, NewIdentity, Rekey, Rotation, VaultInfo,
+    DEFAULT_INBOX_DOMAIN, GrantInfo, Identity, InitOptions, NewIdentity, Push, Rekey, Rotation,
+    VaultInfo,
 };
 pub use records::{NewPassword, PasswordEdit, PasswordEntry, SecretEntry, TotpEntry};
 pub use recovery::{ClientMemory, Forgetful, RotateOptions, WrappedKey};

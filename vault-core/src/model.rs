@@ -152,3 +152,19 @@ pub struct Rekey {
     /// Sessions ended.
     pub sessions_revoked: usize,
 }
+
+/// What [`crate::Vault::push`] uploaded: `{server, vault_id, identities,
+/// records, grants}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Push {
+    /// The server.
+    pub server: String,
+    /// The vault's uuid.
+    pub vault_id: String,
+    /// Identities uploaded.
+    pub identities: usize,
+    /// Records uploaded.
+    pub records: usize,
+    /// Grants uploaded.
+    pub grants: usize,
+}

@@ -136,6 +136,60 @@ impl Vault {
         Vault::from_backend(Box::new(crate::backend::RemoteBackend::new(server, token)?))
     }
 
+    /// Uploads this vault's rows, exactly as they are, to an empty
+    /// `ravi serve` server (`server`, with an owner `token`): the header
+    /// (with the owner key and the vault head), then each identity with its
+    /// records, record tree and grants in one batch. Sessions stay behind
+    /// (`ravi unlock` again). No secret is needed or used: the rows are
+    /// already sealed, and every signature and head travels with them.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] if the server holds a vault already;
+    /// [`Error::Unavailable`] if it cannot be reached (what was uploaded
+    /// before stays; pushing again then reports the conflict).
+    #[cfg(feature = "remote")]
+    pub fn push(&self, server: &str, token: &str) -> Result<crate::model::Push> {
+        use crate::backend::{Batch, CommitError, RecordQuery, Write};
+        let remote = crate::backend::RemoteBackend::new(server, token)?;
+        let local = self.state.backend.as_ref();
+        let identities = self.state.identities()?;
+        remote.create(&local.header()?)?;
+        let (mut records, mut grants) = (0, 0);
+        for row in &identities {
+            let mut batch = Batch::new();
+            batch.write(Write::InsertIdentity(row.clone()));
+            for r in local.records(&row.uuid, &RecordQuery::default())? {
+                batch.write(Write::InsertRecord(r));
+                records += 1;
+            }
+            let nodes = local.tree_nodes(&row.uuid, &[])?;
+            if !nodes.is_empty() {
+                batch.write(Write::SetTreeNodes {
+                    identity_uuid: row.uuid.clone(),
+                    nodes: nodes.into_iter().map(|(id, h)| (id, Some(h))).collect(),
+                });
+            }
+            for g in local.grants(&row.uuid)? {
+                batch.write(Write::InsertGrant(g));
+                grants += 1;
+            }
+            remote.commit(&batch).map_err(|e| match e {
+                CommitError::Failed(e) => e,
+                CommitError::Conflict(c) => Error::Conflict(format!(
+                    "the server refused identity {:?} ({c:?})",
+                    row.name
+                )),
+            })?;
+        }
+        Ok(crate::model::Push {
+            server: remote.location(),
+            vault_id: uuid::Uuid::from_bytes(self.state.vault_id).to_string(),
+            identities: identities.len(),
+            records,
+            grants,
+        })
+    }
+
     /// Opens the vault whose rows `backend` holds.
     ///
     /// # Errors

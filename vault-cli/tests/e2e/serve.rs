@@ -722,3 +722,63 @@ fn rest_identities_are_pending_until_an_owner_adopts_them() {
     let (status, _) = http(&server.url, "GET", &path, &headers, "");
     assert_eq!(status, 404);
 }
+
+/// `ravi push` uploads a local vault as it is: afterwards the owner and a
+/// granted agent use it through the server, every signature and head
+/// checked; a second push is a conflict (exit 6).
+#[test]
+fn push_uploads_a_local_vault() {
+    let (env, _) = Env::with_identity("alice");
+    env.run(&["secrets", "set", "K", "pushed-value"]).ok();
+    env.run(&[
+        "passwords",
+        "create",
+        "example.com",
+        "--username",
+        "u",
+        "--password",
+        "pw-1",
+    ])
+    .ok();
+    let (key, public) = env.keygen("agent.key");
+    env.run(&["identity", "grant", "alice", "--to", &public])
+        .ok();
+
+    let server = Server::start();
+    let token = server.token(&["--name", "owner", "--owner"]);
+    let with_server = |args: &[&str], local: bool| {
+        let mut c = env.command();
+        c.env("RAVI_SERVER", &server.url).env("RAVI_TOKEN", &token);
+        if !local {
+            c.env_remove("RAVI_VAULT");
+        }
+        c.args(args);
+        run_command(&mut c)
+    };
+    // nothing on the server yet
+    with_server(&["secrets", "get", "K"], false).fails(EXIT_NOT_FOUND);
+    let r = with_server(&["push", "--json"], true).ok().json();
+    assert_eq!(r["identities"], 1, "{r}");
+    assert_eq!(r["records"], 2, "{r}");
+    assert_eq!(r["grants"], 1, "{r}");
+    assert_eq!(
+        with_server(&["secrets", "get", "K"], false)
+            .ok()
+            .stdout
+            .trim(),
+        "pushed-value"
+    );
+    with_server(&["secrets", "set", "K2", "after-push"], false).ok();
+    let agent_token = server.token(&["--name", "agent", "--identity", "alice"]);
+    let mut c = env.command();
+    c.env_remove("RAVI_VAULT")
+        .env_remove("RAVI_PASSPHRASE")
+        .env("RAVI_SERVER", &server.url)
+        .env("RAVI_TOKEN", &agent_token)
+        .env("RAVI_AGENT_KEY_FILE", &key)
+        .args(["passwords", "get", "example.com", "--json"]);
+    assert_eq!(run_command(&mut c).ok().json()["password"], "pw-1");
+    with_server(&["push"], true).fails(EXIT_CONFLICT);
+    // without a server configured, push says so
+    env.run(&["push"]).fails(EXIT_INVALID);
+}
