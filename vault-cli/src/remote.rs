@@ -294,13 +294,16 @@ pub fn serve(g: &GlobalArgs, a: &ServeArgs, out: &mut Output) -> Result<()> {
                 vault_server::StoreConfig::Sqlite(p) => p.display().to_string(),
                 vault_server::StoreConfig::Postgres(_) => "PostgreSQL".to_string(),
             };
+            let tls = a.tls_cert.clone().zip(a.tls_key.clone());
+            let scheme = if tls.is_some() { "https" } else { "http" };
             let opts = vault_server::ServeOptions {
                 listen: a.listen.clone(),
                 store,
+                tls,
             };
             vault_server::serve(&opts, |addr| {
                 // The first line of stdout: scripts wait for it.
-                println!("ravi serve: listening on http://{addr} (store {shown})");
+                println!("ravi serve: listening on {scheme}://{addr} (store {shown})");
                 let _ = std::io::stdout().flush();
             })
         }

@@ -2,7 +2,7 @@
 //! vault endpoints through which clients read and commit sealed rows.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,28 @@ const MAX_BODY: usize = 512 << 20;
 
 /// The OpenAPI document served at `/api/schema/`.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// The address a request came from (plain TCP or TLS).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub IpAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(stream.remote_addr().ip())
+    }
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, crate::tls::TlsListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Peer(stream.remote_addr().ip())
+    }
+}
 
 /// What every handler shares.
 pub struct AppState {
@@ -335,20 +357,20 @@ fn all_identities(store: &Store, scope: &Scope) -> ApiResult<Vec<IdentityJson>> 
 
 async fn list_identities(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> ApiResult<axum::Json<Vec<IdentityJson>>> {
-    let scope = auth(&st, &headers, peer.ip()).await?;
+    let scope = auth(&st, &headers, peer.0).await?;
     blocking(move || all_identities(&st.store, &scope).map(axum::Json)).await
 }
 
 async fn create_identity(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, axum::Json<IdentityJson>)> {
-    let scope = auth(&st, &headers, peer.ip()).await?;
+    let scope = auth(&st, &headers, peer.0).await?;
     owner_only(&scope)?;
     let name = parse_name(&body)?;
     blocking(move || {
@@ -389,11 +411,11 @@ fn find_one(store: &Store, uuid: &str) -> ApiResult<IdentityJson> {
 
 async fn show_identity(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> ApiResult<axum::Json<IdentityJson>> {
-    let scope = auth(&st, &headers, peer.ip()).await?;
+    let scope = auth(&st, &headers, peer.0).await?;
     let uuid = uuid_path(&uuid)?;
     if !scope.allows(&uuid) {
         return Err(ApiError::forbidden());
@@ -403,12 +425,12 @@ async fn show_identity(
 
 async fn rename_identity(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
     body: Bytes,
 ) -> ApiResult<axum::Json<IdentityJson>> {
-    let scope = auth(&st, &headers, peer.ip()).await?;
+    let scope = auth(&st, &headers, peer.0).await?;
     let uuid = uuid_path(&uuid)?;
     if !scope.allows(&uuid) {
         return Err(ApiError::forbidden());
@@ -431,11 +453,11 @@ async fn rename_identity(
 
 async fn delete_identity(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Path(uuid): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let scope = auth(&st, &headers, peer.ip()).await?;
+    let scope = auth(&st, &headers, peer.0).await?;
     let uuid = uuid_path(&uuid)?;
     if !scope.allows(&uuid) {
         return Err(ApiError::forbidden());
@@ -461,11 +483,11 @@ async fn delete_identity(
 async fn read<T: Serialize + Send + 'static>(
     st: Shared,
     headers: &HeaderMap,
-    peer: SocketAddr,
+    peer: Peer,
     need_identity: bool,
     f: impl FnOnce(&dyn Backend, &Scope, Option<&str>) -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<axum::Json<T>> {
-    let scope = auth(&st, headers, peer.ip()).await?;
+    let scope = auth(&st, headers, peer.0).await?;
     let identity = if need_identity {
         Some(scoped_identity(headers, &scope)?)
     } else {
@@ -521,7 +543,7 @@ fn found<T>(v: Option<T>) -> ApiResult<T> {
 
 async fn vault_header(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> ApiResult<axum::Json<VaultRow>> {
     read(st, &headers, peer, false, |b, _, _| Ok(b.header()?)).await
@@ -529,11 +551,11 @@ async fn vault_header(
 
 async fn create_vault(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let scope = auth(&st, &headers, peer.ip()).await?;
+    let scope = auth(&st, &headers, peer.0).await?;
     owner_only(&scope)?;
     let header: VaultRow = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("not a header row ({e})")))?;
@@ -546,7 +568,7 @@ async fn create_vault(
 
 async fn vault_identities(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> ApiResult<axum::Json<Vec<IdentityRow>>> {
     read(st, &headers, peer, false, |b, scope, _| {
@@ -558,7 +580,7 @@ async fn vault_identities(
 
 async fn vault_identity(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> ApiResult<axum::Json<IdentityRow>> {
     if let Some(id) = headers
@@ -581,7 +603,7 @@ struct NameQuery {
 
 async fn vault_identity_by_name(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Query(q): Query<NameQuery>,
 ) -> ApiResult<axum::Json<IdentityRow>> {
@@ -600,7 +622,7 @@ async fn vault_identity_by_name(
 
 async fn vault_grants(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> ApiResult<axum::Json<Vec<vault_core::backend::GrantRow>>> {
     read(st, &headers, peer, true, |b, _, id| {
@@ -622,7 +644,7 @@ fn hex(s: &str) -> ApiResult<Vec<u8>> {
 
 async fn vault_grant(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Query(q): Query<GrantQuery>,
 ) -> ApiResult<axum::Json<vault_core::backend::GrantRow>> {
@@ -641,7 +663,7 @@ struct RecordQ {
 
 async fn vault_record(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Query(q): Query<RecordQ>,
 ) -> ApiResult<axum::Json<vault_core::backend::RecordRow>> {
@@ -662,7 +684,7 @@ struct RecordsQ {
 
 async fn vault_records(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Query(q): Query<RecordsQ>,
 ) -> ApiResult<axum::Json<Vec<vault_core::backend::RecordRow>>> {
@@ -698,7 +720,7 @@ struct Nodes(#[serde(with = "vault_core::backend::wire::stored_nodes")] Vec<(u32
 
 async fn vault_tree(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Query(q): Query<TreeQ>,
 ) -> ApiResult<axum::Json<Nodes>> {
@@ -719,7 +741,7 @@ async fn vault_tree(
 
 async fn vault_session(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<vault_core::backend::SessionRow>> {
@@ -732,10 +754,10 @@ async fn vault_session(
 
 async fn vault_pending(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> ApiResult<axum::Json<Vec<Pending>>> {
-    let scope = auth(&st, &headers, peer.ip()).await?;
+    let scope = auth(&st, &headers, peer.0).await?;
     owner_only(&scope)?;
     blocking(move || Ok(axum::Json(st.store.pending()?))).await
 }
@@ -769,11 +791,11 @@ fn batch_in_scope(batch: &Batch, scope: &Scope) -> bool {
 
 async fn vault_commit(
     State(st): State<Shared>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let scope = auth(&st, &headers, peer.ip()).await?;
+    let scope = auth(&st, &headers, peer.0).await?;
     let batch: Batch =
         serde_json::from_slice(&body).map_err(|e| ApiError::bad(format!("not a batch ({e})")))?;
     if !batch_in_scope(&batch, &scope) {

@@ -6,6 +6,7 @@
 pub mod api;
 mod pg;
 pub mod store;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub struct ServeOptions {
     pub listen: String,
     /// The store.
     pub store: StoreConfig,
+    /// HTTPS: a PEM certificate chain and its private key.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// One line per request on stderr: method, path (never the query, which
@@ -85,6 +88,10 @@ pub fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> 
             context: "cannot start the server runtime".into(),
             source: e,
         })?;
+    let acceptor = match &opts.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
     let store = opts.store.open_in(Some(rt.handle().clone()))?;
     let state = Arc::new(api::AppState::new(store));
     rt.block_on(async move {
@@ -99,17 +106,26 @@ pub fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> 
             source: e,
         })?;
         ready(addr);
-        let app = api::router(state).layer(axum::middleware::from_fn(log));
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown())
-        .await
-        .map_err(|e| Error::Io {
+        let app = api::router(state)
+            .layer(axum::middleware::from_fn(log))
+            .into_make_service_with_connect_info::<api::Peer>();
+        let failed = |e| Error::Io {
             context: "the server failed".into(),
             source: e,
-        })
+        };
+        match acceptor {
+            None => axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown())
+                .await
+                .map_err(failed),
+            Some(acceptor) => {
+                let listener = tls::TlsListener::new(listener, acceptor).map_err(failed)?;
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown())
+                    .await
+                    .map_err(failed)
+            }
+        }
     })
 }
 

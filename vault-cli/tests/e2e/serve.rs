@@ -17,6 +17,8 @@ pub struct Server {
     pub data: PathBuf,
     /// `--data PATH` or `--database URL`.
     store: Vec<String>,
+    /// More arguments of `ravi serve` (not of `ravi serve token`).
+    extra: Vec<String>,
     child: Child,
     log: PathBuf,
     _dir: tempfile::TempDir,
@@ -41,12 +43,39 @@ impl Server {
     }
 
     fn start_with(dir: tempfile::TempDir, data: PathBuf, store: Vec<String>) -> Server {
+        Server::start_full(dir, data, store, Vec::new())
+    }
+
+    /// A server over a fresh SQLite store serving HTTPS with this PEM
+    /// certificate and key; used by the tools tests (openssl makes them).
+    #[allow(dead_code)]
+    pub fn start_tls(cert: &Path, key: &Path) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("server.db");
+        let store = vec!["--data".to_string(), data.display().to_string()];
+        let extra = vec![
+            "--tls-cert".to_string(),
+            cert.display().to_string(),
+            "--tls-key".to_string(),
+            key.display().to_string(),
+        ];
+        Server::start_full(dir, data, store, extra)
+    }
+
+    fn start_full(
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        store: Vec<String>,
+        extra: Vec<String>,
+    ) -> Server {
         let log = dir.path().join("serve.log");
-        let (child, url) = Server::spawn(&store, &log);
+        let args: Vec<String> = store.iter().chain(&extra).cloned().collect();
+        let (child, url) = Server::spawn(&args, &log);
         Server {
             url,
             data,
             store,
+            extra,
             child,
             log,
             _dir: dir,
@@ -75,7 +104,7 @@ impl Server {
             .unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         (child, url)
@@ -85,7 +114,8 @@ impl Server {
     pub fn restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        let (child, url) = Server::spawn(&self.store, &self.log);
+        let args: Vec<String> = self.store.iter().chain(&self.extra).cloned().collect();
+        let (child, url) = Server::spawn(&args, &self.log);
         self.child = child;
         self.url = url;
     }

@@ -20,6 +20,7 @@ mod rest;
 #[path = "../e2e/serve.rs"]
 mod serve;
 mod terminal;
+mod tls;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
@@ -88,6 +89,12 @@ fn main() {
             std::env::var_os("RAVI_INDEPENDENT_PYTHON").is_some(),
             "RAVI_INDEPENDENT_PYTHON (with schemathesis) is not set (see .ci/run)",
             rest::schemathesis_finds_no_server_error,
+        ),
+        needs(
+            "https_with_a_private_certificate",
+            runs("openssl", "version"),
+            "openssl is not installed (apt-get install openssl)",
+            tls::https_with_a_private_certificate,
         ),
         needs(
             "passphrase_prompt_on_a_terminal",

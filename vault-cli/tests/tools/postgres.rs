@@ -31,6 +31,7 @@ fn start(store: StoreConfig) -> String {
     let opts = ServeOptions {
         listen: "127.0.0.1:0".into(),
         store,
+        tls: None,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -88,12 +88,18 @@ impl RemoteBackend {
         if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
             return Err(Error::InvalidInput("the server token is malformed".into()));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let mut config = ureq::Agent::config_builder()
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(REQUEST_TIMEOUT))
-            .http_status_as_error(false)
-            .build()
-            .into();
+            .http_status_as_error(false);
+        if let Some(roots) = custom_roots()? {
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+                    .build(),
+            );
+        }
+        let agent: ureq::Agent = config.build().into();
         Ok(RemoteBackend {
             agent,
             base,
@@ -214,6 +220,38 @@ impl RemoteBackend {
             _ => Err(unexpected(&a)),
         }
     }
+}
+
+/// The certificates in the PEM file `RAVI_CA_FILE` names, if it is set:
+/// the only roots then trusted for `https://` servers (a private CA, or a
+/// server's self-signed certificate). Without it, the Web PKI roots.
+fn custom_roots() -> Result<Option<Vec<ureq::tls::Certificate<'static>>>> {
+    let Some(path) = std::env::var_os("RAVI_CA_FILE").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let shown = std::path::Path::new(&path).display().to_string();
+    let pem = std::fs::read(&path).map_err(|e| Error::Io {
+        context: format!("cannot read RAVI_CA_FILE {shown}"),
+        source: e,
+    })?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::InvalidInput(format!(
+                    "RAVI_CA_FILE {shown} is not PEM: {e}"
+                )));
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "RAVI_CA_FILE {shown} holds no certificate"
+        )));
+    }
+    Ok(Some(certs))
 }
 
 fn is_uuid(s: &str) -> bool {
