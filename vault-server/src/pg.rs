@@ -24,9 +24,17 @@ use vault_core::{Error, Result};
 
 use crate::store::{Pending, Scope, TokenInfo, now_rfc3339, token_hash};
 
+/// The schema version this build writes (`server_schema.version`).
+const SCHEMA_VERSION: i32 = 1;
+
 /// Text columns compare bytewise (`COLLATE "C"`), as SQLite's do: uuid
-/// ranges and orderings are the same in both stores.
+/// ranges and orderings are the same in both stores. Version 1; later
+/// versions add migrations after it, as the SQLite store does.
 const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS server_schema (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS vault (
     id               INTEGER PRIMARY KEY CHECK (id = 1),
     vault_id         TEXT COLLATE "C" NOT NULL,
@@ -227,15 +235,43 @@ impl PgStore {
             _runtime: runtime,
             url_for_people: redacted(url),
         };
-        store.run(async |c| {
+        let version = store.run(async |c| {
             // One migrating process at a time.
             c.batch_execute("SELECT pg_advisory_lock(7270617669);")
                 .await?;
-            let r = c.batch_execute(SCHEMA).await;
+            let r = async {
+                // (absent before the first start: the query fails)
+                let found: Option<i32> = c
+                    .query_opt("SELECT version FROM server_schema WHERE id = 1", &[])
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|r| r.get(0));
+                match found {
+                    Some(v) if v >= SCHEMA_VERSION => Ok(v),
+                    _ => {
+                        c.batch_execute(SCHEMA).await?;
+                        c.execute(
+                            "INSERT INTO server_schema (id, version) VALUES (1, $1)
+                             ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version",
+                            &[&SCHEMA_VERSION],
+                        )
+                        .await?;
+                        Ok(SCHEMA_VERSION)
+                    }
+                }
+            }
+            .await;
             c.batch_execute("SELECT pg_advisory_unlock(7270617669);")
                 .await?;
             r
         })?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Conflict(format!(
+                "the database has ravi schema version {version}, newer than this ravi supports \
+                 ({SCHEMA_VERSION}); upgrade ravi"
+            )));
+        }
         Ok(store)
     }
 

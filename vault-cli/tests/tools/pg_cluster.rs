@@ -110,6 +110,12 @@ impl Cluster {
 
     /// A new empty database; its URL.
     pub fn database(&self, name: &str) -> String {
+        self.sql("postgres", &format!("CREATE DATABASE {name}"));
+        format!("postgres://ravi@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs one SQL command in database `db` with psql.
+    pub fn sql(&self, db: &str, sql: &str) {
         let psql = find("psql").expect("psql");
         let out = Command::new(psql)
             .args([
@@ -120,20 +126,16 @@ impl Cluster {
                 "-U",
                 "ravi",
                 "-d",
-                "postgres",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
+                db,
             ])
-            .arg(format!("CREATE DATABASE {name}"))
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "createdb: {}",
+            "psql {sql}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        format!("postgres://ravi@127.0.0.1:{}/{name}", self.port)
     }
 
     /// `pg_dump` of a database, as text.

@@ -78,4 +78,8 @@ pub fn two_machines_on_two_servers() {
     two_machines(&one, &two, &|| {
         vec![(PathBuf::from("pg_dump"), cluster.dump("ravi"))]
     });
+    // a database from a newer ravi is refused, not modified
+    cluster.sql("ravi", "UPDATE server_schema SET version = 99");
+    let err = StoreConfig::Postgres(db).open().unwrap_err();
+    assert!(matches!(err, vault_core::Error::Conflict(_)), "{err}");
 }
