@@ -812,3 +812,169 @@ fn push_uploads_a_local_vault() {
     // without a server configured, push says so
     env.run(&["push"]).fails(EXIT_INVALID);
 }
+
+impl Server {
+    /// Stops the server, runs `f` on its store files, and starts it again.
+    fn offline(&mut self, f: impl FnOnce(&Path)) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        f(&self.data);
+        let args: Vec<String> = self.store.iter().chain(&self.extra).cloned().collect();
+        let (child, url) = Server::spawn(&args, &self.log);
+        self.child = child;
+        self.url = url;
+    }
+}
+
+fn copy_store(from: &Path, to: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let (f, t) = (
+            PathBuf::from(format!("{}{suffix}", from.display())),
+            PathBuf::from(format!("{}{suffix}", to.display())),
+        );
+        let _ = std::fs::remove_file(&t);
+        if f.exists() {
+            std::fs::copy(&f, &t).unwrap();
+        }
+    }
+}
+
+/// A server that rolls its whole store back, swaps two records, alters the
+/// agent's grant or drops an identity is caught over HTTP, by the owner
+/// and by the agent (exit 5); serving the true rows again works.
+#[test]
+fn a_lying_server_rolls_back_swaps_and_substitutes() {
+    let mut server = Server::start();
+    let owner_token = server.token(&["--name", "owner", "--owner"]);
+    let agent_token = std::cell::OnceCell::new();
+    let env = Env::empty();
+    let (key, _) = (env.dir.path().join("agent.key"), ());
+    let run = |url: &str, args: &[&str], agent: bool| {
+        let mut c = env.command();
+        c.env_remove("RAVI_VAULT").env("RAVI_SERVER", url);
+        if agent {
+            c.env_remove("RAVI_PASSPHRASE")
+                .env("RAVI_TOKEN", agent_token.get().unwrap())
+                .env("RAVI_AGENT_KEY_FILE", &key)
+                .env("RAVI_CONFIG_DIR", env.dir.path().join("agent-cfg"));
+        } else {
+            c.env("RAVI_TOKEN", &owner_token);
+        }
+        c.args(args);
+        run_command(&mut c)
+    };
+    let mut init = vec!["init"];
+    init.extend(WEAK_KDF);
+    run(&server.url, &init, false).ok();
+    run(
+        &server.url,
+        &["identity", "create", "--name", "alice"],
+        false,
+    )
+    .ok();
+    run(&server.url, &["identity", "create", "--name", "bob"], false).ok();
+    agent_token
+        .set(server.token(&["--name", "agent", "--identity", "alice"]))
+        .unwrap();
+    let public = run(
+        &server.url,
+        &["agent", "keygen", "--out", key.to_str().unwrap(), "--json"],
+        false,
+    )
+    .ok()
+    .json()["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    run(
+        &server.url,
+        &["identity", "grant", "alice", "--to", &public],
+        false,
+    )
+    .ok();
+    let a = ["--identity", "alice"];
+    run(
+        &server.url,
+        &[&a[..], &["secrets", "set", "A", "a-v1"]].concat(),
+        false,
+    )
+    .ok();
+    run(
+        &server.url,
+        &[&a[..], &["secrets", "set", "B", "b-v1"]].concat(),
+        false,
+    )
+    .ok();
+
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old.db");
+    let current = dir.path().join("current.db");
+    server.offline(|data| copy_store(data, &old));
+    run(
+        &server.url,
+        &[&a[..], &["secrets", "set", "A", "a-v2"]].concat(),
+        false,
+    )
+    .ok();
+    let get_a = [&a[..], &["secrets", "get", "A"]].concat();
+    assert_eq!(run(&server.url, &get_a, true).ok().stdout.trim(), "a-v2");
+    server.offline(|data| copy_store(data, &current));
+
+    // 1. the whole store rolled back
+    server.offline(|data| copy_store(&old, data));
+    for agent in [false, true] {
+        let r = run(&server.url, &get_a, agent).fails(EXIT_INTEGRITY);
+        assert!(!r.stdout.contains("a-v1"));
+    }
+    // the true rows again: fine
+    server.offline(|data| copy_store(&current, data));
+    assert_eq!(run(&server.url, &get_a, false).ok().stdout.trim(), "a-v2");
+
+    let sql = |data: &Path, q: &str| {
+        rusqlite::Connection::open(data)
+            .unwrap()
+            .execute_batch(q)
+            .unwrap();
+    };
+    // 2. two records' ciphertexts swapped
+    server.offline(|data| {
+        sql(
+            data,
+            "UPDATE records SET ciphertext = (SELECT ciphertext FROM records r2 WHERE r2.uuid <> records.uuid AND r2.identity_uuid = records.identity_uuid)
+             WHERE identity_uuid = (SELECT uuid FROM identities WHERE name = 'alice');",
+        )
+    });
+    for agent in [false, true] {
+        let r = run(&server.url, &get_a, agent).fails(EXIT_INTEGRITY);
+        assert!(!r.stdout.contains("b-v1"));
+    }
+    server.offline(|data| copy_store(&current, data));
+
+    // 3. the agent's grant altered (its wrapped key replaced by other bytes
+    // of the same length)
+    server.offline(|data| {
+        sql(
+            data,
+            "UPDATE grants SET wrapped_key = zeroblob(length(wrapped_key)),
+                 ephemeral_public = zeroblob(32);",
+        )
+    });
+    run(&server.url, &get_a, true).fails(EXIT_INTEGRITY);
+    server.offline(|data| copy_store(&current, data));
+    assert_eq!(run(&server.url, &get_a, true).ok().stdout.trim(), "a-v2");
+
+    // 4. an identity dropped with its rows
+    server.offline(|data| {
+        sql(
+            data,
+            "PRAGMA foreign_keys = ON; DELETE FROM identities WHERE name = 'bob';",
+        )
+    });
+    run(&server.url, &["identity", "list"], false).fails(EXIT_INTEGRITY);
+    run(
+        &server.url,
+        &["--identity", "bob", "secrets", "list"],
+        false,
+    )
+    .fails(EXIT_INTEGRITY);
+}
