@@ -129,6 +129,26 @@ pub fn serve(opts: &ServeOptions, ready: impl FnOnce(SocketAddr)) -> Result<()> 
     })
 }
 
+/// Starts [`serve`] on a thread of its own (for tests and embedding) and
+/// returns its base URL once it accepts connections. The server runs until
+/// the process ends.
+///
+/// # Panics
+/// If the server cannot start.
+pub fn serve_in_background(opts: ServeOptions) -> String {
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        if let Err(e) = serve(&opts, |addr| {
+            let _ = tx.send(addr);
+        }) {
+            eprintln!("ravi serve: {e}");
+        }
+    });
+    let addr = rx.recv().expect("the server did not start");
+    format!("{scheme}://{addr}")
+}
+
 async fn shutdown() {
     let term = async {
         #[cfg(unix)]

@@ -374,18 +374,14 @@ impl PgStore {
         Ok(rows
             .iter()
             .map(|r| {
-                let owner: bool = r.get(2);
-                let ids: String = r.get(3);
-                TokenInfo {
-                    id: r.get(0),
-                    name: r.get(1),
-                    scope: if owner { "owner" } else { "identity" }.into(),
-                    identities: serde_json::from_str(&ids).unwrap_or_default(),
-                    created_dt: r.get(4),
-                    expires_at: r
-                        .get::<_, Option<i64>>(5)
-                        .map(|e| u64::try_from(e).unwrap_or(0)),
-                }
+                TokenInfo::from_columns(
+                    r.get(0),
+                    r.get(1),
+                    r.get(2),
+                    &r.get::<_, String>(3),
+                    r.get(4),
+                    r.get(5),
+                )
             })
             .collect())
     }
@@ -823,20 +819,6 @@ async fn apply<C: GenericClient>(
     }
 }
 
-/// Whether a write that touched no row updated something missing.
-fn must_touch(w: &Write) -> bool {
-    matches!(
-        w,
-        Write::SetIdentityKey { .. }
-            | Write::UpdateRecord(_)
-            | Write::UpdateGrant(_)
-            | Write::SetHeaderKey(_)
-            | Write::SetIdentitySignature { .. }
-            | Write::SetIdentityHead { .. }
-            | Write::SetVaultHead(_)
-    )
-}
-
 impl PgBackend<'_> {
     fn all<T>(&self, sql: &str, params: Params<'_>, map: fn(&Row) -> T) -> Result<Vec<T>> {
         let rows = self.store.run(async |c| c.query(sql, &params).await)?;
@@ -1032,7 +1014,7 @@ impl Backend for PgBackend<'_> {
             let mut changes = Vec::with_capacity(batch.writes.len());
             for (i, w) in batch.writes.iter().enumerate() {
                 match apply(&tx, w).await {
-                    Ok(0) if must_touch(w) => {
+                    Ok(0) if w.must_touch() => {
                         return Err(CommitError::Conflict(Conflict::Missing(i)));
                     }
                     Ok(n) => changes.push(usize::try_from(n).unwrap_or(usize::MAX)),

@@ -64,6 +64,28 @@ pub struct TokenInfo {
     pub expires_at: Option<u64>,
 }
 
+impl TokenInfo {
+    /// From the columns `id, name, owner, identities, created_dt,
+    /// expires_at` of a token row.
+    pub(crate) fn from_columns(
+        id: String,
+        name: String,
+        owner: bool,
+        identities: &str,
+        created_dt: String,
+        expires_at: Option<i64>,
+    ) -> Self {
+        TokenInfo {
+            id,
+            name,
+            scope: if owner { "owner" } else { "identity" }.into(),
+            identities: serde_json::from_str(identities).unwrap_or_default(),
+            created_dt,
+            expires_at: expires_at.map(|e| u64::try_from(e).unwrap_or(0)),
+        }
+    }
+}
+
 /// An identity created over REST, waiting for an owner to adopt it.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct Pending {
@@ -429,18 +451,14 @@ impl SqliteStore {
                  FROM server_tokens ORDER BY created_dt, name",
             )?;
             let rows = s.query_map([], |r| {
-                let owner: bool = r.get(2)?;
-                let ids: String = r.get(3)?;
-                Ok(TokenInfo {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    scope: if owner { "owner" } else { "identity" }.into(),
-                    identities: serde_json::from_str(&ids).unwrap_or_default(),
-                    created_dt: r.get(4)?,
-                    expires_at: r
-                        .get::<_, Option<i64>>(5)?
-                        .map(|e| u64::try_from(e).unwrap_or(0)),
-                })
+                Ok(TokenInfo::from_columns(
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    &r.get::<_, String>(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })?;
             rows.collect()
         })

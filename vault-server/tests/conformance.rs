@@ -23,19 +23,13 @@ impl Harness for Server {
     }
 }
 
-/// Starts `ravi serve` on a free loopback port (it runs until the test
-/// process ends); its URL.
+/// An in-process server on a free loopback port over `store`; its URL.
 fn start(store: StoreConfig) -> String {
-    let opts = ServeOptions {
+    vault_server::serve_in_background(ServeOptions {
         listen: "127.0.0.1:0".into(),
         store,
         tls: None,
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        vault_server::serve(&opts, |addr| tx.send(addr).unwrap()).unwrap();
-    });
-    format!("http://{}", rx.recv().unwrap())
+    })
 }
 
 /// A server on a free loopback port over a fresh SQLite store holding the

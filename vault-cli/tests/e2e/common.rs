@@ -15,6 +15,17 @@ pub const EXIT_CONFLICT: i32 = 6;
 
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
+/// Weak Argon2id parameters (1 MiB, t=1, p=1) for `ravi init`, chosen
+/// explicitly for test speed.
+pub const WEAK_KDF: [&str; 6] = [
+    "--kdf-memory-mib",
+    "1",
+    "--kdf-iterations",
+    "1",
+    "--kdf-parallelism",
+    "1",
+];
+
 /// The `ravi` binary cargo built for these tests.
 pub fn ravi_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_ravi"))
@@ -106,17 +117,7 @@ impl Env {
     /// `ravi init` with weak Argon2id parameters (1 MiB, t=1, p=1), chosen
     /// explicitly for test speed, plus `extra` arguments.
     pub fn init(&self, extra: &[&str]) -> Run {
-        let mut args = vec![
-            "init",
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ];
-        args.extend_from_slice(extra);
-        self.run(&args)
+        self.run(&[&["init"][..], &WEAK_KDF, extra].concat())
     }
 
     /// A fresh vault with one identity selected through the config directory.
@@ -170,22 +171,7 @@ impl Env {
     }
 
     pub fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        use std::io::Write;
-        let mut child = self
-            .command()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ravi");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        to_run(child.wait_with_output().unwrap())
+        run_command_stdin(self.command().args(args), stdin)
     }
 
     /// Every file of the vault (main, -wal, -shm) and of the config dirs.
@@ -225,6 +211,24 @@ fn collect(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
 
 pub fn run_command(c: &mut Command) -> Run {
     to_run(c.output().expect("run ravi"))
+}
+
+/// Runs `c` with `stdin` as its standard input.
+pub fn run_command_stdin(c: &mut Command, stdin: &str) -> Run {
+    use std::io::Write;
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ravi");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    to_run(child.wait_with_output().unwrap())
 }
 
 fn to_run(o: Output) -> Run {

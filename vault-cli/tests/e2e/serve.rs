@@ -178,37 +178,9 @@ impl Machine {
     }
 
     fn run_stdin(&self, args: &[&str], stdin: &str) -> Run {
-        let mut child = self
-            .command()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        let o = child.wait_with_output().unwrap();
-        Run {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        run_command_stdin(self.command().args(args), stdin)
     }
 }
-
-const WEAK_KDF: [&str; 6] = [
-    "--kdf-memory-mib",
-    "1",
-    "--kdf-iterations",
-    "1",
-    "--kdf-parallelism",
-    "1",
-];
 
 const CANARIES: [&str; 9] = [
     "canary-domain.example",
@@ -356,18 +328,8 @@ pub fn two_machines(
             "--username",
             "bot",
             "--password-stdin",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"canary-agent-password-0b7e")
-        .unwrap();
-    assert!(child.wait_with_output().unwrap().status.success());
+        ]);
+    run_command_stdin(&mut c, "canary-agent-password-0b7e").ok();
     // the agent's token covers alice only
     as_agent_for("bob", &["secrets", "list"]).fails(EXIT_LOCKED);
 

@@ -78,17 +78,13 @@ pub fn seed_examples_run_against_ravi_serve() {
         c.env_remove("RAVI_VAULT").args(args);
         run_command(&mut c)
     };
-    owner(&[
-        "init",
-        "--inbox-domain",
-        "agents.example.com",
-        "--kdf-memory-mib",
-        "1",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
-    ])
+    owner(
+        &[
+            &["init", "--inbox-domain", "agents.example.com"][..],
+            &WEAK_KDF,
+        ]
+        .concat(),
+    )
     .ok();
 
     // Python, httpx
@@ -168,16 +164,7 @@ pub fn schemathesis_finds_no_server_error() {
             .args(args);
         run_command(&mut c)
     };
-    owner(&[
-        "init",
-        "--kdf-memory-mib",
-        "1",
-        "--kdf-iterations",
-        "1",
-        "--kdf-parallelism",
-        "1",
-    ])
-    .ok();
+    owner(&[&["init"][..], &WEAK_KDF].concat()).ok();
     owner(&["identity", "create", "--name", "alice"]).ok();
     owner(&["--identity", "alice", "secrets", "set", "K", "v"]).ok();
     let st = python().with_file_name("schemathesis");

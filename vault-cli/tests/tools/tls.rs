@@ -100,19 +100,7 @@ pub fn https_with_a_private_certificate() {
         c.args(args);
         run_command(&mut c)
     };
-    run(
-        &[
-            "init",
-            "--kdf-memory-mib",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ],
-        true,
-    )
-    .ok();
+    run(&[&["init"][..], &WEAK_KDF].concat(), true).ok();
     run(&["identity", "create", "--name", "alice"], true).ok();
     run(
         &["--identity", "alice", "secrets", "set", "K", "over-tls"],

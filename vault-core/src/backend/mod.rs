@@ -332,6 +332,23 @@ pub enum Write {
     },
 }
 
+impl Write {
+    /// Whether this write updates a row that must exist: touching no row
+    /// means it is missing ([`Conflict::Missing`]).
+    pub fn must_touch(&self) -> bool {
+        matches!(
+            self,
+            Write::SetIdentityKey { .. }
+                | Write::UpdateRecord(_)
+                | Write::UpdateGrant(_)
+                | Write::SetHeaderKey(_)
+                | Write::SetIdentitySignature { .. }
+                | Write::SetIdentityHead { .. }
+                | Write::SetVaultHead(_)
+        )
+    }
+}
+
 /// Row writes applied together or not at all, guarded by preconditions.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Batch {

@@ -624,20 +624,6 @@ fn apply(conn: &Connection, w: &Write) -> rusqlite::Result<usize> {
     }
 }
 
-/// Whether a write that touched no row updated something missing.
-fn must_touch(w: &Write) -> bool {
-    matches!(
-        w,
-        Write::SetIdentityKey { .. }
-            | Write::UpdateRecord(_)
-            | Write::UpdateGrant(_)
-            | Write::SetHeaderKey(_)
-            | Write::SetIdentitySignature { .. }
-            | Write::SetIdentityHead { .. }
-            | Write::SetVaultHead(_)
-    )
-}
-
 /// Whether a write deletes ciphertext or replaces key material: its old
 /// bytes must not linger in the write-ahead log.
 fn retires_secrets(w: &Write) -> bool {
@@ -678,7 +664,7 @@ impl SqliteBackend {
         for (i, w) in batch.writes.iter().enumerate() {
             injected_failure(i)?;
             match apply(&self.conn, w) {
-                Ok(0) if must_touch(w) => {
+                Ok(0) if w.must_touch() => {
                     return Err(CommitError::Conflict(Conflict::Missing(i)));
                 }
                 Ok(n) => changes.push(n),
