@@ -153,7 +153,7 @@ pub struct Rekey {
     pub sessions_revoked: usize,
 }
 
-/// What [`crate::Vault::push`] uploaded: `{server, vault_id, identities,
+/// What `Vault::push` (feature `remote`) uploaded: `{server, vault_id, identities,
 /// records, grants}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Push {
