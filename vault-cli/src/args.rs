@@ -140,6 +140,41 @@ pub enum Command {
     /// Upload the local vault (--vault, default ~/.ravi/vault.db) to the
     /// server of `ravi login` or RAVI_SERVER, which must hold none yet
     Push,
+    /// Print the value a ravi:// reference names:
+    /// ravi://[IDENTITY/]secrets/KEY,
+    /// ravi://[IDENTITY/]passwords/DOMAIN[/USERNAME]/(password|username|notes),
+    /// ravi://[IDENTITY/]totp/NAME/code
+    Read {
+        /// The reference
+        #[arg(value_name = "REF")]
+        reference: String,
+    },
+    /// Render a template, replacing every {{ ravi://… }} with its value; one
+    /// unresolved reference fails the whole render
+    Inject {
+        /// The template [default: standard input]
+        #[arg(short = 'i', long = "in", value_name = "IN")]
+        input: Option<PathBuf>,
+        /// Write here (mode 0600, all or nothing) [default: standard output]
+        #[arg(short = 'o', long = "out", value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
+    /// Run a command with secrets in its environment (never on argv); ravi
+    /// becomes the command, so its exit status and signals are the command's
+    Run {
+        /// NAME=ravi://… (repeatable)
+        #[arg(long, value_name = "NAME=REF", action = clap::ArgAction::Append)]
+        env: Vec<String>,
+        /// dotenv-style NAME=VALUE lines whose values may be ravi:// references (repeatable)
+        #[arg(long, value_name = "FILE", action = clap::ArgAction::Append)]
+        env_file: Vec<PathBuf>,
+        /// Export every secret of the selected identity under its key
+        #[arg(long)]
+        all_secrets: bool,
+        /// The command and its arguments, after --
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Args, Debug)]

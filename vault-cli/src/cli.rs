@@ -6,6 +6,7 @@ mod args;
 mod input;
 mod pins;
 mod records;
+mod refs;
 mod remote;
 mod seen;
 
@@ -345,6 +346,14 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         } => remote::login(server, *token_stdin, token_file.as_deref(), out),
         Command::Logout => remote::logout(out),
         Command::Push => remote::push(g, out),
+        Command::Read { reference } => refs::read(g, reference, out),
+        Command::Inject { input, output } => refs::inject(g, input.as_deref(), output.as_deref()),
+        Command::Run {
+            env,
+            env_file,
+            all_secrets,
+            command,
+        } => refs::run(g, env, env_file, *all_secrets, command),
         Command::Vault(VaultCommand::Info) => {
             let info = open_vault(g)?.info();
             let owner = info
@@ -671,17 +680,36 @@ fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()
     let vault = open_vault(g)?;
     let ident = selected_identity(g, &vault)?;
     let access = access(g, &vault)?;
-    // The identity's head against the newest this client saw: the
-    // remembered value is read first, the head (on opening) after it; a
-    // write raises it.
+    let iv = checked_open(&vault, &access, &ident)?;
+    let result = f(&iv);
+    raise_seen(&vault, &iv)?;
+    result
+}
+
+/// Opens an identity's records, its head checked against the newest this
+/// client saw: the remembered value is read first, the head (on opening)
+/// after it. The owner's opening also remembers the wrapped key.
+fn checked_open<'v>(
+    vault: &'v Vault,
+    access: &Access<'v>,
+    ident: &Identity,
+) -> Result<IdentityVault<'v>> {
     let (cfg, vault_id) = (config_dir()?, vault.info().vault_id);
     let newest = seen::newest_seen(&cfg, &vault_id, &ident.uuid)?;
-    let iv = access.open_identity(&ident)?;
+    let iv = access.open_identity(ident)?;
     seen::check(&format!("identity {:?}", ident.name), newest, iv.head_seq())?;
     if let Some(key) = iv.wrapped_key() {
         pins::best_effort(seen::remember_key(&cfg, &vault_id, &ident.uuid, key))?;
     }
-    let result = f(&iv);
-    pins::best_effort(seen::raise(&cfg, &vault_id, &ident.uuid, iv.head_seq()))?;
-    result
+    Ok(iv)
+}
+
+/// Records the identity's head after a command (a write raises it).
+fn raise_seen(vault: &Vault, iv: &IdentityVault<'_>) -> Result<()> {
+    pins::best_effort(seen::raise(
+        &config_dir()?,
+        &vault.info().vault_id,
+        &iv.identity().uuid,
+        iv.head_seq(),
+    ))
 }

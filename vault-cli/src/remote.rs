@@ -163,7 +163,7 @@ pub fn login(server: &str, stdin: bool, file: Option<&Path>, out: &mut Output) -
 }
 
 /// Writes a 0600 file through a temporary file and a rename.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     let io = |e| Error::Io {
         context: format!("cannot write {}", path.display()),
         source: e,

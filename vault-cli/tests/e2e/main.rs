@@ -10,6 +10,7 @@ mod identities;
 mod mutation;
 mod parallel;
 mod passwords;
+mod references;
 mod secrets;
 mod serve;
 mod tamper;
