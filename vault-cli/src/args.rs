@@ -140,6 +140,13 @@ pub enum Command {
     /// Upload the local vault (--vault, default ~/.ravi/vault.db) to the
     /// server of `ravi login` or RAVI_SERVER, which must hold none yet
     Push,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
     /// Print the value a ravi:// reference names:
     /// ravi://[IDENTITY/]secrets/KEY,
     /// ravi://[IDENTITY/]passwords/DOMAIN[/USERNAME]/(password|username|notes),

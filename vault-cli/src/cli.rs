@@ -346,6 +346,28 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         } => remote::login(server, *token_stdin, token_file.as_deref(), out),
         Command::Logout => remote::logout(out),
         Command::Push => remote::push(g, out),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // Into memory first: clap_complete panics if its writer fails.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "ravi", &mut script);
+            let mut so = std::io::stdout().lock();
+            so.write_all(&script).and_then(|()| so.flush()).map_err(|e| Error::Io {
+                context: "cannot write standard output".into(),
+                source: e,
+            })
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut so = std::io::stdout().lock();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut so)
+                .and_then(|()| so.flush())
+                .map_err(|e| Error::Io {
+                    context: "cannot write standard output".into(),
+                    source: e,
+                })
+        }
         Command::Read { reference } => refs::read(g, reference, out),
         Command::Inject { input, output } => refs::inject(g, input.as_deref(), output.as_deref()),
         Command::Run {

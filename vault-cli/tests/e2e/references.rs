@@ -259,3 +259,36 @@ fn run_forwards_signals() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(42));
 }
+
+/// `ravi completions SHELL` prints a script for each shell; bash loads it.
+#[test]
+fn completions_for_every_shell() {
+    let env = Env::empty();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let r = env.run(&["completions", shell]).ok();
+        assert!(r.stdout.contains("ravi"), "{shell}");
+        assert!(r.stdout.len() > 1000, "{shell}");
+    }
+    env.run(&["completions", "tcsh"]).fails(EXIT_INVALID);
+    let script = env.work.join("ravi.bash");
+    std::fs::write(&script, env.run(&["completions", "bash"]).ok().stdout).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -e; source {}; complete -p ravi",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("_ravi"));
+}

@@ -12,6 +12,7 @@
 #[path = "../e2e/common.rs"]
 mod common;
 mod independent;
+mod man;
 mod oathtool;
 mod pg_cluster;
 mod postgres;
@@ -95,6 +96,12 @@ fn main() {
             runs("openssl", "version"),
             "openssl is not installed (apt-get install openssl)",
             tls::https_with_a_private_certificate,
+        ),
+        needs(
+            "man_page_renders",
+            runs("man", "--version"),
+            "man is not installed (apt-get install man-db)",
+            man::man_page_renders,
         ),
         needs(
             "passphrase_prompt_on_a_terminal",
