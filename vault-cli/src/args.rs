@@ -424,18 +424,29 @@ pub struct PasswordInput {
 
 #[derive(Subcommand, Debug)]
 pub enum PasswordsCommand {
-    /// Store a password for a domain or URL
+    /// Store a password for a domain or URL (an entry with the same domain
+    /// and username is a conflict, exit 6, unless --update or --if-absent)
     Create {
+        /// The domain (a URL or host is cleaned to its registrable domain)
         #[arg(value_name = "DOMAIN|URL")]
         domain: String,
+        /// The username
         #[arg(long)]
         username: Option<String>,
         #[command(flatten)]
         input: PasswordInput,
         #[command(flatten)]
         generator: GenerateArgs,
+        /// Notes
         #[arg(long)]
         notes: Option<String>,
+        /// If the entry exists, replace its password (and notes, if given)
+        #[arg(long, conflicts_with = "if_absent")]
+        update: bool,
+        /// If the entry exists, return it unchanged (retried creates stay
+        /// idempotent)
+        #[arg(long)]
+        if_absent: bool,
     },
     /// List entries (passwords hidden)
     List,
@@ -496,8 +507,12 @@ pub enum SecretsCommand {
         /// Read the value from a file
         #[arg(long, value_name = "FILE")]
         value_file: Option<PathBuf>,
+        /// Notes
         #[arg(long)]
         notes: Option<String>,
+        /// Store an empty value (refused otherwise)
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Show one secret with its value
     Get { key: String },
@@ -538,6 +553,10 @@ pub enum TotpCommand {
 pub struct TotpAddArgs {
     /// Name [default: the URI's issuer]; a URL or host is cleaned to its domain
     pub name: Option<String>,
+    /// If a seed of this name exists, replace it (same uuid); else a
+    /// conflict (exit 6)
+    #[arg(long)]
+    pub update: bool,
     /// otpauth://totp/... URI (on argv: visible to other local users)
     #[arg(long, group = "source")]
     pub uri: Option<String>,

@@ -72,14 +72,16 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             if json_requested {
-                let msg = e.kind().to_string();
-                let detail = e.to_string();
-                let first = detail
+                // The whole message (the missing argument's name, the
+                // usage line), on one line, without the help pointer.
+                let detail = e.render().to_string();
+                let message = detail
                     .lines()
-                    .next()
-                    .unwrap_or(&msg)
-                    .trim_start_matches("error: ");
-                report_json_error("invalid_input", first, &[]);
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                report_json_error("invalid_input", message.trim_start_matches("error: "), &[]);
             } else {
                 let _ = e.print();
             }
@@ -271,8 +273,12 @@ fn to_json<T: Serialize>(v: &T) -> Result<Value> {
 
 /// The identity the command acts for, by the selection rules.
 fn selected_identity(g: &GlobalArgs, vault: &Vault) -> Result<Identity> {
+    // --identity, then RAVI_IDENTITY, then config files
+    let from_env = std::env::var("RAVI_IDENTITY")
+        .ok()
+        .filter(|v| !v.is_empty());
     let sel = config::resolve_identity(
-        g.one_identity()?,
+        g.one_identity()?.or(from_env.as_deref()),
         &cwd()?,
         &config_dir()?,
         home_dir().as_deref(),
@@ -284,7 +290,7 @@ fn selected_identity(g: &GlobalArgs, vault: &Vault) -> Result<Identity> {
             other => other,
         }),
         Selection::None => Err(Error::InvalidInput(
-            "no identity selected: pass --identity, run `ravi identity use NAME`, or write .ravi/config.json".into(),
+            "no identity selected: pass --identity, set RAVI_IDENTITY, run `ravi identity use NAME`, or write .ravi/config.json".into(),
         )),
     }
 }

@@ -30,8 +30,25 @@ fn utf8(bytes: Vec<u8>, what: &str) -> Result<String> {
     })
 }
 
+/// A file named on the command line or in the environment that is missing
+/// or a directory is a usage error (exit 2), not an I/O failure.
+pub fn check_file(path: &Path, what: &str) -> Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::InvalidInput(format!(
+            "no {what} file at {}",
+            path.display()
+        ))),
+        Ok(m) if m.is_dir() => Err(Error::InvalidInput(format!(
+            "{} is a directory, not a {what} file",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Reads a secret from a file, minus one trailing newline.
 pub fn secret_from_file(path: &Path, what: &str) -> Result<SecretString> {
+    check_file(path, what)?;
     let file = std::fs::File::open(path).map_err(|e| Error::Io {
         context: format!("cannot read {what} file {}", path.display()),
         source: e,
@@ -91,7 +108,9 @@ pub fn passphrase(file: Option<&Path>, confirm: bool) -> Result<Passphrase> {
     }
     if !std::io::stdin().is_terminal() {
         return Err(Error::Locked(
-            "the vault is locked: give the passphrase with --passphrase-file or RAVI_PASSPHRASE"
+            "the vault is locked: give a credential: a session token in RAVI_SESSION (from \
+             `ravi unlock`) or --session-file, an agent key in RAVI_AGENT_KEY_FILE or \
+             --agent-key-file, or the passphrase with --passphrase-file or RAVI_PASSPHRASE"
                 .into(),
         ));
     }
@@ -135,6 +154,7 @@ pub fn credential(
         return session_from_file(f);
     }
     if let Some(f) = agent_key_file {
+        check_file(f, "agent key")?;
         return AgentSecretKey::read_file(f).map(Credential::Agent);
     }
     if passphrase_file.is_some() {
@@ -145,6 +165,7 @@ pub fn credential(
         return SessionToken::parse(&t).map(Credential::Session);
     }
     if let Some(f) = env_nonempty("RAVI_AGENT_KEY_FILE")? {
+        check_file(Path::new(&f), "agent key")?;
         return AgentSecretKey::read_file(Path::new(&f)).map(Credential::Agent);
     }
     passphrase(None, false).map(Credential::Passphrase)

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 use vault_core::{
-    Error, IdentityVault, NewPassword, PasswordEdit, PasswordEntry, Result, SecretEntry,
+    Error, IdentityVault, IfExists, NewPassword, PasswordEdit, PasswordEntry, Result, SecretEntry,
     SecretString, TotpAlgorithm, TotpEntry, TotpParams,
 };
 
@@ -61,6 +61,8 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
             input,
             generator,
             notes,
+            update,
+            if_absent,
         } => {
             let password = match given_password(input)? {
                 Some(p) => p,
@@ -68,12 +70,27 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
                     vault_core::generate_password(&generator_options(generator))?.as_str(),
                 ),
             };
-            let e = iv.create_password(&NewPassword {
-                domain: domain.clone(),
-                username: username.clone(),
-                password,
-                notes: notes.clone(),
-            })?;
+            let if_exists = match (update, if_absent) {
+                (true, _) => IfExists::Update,
+                (_, true) => IfExists::Keep,
+                _ => IfExists::Conflict,
+            };
+            let (e, _) = iv
+                .create_password_with(
+                    &NewPassword {
+                        domain: domain.clone(),
+                        username: username.clone(),
+                        password,
+                        notes: notes.clone(),
+                    },
+                    if_exists,
+                )
+                .map_err(|e| match e {
+                    Error::Conflict(m) if m.contains("exists already") => Error::Conflict(format!(
+                        "{m} (--update replaces its password, --if-absent returns it)"
+                    )),
+                    other => other,
+                })?;
             out.emit(password_json(&e, true)?, password_text(&e));
         }
         PasswordsCommand::List => {
@@ -147,6 +164,7 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
             value_stdin,
             value_file,
             notes,
+            allow_empty,
         } => {
             let v = if let Some(v) = value {
                 SecretString::from(v.as_str())
@@ -159,6 +177,11 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
                     "no value given: pass VALUE, --value-stdin or --value-file".into(),
                 ));
             };
+            if v.expose().is_empty() && !allow_empty {
+                return Err(Error::InvalidInput(
+                    "the value is empty (from empty input?); pass --allow-empty to store it".into(),
+                ));
+            }
             let (e, created) = iv.set_secret(key, &v, notes.as_deref())?;
             let mut doc = secret_json(&e, true)?;
             doc["created"] = json!(created);
@@ -268,7 +291,19 @@ pub fn totp(iv: &IdentityVault<'_>, c: &TotpCommand, out: &mut Output) -> Result
                     params.secret.len() * 8
                 );
             }
-            let e = iv.add_totp(a.name.as_deref(), &params)?;
+            let if_exists = if a.update {
+                IfExists::Update
+            } else {
+                IfExists::Conflict
+            };
+            let (e, _) = iv
+                .add_totp_with(a.name.as_deref(), &params, if_exists)
+                .map_err(|e| match e {
+                    Error::Conflict(m) if m.contains("exists already") => {
+                        Error::Conflict(format!("{m} (--update replaces it)"))
+                    }
+                    other => other,
+                })?;
             out.emit(crate::to_json(&e)?, totp_text(&e));
         }
         TotpCommand::Code {

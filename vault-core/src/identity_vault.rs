@@ -19,8 +19,8 @@ use crate::model::Identity;
 use crate::names;
 use crate::primitives::random_bytes;
 use crate::records::{
-    KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword, PasswordBody, PasswordEdit, PasswordEntry,
-    SecretBody, SecretEntry, TotpBody, TotpEntry,
+    IfExists, KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword, PasswordBody, PasswordEdit,
+    PasswordEntry, SecretBody, SecretEntry, TotpBody, TotpEntry,
 };
 use crate::recovery::WrappedKey;
 use crate::sealer::{Head, RecordSealer, xor_into};
@@ -451,29 +451,126 @@ impl<'v> IdentityVault<'v> {
 
     // ---- passwords ----
 
-    /// Stores a new password entry. Several entries may share a domain.
+    /// Stores a new password entry; an entry with the same domain and
+    /// username is a conflict (see [`IdentityVault::create_password_with`]).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for a bad domain or an empty password.
+    /// [`Error::InvalidInput`] for a bad domain or an empty password;
+    /// [`Error::Conflict`] if the entry exists.
     pub fn create_password(&self, new: &NewPassword) -> Result<PasswordEntry> {
+        self.create_password_with(new, IfExists::Conflict)
+            .map(|(e, _)| e)
+    }
+
+    /// The entry with this (cleaned) domain and username, if any.
+    fn password_named(
+        &self,
+        domain: &str,
+        username: Option<&str>,
+    ) -> Result<Option<PasswordEntry>> {
+        let bi = self.sealer.blind_index(KIND_PASSWORD, domain);
+        for row in self
+            .backend
+            .records_by_index(&self.identity.uuid, KIND_PASSWORD, &bi)?
+        {
+            let row = self.proven(row)?;
+            let e = self.open_password(&row)?;
+            if e.username.as_deref() == username {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Stores a password entry unless one with the same domain and username
+    /// exists; then `if_exists` decides: a conflict naming its uuid, an
+    /// update of its password (and notes, when given), or the entry as it
+    /// is. Retried creates stay idempotent. Returns the entry and whether it
+    /// was created.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for a bad domain or an empty password;
+    /// [`Error::Conflict`] for an existing entry under
+    /// [`IfExists::Conflict`].
+    pub fn create_password_with(
+        &self,
+        new: &NewPassword,
+        if_exists: IfExists,
+    ) -> Result<(PasswordEntry, bool)> {
         let domain = names::clean_domain(&new.domain)?;
         if new.password.expose().is_empty() {
             return Err(Error::invalid("the password is empty"));
         }
-        let now = now_rfc3339()?;
-        let body = PasswordBody {
-            domain: domain.clone(),
-            username: new.username.clone().filter(|u| !u.is_empty()),
-            password: new.password.expose().to_string(),
-            notes: new.notes.clone().filter(|n| !n.is_empty()),
-            created_dt: now.clone(),
-            updated_dt: now,
-        };
-        let uuid = Uuid::new_v4().to_string();
-        let mut batch = self.batch();
-        batch.write(Write::InsertRecord(self.sealer.seal_row(&uuid, &body)?));
-        self.transact(|| Ok((batch.clone(), ())), duplicate_record)?;
-        Ok(PasswordEntry::from_body(uuid, &body))
+        let username = new.username.clone().filter(|u| !u.is_empty());
+        for _ in 0..4 {
+            match (
+                self.password_named(&domain, username.as_deref())?,
+                if_exists,
+            ) {
+                (Some(e), IfExists::Conflict) => {
+                    return Err(Error::Conflict(format!(
+                        "a password for {domain} with {} exists already: {}",
+                        username
+                            .as_deref()
+                            .map_or("no username".to_string(), |u| format!("username {u:?}")),
+                        e.uuid
+                    )));
+                }
+                (Some(e), IfExists::Keep) => return Ok((e, false)),
+                (Some(e), IfExists::Update) => {
+                    let edit = PasswordEdit {
+                        password: Some(new.password.clone()),
+                        notes: new.notes.clone(),
+                        ..PasswordEdit::default()
+                    };
+                    return Ok((self.edit_password(&e.uuid, None, &edit)?, false));
+                }
+                (None, _) => {}
+            }
+            let now = now_rfc3339()?;
+            let body = PasswordBody {
+                domain: domain.clone(),
+                username: username.clone(),
+                password: new.password.expose().to_string(),
+                notes: new.notes.clone().filter(|n| !n.is_empty()),
+                created_dt: now.clone(),
+                updated_dt: now,
+            };
+            let uuid = Uuid::new_v4().to_string();
+            let row = self.sealer.seal_row(&uuid, &body)?;
+            // Each attempt reads the head, then looks for the entry, and is
+            // guarded by that head: an entry created meanwhile fails the
+            // commit (and the next attempt finds it).
+            let appeared = std::cell::Cell::new(false);
+            let r = self.transact(
+                || {
+                    let (head, _) = self.current_head()?;
+                    if self.password_named(&domain, username.as_deref())?.is_some() {
+                        appeared.set(true);
+                        return Err(Error::Conflict("created meanwhile".into()));
+                    }
+                    let mut batch = self.batch();
+                    batch
+                        .require(Precondition::IdentityHead {
+                            identity_uuid: self.identity.uuid.clone(),
+                            head,
+                        })
+                        .write(Write::InsertRecord(row.clone()));
+                    Ok((batch, ()))
+                },
+                duplicate_record,
+            );
+            match r {
+                Ok(()) => return Ok((PasswordEntry::from_body(uuid, &body), true)),
+                // Created meanwhile: decide again, by `if_exists`.
+                Err(_) if appeared.get() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(format!(
+            "the identity {:?} kept changing while a password was created; retry",
+            self.identity.name
+        )))
     }
 
     /// Every password entry of the identity, by domain then username.
@@ -866,42 +963,93 @@ impl<'v> IdentityVault<'v> {
         Ok((row, b))
     }
 
-    /// Enrols a TOTP seed. `name` defaults to the issuer; a URL or host is
-    /// cleaned to its registrable domain, other names are lowercased.
+    /// Enrols a TOTP seed under `name` (else the URI's issuer); a seed of
+    /// that name is a conflict (see [`IdentityVault::add_totp_with`]).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for bad parameters or no usable name;
+    /// [`Error::InvalidInput`] for bad parameters or no name;
     /// [`Error::Conflict`] if the name is taken.
     pub fn add_totp(&self, name: Option<&str>, params: &TotpParams) -> Result<TotpEntry> {
+        self.add_totp_with(name, params, IfExists::Conflict)
+            .map(|(e, _)| e)
+    }
+
+    /// Enrols a TOTP seed; when one of that name exists, `if_exists`
+    /// decides: a conflict, its replacement (new seed and parameters, same
+    /// uuid and creation time), or the existing entry as it is. Returns the
+    /// entry and whether it was created.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for bad parameters or no name;
+    /// [`Error::Conflict`] for a taken name under [`IfExists::Conflict`].
+    pub fn add_totp_with(
+        &self,
+        name: Option<&str>,
+        params: &TotpParams,
+        if_exists: IfExists,
+    ) -> Result<(TotpEntry, bool)> {
         params.validate()?;
         let raw_name = name
             .or(params.issuer.as_deref())
             .ok_or_else(|| Error::invalid("give the TOTP a name (the URI has no issuer)"))?;
         let name = totp::clean_totp_name(raw_name)?;
-        let now = now_rfc3339()?;
-        let body = TotpBody {
-            name: name.clone(),
-            secret: totp::encode_base32_secret(&params.secret).to_string(),
-            algorithm: params.algorithm.as_str().to_string(),
-            digits: params.digits,
-            period: params.period,
-            issuer: params.issuer.clone(),
-            account: params.account.clone(),
-            created_dt: now.clone(),
-            updated_dt: now,
-        };
-        let uuid = Uuid::new_v4().to_string();
-        let mut batch = self.batch();
-        batch.write(Write::InsertRecord(self.sealer.seal_row(&uuid, &body)?));
+        let bi = self.sealer.blind_index(KIND_TOTP, &name);
+        if if_exists == IfExists::Keep
+            && let Ok(e) = self.get_totp(&name)
+        {
+            return Ok((e, false));
+        }
         self.transact(
-            || Ok((batch.clone(), ())),
             || {
-                Error::Conflict(format!(
-                    "a TOTP named {name:?} already exists; delete it first"
-                ))
+                let now = now_rfc3339()?;
+                let existing = self
+                    .backend
+                    .records_by_index(&self.identity.uuid, KIND_TOTP, &bi)?
+                    .pop();
+                let mut batch = self.batch();
+                let (uuid, created_dt, created) = match (&existing, if_exists) {
+                    // (Keep found it before; one created meanwhile conflicts)
+                    (Some(row), IfExists::Conflict | IfExists::Keep) => {
+                        return Err(Error::Conflict(format!(
+                            "a TOTP named {name:?} exists already: {}",
+                            row.uuid
+                        )));
+                    }
+                    (Some(row), IfExists::Update) => {
+                        let old: TotpBody = self.sealer.open_row(row)?;
+                        batch.require(unchanged(row));
+                        (row.uuid.clone(), old.created_dt.clone(), false)
+                    }
+                    (None, _) => {
+                        batch.require(Precondition::NameFree {
+                            identity_uuid: self.identity.uuid.clone(),
+                            kind: KIND_TOTP,
+                            blind_index: bi.to_vec(),
+                        });
+                        (Uuid::new_v4().to_string(), now.clone(), true)
+                    }
+                };
+                let body = TotpBody {
+                    name: name.clone(),
+                    secret: totp::encode_base32_secret(&params.secret).to_string(),
+                    algorithm: params.algorithm.as_str().to_string(),
+                    digits: params.digits,
+                    period: params.period,
+                    issuer: params.issuer.clone(),
+                    account: params.account.clone(),
+                    created_dt,
+                    updated_dt: now,
+                };
+                let row = self.sealer.seal_row(&uuid, &body)?;
+                batch.write(if created {
+                    Write::InsertRecord(row)
+                } else {
+                    Write::UpdateRecord(row)
+                });
+                Ok((batch, (TotpEntry::from_body(uuid, &body), created)))
             },
-        )?;
-        Ok(TotpEntry::from_body(uuid, &body))
+            || Error::Conflict(format!("a TOTP named {name:?} exists already")),
+        )
     }
 
     /// Every TOTP enrolment (no seeds), by name.

@@ -144,6 +144,19 @@ pub struct NewPassword {
     pub notes: Option<String>,
 }
 
+/// What creating an entry does when one exists already (the same domain
+/// and username for a password, the same name for a TOTP seed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IfExists {
+    /// Refuse: [`crate::Error::Conflict`] naming the existing entry's uuid.
+    #[default]
+    Conflict,
+    /// Replace its secret part, keeping its uuid and creation time.
+    Update,
+    /// Return the existing entry unchanged.
+    Keep,
+}
+
 /// Changes to a password entry; `None` leaves a field as it is.
 #[derive(Clone, Debug, Default)]
 pub struct PasswordEdit {

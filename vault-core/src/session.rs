@@ -92,7 +92,8 @@ impl SessionToken {
 }
 
 /// Parses a duration: a number with an optional unit `s`, `m`, `h` or `d`
-/// (`90s`, `15m`, `1h`, `7d`; a bare number is seconds).
+/// (`90s`, `15m`, `1h`, `7d`; the unit is required: a bare number is
+/// refused rather than guessed).
 ///
 /// # Errors
 /// [`Error::InvalidInput`] for a malformed duration, zero, or one above
@@ -101,7 +102,7 @@ pub fn parse_ttl(s: &str) -> Result<Duration> {
     let s = s.trim();
     let bad = || {
         Error::invalid(format!(
-            "invalid duration {s:?}: use e.g. 90s, 15m, 1h or 7d"
+            "invalid duration {s:?}: give a unit, e.g. 90s, 15m, 1h or 7d"
         ))
     };
     let (num, mult) = match s.char_indices().last() {
@@ -109,8 +110,7 @@ pub fn parse_ttl(s: &str) -> Result<Duration> {
         Some((i, 'm')) => (&s[..i], 60),
         Some((i, 'h')) => (&s[..i], 3600),
         Some((i, 'd')) => (&s[..i], 86400),
-        Some(_) => (s, 1),
-        None => return Err(bad()),
+        _ => return Err(bad()),
     };
     let n: u64 = num.parse().map_err(|_| bad())?;
     let secs = n.checked_mul(mult).ok_or_else(bad)?;
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn ttls() {
-        assert_eq!(parse_ttl("90").unwrap(), Duration::from_secs(90));
+        assert!(parse_ttl("90").is_err(), "a unit is required");
         assert_eq!(parse_ttl("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_ttl("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));

@@ -405,7 +405,7 @@ fn bad_agent_key_files() {
         &env.dir.path().join("missing.key"),
         &["secrets", "list"],
     )
-    .fails(EXIT_INTERNAL);
+    .fails(EXIT_INVALID);
     env.run(&["agent", "pubkey", "--key-file", f.to_str().unwrap()])
         .fails(EXIT_INVALID);
     // --out - prints the secret only when asked

@@ -47,7 +47,7 @@ fn wrong_or_missing_passphrase_is_locked() {
     run_command(&mut c).ok();
     let mut c = env.command();
     c.args(["secrets", "get", "K", "--passphrase-file", "/nonexistent"]);
-    run_command(&mut c).fails(EXIT_INTERNAL);
+    run_command(&mut c).fails(EXIT_INVALID);
 }
 
 #[test]

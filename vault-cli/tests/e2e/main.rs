@@ -11,6 +11,7 @@ mod mutation;
 mod parallel;
 mod passwords;
 mod references;
+mod rough_edges;
 mod secrets;
 mod serve;
 mod tamper;

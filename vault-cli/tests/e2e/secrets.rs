@@ -113,7 +113,7 @@ fn secret_input_errors() {
     env.run(&["secrets", "set", "K", "v", "--value-stdin"])
         .fails(EXIT_INVALID);
     env.run(&["secrets", "set", "K", "--value-file", "/nonexistent/file"])
-        .fails(EXIT_INTERNAL);
+        .fails(EXIT_INVALID);
     env.run(&["secrets", "get", "missing", "--json"])
         .fails(EXIT_NOT_FOUND);
 }

@@ -1,0 +1,244 @@
+//! Rough edges a new user hit, each with its exit code.
+
+use crate::common::*;
+
+/// Creating a password that exists (same domain and username) is a
+/// conflict naming its uuid; --update replaces it, --if-absent returns it;
+/// `totp add --update` replaces a seed.
+#[test]
+fn creates_are_idempotent_on_request() {
+    let (env, _) = Env::with_identity("alice");
+    let first = env
+        .run(&[
+            "passwords",
+            "create",
+            "example.com",
+            "--username",
+            "u",
+            "--password",
+            "p1",
+            "--json",
+        ])
+        .ok()
+        .json();
+    let uuid = first["uuid"].as_str().unwrap();
+    let r = env
+        .run(&[
+            "passwords",
+            "create",
+            "https://www.example.com/login",
+            "--username",
+            "u",
+            "--password",
+            "p2",
+        ])
+        .fails(EXIT_CONFLICT);
+    assert!(r.stderr.contains(uuid), "{}", r.stderr);
+    assert!(r.stderr.contains("--update"), "{}", r.stderr);
+    // another username is another entry
+    env.run(&[
+        "passwords",
+        "create",
+        "example.com",
+        "--username",
+        "v",
+        "--password",
+        "p3",
+    ])
+    .ok();
+    let kept = env
+        .run(&[
+            "passwords",
+            "create",
+            "example.com",
+            "--username",
+            "u",
+            "--password",
+            "p9",
+            "--if-absent",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(kept["uuid"], first["uuid"]);
+    assert_eq!(kept["password"], "p1");
+    let updated = env
+        .run(&[
+            "passwords",
+            "create",
+            "example.com",
+            "--username",
+            "u",
+            "--password",
+            "p2",
+            "--update",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(updated["uuid"], first["uuid"]);
+    assert_eq!(updated["password"], "p2");
+    assert_eq!(updated["created_dt"], first["created_dt"]);
+    let got = env
+        .run(&[
+            "passwords",
+            "get",
+            "example.com",
+            "--username",
+            "u",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(got["password"], "p2");
+    env.run(&[
+        "passwords",
+        "create",
+        "example.com",
+        "--username",
+        "u",
+        "--password",
+        "x",
+        "--update",
+        "--if-absent",
+    ])
+    .fails(EXIT_INVALID);
+
+    let seed = env
+        .run(&[
+            "totp",
+            "add",
+            "github",
+            "--secret",
+            "JBSWY3DPEHPK3PXP",
+            "--json",
+        ])
+        .ok()
+        .json();
+    env.run(&["totp", "add", "github", "--secret", "GEZDGNBVGY3TQOJQ"])
+        .fails(EXIT_CONFLICT);
+    let replaced = env
+        .run(&[
+            "totp",
+            "add",
+            "github",
+            "--secret",
+            "GEZDGNBVGY3TQOJQ",
+            "--update",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(replaced["uuid"], seed["uuid"]);
+    let uri = env.run(&["totp", "uri", "github", "--json"]).ok().json();
+    assert!(
+        uri["uri"].as_str().unwrap().contains("GEZDGNBVGY3TQOJQ"),
+        "{uri}"
+    );
+}
+
+/// An empty value (empty stdin, /dev/null) is refused unless --allow-empty.
+#[test]
+fn empty_values_need_allow_empty() {
+    let (env, _) = Env::with_identity("alice");
+    env.run_stdin(&["secrets", "set", "E", "--value-stdin"], "")
+        .fails(EXIT_INVALID);
+    env.run(&["secrets", "set", "E", "--value-file", "/dev/null"])
+        .fails(EXIT_INVALID);
+    env.run(&["secrets", "get", "E"]).fails(EXIT_NOT_FOUND);
+    env.run_stdin(
+        &["secrets", "set", "E", "--value-stdin", "--allow-empty"],
+        "",
+    )
+    .ok();
+    let got = env.run(&["secrets", "get", "E", "--json"]).ok().json();
+    assert_eq!(got["value"], "");
+}
+
+/// RAVI_IDENTITY selects the identity: after --identity, before config files.
+#[test]
+fn ravi_identity_ranks_between_the_flag_and_config_files() {
+    let (env, _) = Env::with_identity("alice");
+    env.run(&["identity", "create", "--name", "bob"]).ok();
+    env.run(&["identity", "create", "--name", "carol"]).ok();
+    env.run(&["--identity", "bob", "secrets", "set", "WHO", "bob"])
+        .ok();
+    env.run(&["--identity", "carol", "secrets", "set", "WHO", "carol"])
+        .ok();
+    env.run(&["secrets", "set", "WHO", "alice"]).ok();
+    let who = |extra: &[&str], var: Option<&str>| {
+        let mut c = env.command();
+        if let Some(v) = var {
+            c.env("RAVI_IDENTITY", v);
+        }
+        c.args(extra).args(["secrets", "get", "WHO"]);
+        run_command(&mut c).ok().stdout.trim().to_string()
+    };
+    assert_eq!(who(&[], None), "alice");
+    assert_eq!(who(&[], Some("bob")), "bob");
+    assert_eq!(who(&["--identity", "carol"], Some("bob")), "carol");
+}
+
+/// Usage errors under --json keep the whole message.
+#[test]
+fn json_usage_errors_name_the_argument() {
+    let env = Env::new();
+    let r = env.run(&["secrets", "set", "--json"]).fails(EXIT_INVALID);
+    let m = r.error_json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(m.contains("<KEY>"), "{m}");
+    assert!(m.contains("required"), "{m}");
+}
+
+/// A credential file that is missing, or a directory, is a usage error.
+#[test]
+fn missing_credential_files_are_exit_2() {
+    let (env, _) = Env::with_identity("alice");
+    let missing = env.work.join("missing");
+    let dir = env.work.clone();
+    for flag in ["--passphrase-file", "--session-file", "--agent-key-file"] {
+        for path in [&missing, &dir] {
+            let r = env
+                .run(&[flag, path.to_str().unwrap(), "secrets", "list"])
+                .fails(EXIT_INVALID);
+            assert!(
+                r.stderr.contains("no ") || r.stderr.contains("directory"),
+                "{flag}: {}",
+                r.stderr
+            );
+        }
+    }
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE")
+        .env("RAVI_AGENT_KEY_FILE", &missing)
+        .args(["secrets", "list"]);
+    run_command(&mut c).fails(EXIT_INVALID);
+}
+
+/// The "locked" error names every way in.
+#[test]
+fn the_locked_hint_names_every_way_in() {
+    let (env, _) = Env::with_identity("alice");
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE").args(["secrets", "list"]);
+    let r = run_command(&mut c).fails(EXIT_LOCKED);
+    for way in [
+        "RAVI_SESSION",
+        "RAVI_AGENT_KEY_FILE",
+        "--passphrase-file",
+        "RAVI_PASSPHRASE",
+    ] {
+        assert!(r.stderr.contains(way), "{way}: {}", r.stderr);
+    }
+}
+
+/// A --ttl without a unit is refused.
+#[test]
+fn a_ttl_needs_a_unit() {
+    let env = Env::new();
+    let r = env.run(&["unlock", "--ttl", "5"]).fails(EXIT_INVALID);
+    assert!(r.stderr.contains("unit"), "{}", r.stderr);
+    env.run(&["unlock", "--ttl", "5m"]).ok();
+}
