@@ -39,7 +39,7 @@ pub fn lock(g: &GlobalArgs, only_current: bool, out: &mut Output) -> Result<()> 
             ),
             other => other,
         })?;
-    out.emit(
+    out.said(
         json!({ "revoked_sessions": n }),
         format!("Revoked {n} session(s)"),
     );
@@ -118,7 +118,7 @@ pub fn agent(g: &GlobalArgs, c: &AgentCommand, out: &mut Output) -> Result<()> {
                         source: e,
                     })?;
             }
-            out.emit(
+            out.said(
                 json!({ "vault_id": vault_id, "owner_public_key": key }),
                 format!("Pinned owner key {key} for vault {vault_id}"),
             );
@@ -148,7 +148,7 @@ pub fn passphrase(g: &GlobalArgs, c: &PassphraseCommand, out: &mut Output) -> Re
     let new = input::new_passphrase(new_passphrase_file.as_deref())?;
     let kdf = crate::kdf_params(kdf, vault.info().kdf)?;
     let params = unlocked.change_passphrase(&new, Some(kdf))?;
-    out.emit(
+    out.said(
         json!({ "changed": true, "kdf": params }),
         "Passphrase changed",
     );
@@ -167,7 +167,7 @@ pub fn rekey(g: &GlobalArgs, out: &mut Output) -> Result<()> {
     let r = vault.unlock(&pass)?.rekey(&pass)?;
     crate::raise_vault_head(&vault)?;
     let records: usize = r.identities.iter().map(|i| i.records_resealed).sum();
-    out.emit(
+    out.said(
         crate::to_json(&r)?,
         format!(
             "Re-keyed the vault: {} identities rotated, {records} records re-sealed, {} sessions ended",

@@ -46,6 +46,9 @@ pub struct GlobalArgs {
     /// Print one JSON document on stdout (errors as JSON on stderr)
     #[arg(long, global = true)]
     pub json: bool,
+    /// No confirmations on stderr ("Created secret K"); data and errors only
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     /// Read the vault passphrase from this file (else RAVI_PASSPHRASE, else a prompt)
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,

@@ -91,8 +91,10 @@ fn main() -> ExitCode {
     let json = cli.global.json;
     let mut out = Output {
         json,
+        quiet: cli.global.quiet,
         doc: None,
         text: String::new(),
+        talk: false,
     };
     match run(&cli, &mut out) {
         Ok(()) => out.flush(),
@@ -124,17 +126,29 @@ fn report_json_error(code: &str, message: &str, candidates: &[vault_core::Candid
     eprintln!("{}", json!({ "error": err }));
 }
 
-/// Collected output: one JSON document or text lines.
+/// Collected output: one JSON document, or text: data on stdout,
+/// confirmations ("talk") on stderr, silenced by `--quiet`.
 struct Output {
     json: bool,
+    quiet: bool,
     doc: Option<Value>,
     text: String,
+    talk: bool,
 }
 
 impl Output {
+    /// Data: the JSON document, or the text on stdout.
     fn emit(&mut self, doc: Value, text: impl Into<String>) {
         self.doc = Some(doc);
         self.text = text.into();
+        self.talk = false;
+    }
+
+    /// A confirmation: the JSON document on stdout, or the text on stderr
+    /// (so `$(…)` captures only data), unless `--quiet`.
+    fn said(&mut self, doc: Value, text: impl Into<String>) {
+        self.emit(doc, text);
+        self.talk = true;
     }
 
     fn flush(self) -> ExitCode {
@@ -142,8 +156,11 @@ impl Output {
         let res = if self.json {
             let doc = self.doc.unwrap_or(Value::Null);
             writeln!(stdout, "{doc}")
-        } else if self.text.is_empty() {
+        } else if self.text.is_empty() || (self.talk && self.quiet) {
             Ok(())
+        } else if self.talk {
+            let mut stderr = std::io::stderr().lock();
+            writeln!(stderr, "{}", self.text.trim_end_matches('\n'))
         } else {
             writeln!(stdout, "{}", self.text.trim_end_matches('\n'))
         };
@@ -451,7 +468,7 @@ fn init(g: &GlobalArgs, a: &InitArgs, out: &mut Output) -> Result<()> {
     pins::new_vault_at(&config_dir()?, &vault.info().location)?;
     pins::check(&vault, &config_dir()?, None)?;
     let info = vault.info();
-    out.emit(
+    out.said(
         to_json(&info)?,
         format!(
             "Created vault {} at {} (Argon2id {} MiB, t={}, p={})",
@@ -517,7 +534,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                     identity_name: Some(ident.name.clone()),
                 },
             )?;
-            out.emit(
+            out.said(
                 json!({ "identity_uuid": ident.uuid, "identity_name": ident.name, "config_path": path }),
                 format!("Using identity {} ({}) via {}", ident.name, ident.uuid, path.display()),
             );
@@ -528,7 +545,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                 .delete_identity(selector)?;
             let mut doc = to_json(&ident)?;
             doc["deleted"] = json!(true);
-            out.emit(
+            out.said(
                 doc,
                 format!("Deleted identity {} ({})", ident.name, ident.uuid),
             );
@@ -543,7 +560,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                 access(g, &vault)?
                     .owner("grant access")?
                     .grant(selector, &to, label.as_deref())?;
-            out.emit(
+            out.said(
                 to_json(&grant)?,
                 format!("Granted {} access to {}", grant.agent_public_key, selector),
             );
@@ -575,7 +592,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                     ..RotateOptions::default()
                 },
             )?;
-            out.emit(
+            out.said(
                 to_json(&r)?,
                 format!(
                     "Revoked {from}; identity key rotated to epoch {}",
@@ -603,7 +620,7 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                     r.records_dropped
                 ));
             }
-            out.emit(to_json(&r)?, text);
+            out.said(to_json(&r)?, text);
         }
     }
     raise_vault_head(&vault)?;

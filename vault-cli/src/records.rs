@@ -64,7 +64,9 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
             update,
             if_absent,
         } => {
-            let password = match given_password(input)? {
+            let given = given_password(input)?;
+            let generated = given.is_none();
+            let password = match given {
                 Some(p) => p,
                 None => SecretString::from(
                     vault_core::generate_password(&generator_options(generator))?.as_str(),
@@ -91,7 +93,17 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
                     )),
                     other => other,
                 })?;
-            out.emit(password_json(&e, true)?, password_text(&e));
+            // The password is data only when ravi made it up.
+            let text = if generated {
+                e.password.expose().to_string()
+            } else {
+                format!("Created password for {} ({})", e.domain, e.uuid)
+            };
+            if generated {
+                out.emit(password_json(&e, true)?, text);
+            } else {
+                out.said(password_json(&e, true)?, text);
+            }
         }
         PasswordsCommand::List => {
             let all = iv.passwords()?;
@@ -149,7 +161,7 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
             let e = iv.delete_password(selector, username.as_deref())?;
             let mut doc = password_json(&e, false)?;
             doc["deleted"] = json!(true);
-            out.emit(doc, format!("Deleted password {} for {}", e.uuid, e.domain));
+            out.said(doc, format!("Deleted password {} for {}", e.uuid, e.domain));
         }
         PasswordsCommand::Generate { generator } => generate(generator, out)?,
     }
@@ -185,7 +197,7 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
             let (e, created) = iv.set_secret(key, &v, notes.as_deref())?;
             let mut doc = secret_json(&e, true)?;
             doc["created"] = json!(created);
-            out.emit(
+            out.said(
                 doc,
                 format!(
                     "{} secret {}",
@@ -218,7 +230,7 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
             let e = iv.delete_secret(selector)?;
             let mut doc = secret_json(&e, false)?;
             doc["deleted"] = json!(true);
-            out.emit(doc, format!("Deleted secret {}", e.key));
+            out.said(doc, format!("Deleted secret {}", e.key));
         }
     }
     Ok(())
@@ -342,7 +354,7 @@ pub fn totp(iv: &IdentityVault<'_>, c: &TotpCommand, out: &mut Output) -> Result
             let e = iv.delete_totp(name)?;
             let mut doc = crate::to_json(&e)?;
             doc["deleted"] = json!(true);
-            out.emit(doc, format!("Deleted TOTP {}", e.name));
+            out.said(doc, format!("Deleted TOTP {}", e.name));
         }
     }
     Ok(())

@@ -155,7 +155,7 @@ pub fn login(server: &str, stdin: bool, file: Option<&Path>, out: &mut Output) -
         .map_err(Error::Encoding)?,
     );
     write_private(&path, body.as_bytes())?;
-    out.emit(
+    out.said(
         json!({ "server": server, "auth_file": path }),
         format!("Logged in to {server} ({})", path.display()),
     );
@@ -209,7 +209,7 @@ pub fn push(g: &GlobalArgs, out: &mut Output) -> Result<()> {
         "ravi: the vault now lives on {server}; commands use it while logged in (the local file {} is no longer used; sessions were not pushed: run `ravi unlock` again)",
         local.display()
     );
-    out.emit(
+    out.said(
         serde_json::to_value(&r).map_err(Error::Encoding)?,
         format!(
             "Pushed vault {} to {}: {} identities, {} records, {} grants",
@@ -232,7 +232,7 @@ pub fn logout(out: &mut Output) -> Result<()> {
             });
         }
     };
-    out.emit(
+    out.said(
         json!({ "logged_out": removed }),
         if removed {
             "Logged out".to_string()
@@ -369,7 +369,7 @@ fn token(
             if !store.revoke_token(token)? {
                 return Err(Error::NotFound(format!("no token {token:?}")));
             }
-            out.emit(json!({ "revoked": token }), format!("Revoked {token}"));
+            out.said(json!({ "revoked": token }), format!("Revoked {token}"));
         }
     }
     Ok(())

@@ -242,3 +242,43 @@ fn a_ttl_needs_a_unit() {
     assert!(r.stderr.contains("unit"), "{}", r.stderr);
     env.run(&["unlock", "--ttl", "5m"]).ok();
 }
+
+/// Data on stdout, talk on stderr: `$(…)` captures only data; --quiet
+/// silences the talk; `passwords create` prints the password only when
+/// ravi generated it.
+#[test]
+fn data_on_stdout_talk_on_stderr() {
+    let (env, _) = Env::with_identity("alice");
+    let r = env.run(&["secrets", "set", "K", "v"]).ok();
+    assert_eq!(r.stdout, "");
+    assert!(r.stderr.contains("Created secret K"), "{}", r.stderr);
+    let r = env.run(&["secrets", "set", "K", "v2", "-q"]).ok();
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", ""));
+    let r = env.run(&["secrets", "get", "K"]).ok();
+    assert_eq!(r.stdout, "v2\n");
+    // a given password is not echoed; a generated one is the only output
+    let r = env
+        .run(&[
+            "passwords",
+            "create",
+            "a.com",
+            "--username",
+            "u",
+            "--password",
+            "given-pw",
+        ])
+        .ok();
+    assert_eq!(r.stdout, "");
+    assert!(!r.stderr.contains("given-pw"), "{}", r.stderr);
+    let r = env.run(&["passwords", "create", "b.com", "-q"]).ok();
+    let generated = r.stdout.trim();
+    assert_eq!(generated.len(), 16, "{}", r.stdout);
+    let got = env
+        .run(&["passwords", "get", "b.com", "--json"])
+        .ok()
+        .json();
+    assert_eq!(got["password"], generated);
+    // JSON is unchanged: one document on stdout
+    let j = env.run(&["secrets", "delete", "K", "--json"]).ok().json();
+    assert_eq!(j["deleted"], true);
+}
