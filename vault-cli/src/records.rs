@@ -189,6 +189,11 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
                     "no value given: pass VALUE, --value-stdin or --value-file".into(),
                 ));
             };
+            if !crate::refs::is_env_name(key) {
+                eprintln!(
+                    "ravi: warning: {key:?} is not an environment variable name: `ravi run --all-secrets` needs --env NAME=ravi://secrets/… for it"
+                );
+            }
             if v.expose().is_empty() && !allow_empty {
                 return Err(Error::InvalidInput(
                     "the value is empty (from empty input?); pass --allow-empty to store it".into(),

@@ -1084,7 +1084,9 @@ impl<'v> IdentityVault<'v> {
     /// [`Error::NotFound`] if there is none.
     pub fn totp_uri(&self, selector: &str) -> Result<SecretString> {
         let (_, body) = self.find_totp_row(selector)?;
-        Ok(SecretString::new(params_of(&body)?.to_uri().to_string()))
+        Ok(SecretString::new(
+            params_of(&body)?.to_uri_named(Some(&body.name)).to_string(),
+        ))
     }
 
     /// Deletes a TOTP enrolment by name or uuid.

@@ -3,6 +3,37 @@
 
 use crate::error::{Error, Result};
 
+/// Whether `s` holds a character that renders as nothing or reorders what
+/// follows: control characters, bidirectional embeddings, overrides and
+/// isolates, zero-width spaces and joiners, the byte-order mark, the soft
+/// hyphen. Two names that look alike must not be two keys, and a name
+/// must not display as something else.
+pub fn has_invisible(s: &str) -> bool {
+    s.chars().any(|c| {
+        c.is_control()
+            || matches!(
+                c,
+                '\u{00AD}'
+                    | '\u{061C}'
+                    | '\u{180E}'
+                    | '\u{200B}'..='\u{200F}'
+                    | '\u{202A}'..='\u{202E}'
+                    | '\u{2060}'..='\u{2064}'
+                    | '\u{2066}'..='\u{2069}'
+                    | '\u{FEFF}'
+            )
+    })
+}
+
+fn refuse_invisible(what: &str, s: &str) -> Result<()> {
+    if has_invisible(s) {
+        return Err(Error::invalid(format!(
+            "{what} contains an invisible, control or bidirectional-override character"
+        )));
+    }
+    Ok(())
+}
+
 /// Cleans a URL or host to the domain a password is filed under: its
 /// registrable domain by the public suffix list (`https://mail.google.com/x`
 /// → `google.com`). Hosts with no registrable domain (`localhost`, an IP
@@ -15,6 +46,7 @@ pub fn clean_domain(input: &str) -> Result<String> {
     if trimmed.is_empty() {
         return Err(Error::invalid("the domain is empty"));
     }
+    refuse_invisible("the domain", trimmed)?;
     if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(Error::invalid(format!(
             "{trimmed:?} is not a domain or URL"
@@ -158,12 +190,32 @@ pub fn validate_secret_key(key: &str) -> Result<()> {
             "a secret key may not contain control characters or leading/trailing spaces",
         ));
     }
-    Ok(())
+    refuse_invisible("the secret key", key)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_characters_are_refused() {
+        for bad in [
+            "API\u{200B}KEY",
+            "KEY\u{202E}gnp.exe",
+            "A\u{2066}B",
+            "\u{FEFF}KEY",
+            "soft\u{00AD}hyphen",
+            "zw\u{200D}j",
+        ] {
+            assert!(has_invisible(bad), "{bad:?}");
+            assert!(validate_secret_key(bad).is_err(), "{bad:?}");
+            assert!(clean_domain(&format!("{bad}.com")).is_err(), "{bad:?}");
+        }
+        for ok in ["API_KEY", "café", "日本語", "Ünïcödé"] {
+            assert!(!has_invisible(ok), "{ok}");
+            validate_secret_key(ok).unwrap();
+        }
+    }
 
     #[test]
     fn domains_are_cleaned() {

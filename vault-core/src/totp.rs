@@ -131,7 +131,26 @@ pub fn decode_base32_secret(s: &str) -> Result<Zeroizing<Vec<u8>>> {
     data_encoding::BASE32_NOPAD
         .decode(cleaned.as_bytes())
         .map(Zeroizing::new)
-        .map_err(|_| Error::invalid("the TOTP secret is not valid Base32 (A-Z, 2-7)"))
+        .map_err(|e| match e.kind {
+            // (the message names a position, never the secret's characters)
+            data_encoding::DecodeKind::Length => Error::invalid(format!(
+                "the TOTP secret's length ({} Base32 characters) does not decode to whole \
+                 bytes: a Base32 secret has 8k, 8k+2, 8k+4, 8k+5 or 8k+7 characters; is a \
+                 character missing or extra?",
+                cleaned.len()
+            )),
+            data_encoding::DecodeKind::Symbol => Error::invalid(format!(
+                "the TOTP secret is not Base32: character {} (of {}, spaces, dashes and '=' \
+                 removed) is not A-Z or 2-7",
+                e.position + 1,
+                cleaned.len()
+            )),
+            _ => Error::invalid(format!(
+                "the TOTP secret is not valid Base32 at character {} (its last character \
+                 carries bits that no byte uses: a typo near the end?)",
+                e.position + 1
+            )),
+        })
 }
 
 /// Encodes secret bytes as unpadded upper-case Base32.
@@ -332,6 +351,13 @@ impl TotpParams {
 
     /// The Key URI of these parameters. It contains the seed.
     pub fn to_uri(&self) -> Zeroizing<String> {
+        self.to_uri_named(None)
+    }
+
+    /// The Key URI, labelled with `name` when the parameters have neither
+    /// issuer nor account (a seed enrolled from a bare secret keeps its
+    /// name instead of an empty label).
+    pub fn to_uri_named(&self, name: Option<&str>) -> Zeroizing<String> {
         const LABEL: &AsciiSet = &NON_ALPHANUMERIC
             .remove(b'-')
             .remove(b'.')
@@ -340,9 +366,10 @@ impl TotpParams {
             .remove(b'@');
         let enc = |s: &str| utf8_percent_encode(s, LABEL).to_string();
         let account = self.account.as_deref().unwrap_or("");
-        let label = match &self.issuer {
-            Some(i) => format!("{}:{}", enc(i), enc(account)),
-            None => enc(account),
+        let label = match (&self.issuer, name) {
+            (Some(i), _) => format!("{}:{}", enc(i), enc(account)),
+            (None, Some(n)) if account.is_empty() => enc(n),
+            (None, _) => enc(account),
         };
         let mut uri = format!(
             "otpauth://totp/{label}?secret={}",
@@ -371,9 +398,10 @@ impl TotpParams {
 /// [`Error::InvalidInput`] for an empty, overlong or control-character name.
 pub fn clean_totp_name(input: &str) -> Result<String> {
     let t = input.trim();
-    if t.is_empty() || t.chars().count() > MAX_NAME || t.chars().any(char::is_control) {
+    if t.is_empty() || t.chars().count() > MAX_NAME || names::has_invisible(t) {
         return Err(Error::invalid(format!(
-            "a TOTP name must be 1-{MAX_NAME} characters without control characters"
+            "a TOTP name must be 1-{MAX_NAME} characters without control, invisible or \
+             bidirectional-override characters"
         )));
     }
     let looks_like_host =
@@ -548,6 +576,27 @@ mod tests {
         for bad in ["", "   ", "0189", "GEZD!", "A"] {
             assert!(decode_base32_secret(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn base32_errors_say_what_is_wrong() {
+        let msg = |s: &str| decode_base32_secret(s).unwrap_err().to_string();
+        assert!(
+            msg("JBSWY3DPE").contains("length (9 Base32 characters)"),
+            "{}",
+            msg("JBSWY3DPE")
+        );
+        assert!(
+            msg("JBSW!3DP").contains("character 5"),
+            "{}",
+            msg("JBSW!3DP")
+        );
+        assert!(!msg("JBSW!3DP").contains('!'));
+        assert!(msg("JBSWY3DPEHPK3PX").contains("character 15"));
+        assert!(msg("").contains("empty"));
+        let p = TotpParams::from_uri("otpauth://totp/?secret=GEZDGNBVGY3TQOJQ").unwrap();
+        assert!(p.to_uri_named(Some("gh")).starts_with("otpauth://totp/gh?"));
+        assert!(p.to_uri().starts_with("otpauth://totp/?"));
     }
 
     #[test]

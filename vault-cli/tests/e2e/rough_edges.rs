@@ -282,3 +282,60 @@ fn data_on_stdout_talk_on_stderr() {
     let j = env.run(&["secrets", "delete", "K", "--json"]).ok().json();
     assert_eq!(j["deleted"], true);
 }
+
+/// Base32 errors say what is wrong (never echoing the secret), and `totp
+/// uri` of a seed added with --secret keeps its name as the label.
+#[test]
+fn base32_errors_and_uri_labels() {
+    let (env, _) = Env::with_identity("alice");
+    let r = env
+        .run(&["totp", "add", "x", "--secret", "JBSWY3DPE"])
+        .fails(EXIT_INVALID);
+    assert!(r.stderr.contains("length"), "{}", r.stderr);
+    assert!(!r.stderr.contains("alphabet"), "{}", r.stderr);
+    let r = env
+        .run(&["totp", "add", "x", "--secret", "JBSW!3DP"])
+        .fails(EXIT_INVALID);
+    assert!(r.stderr.contains("character 5"), "{}", r.stderr);
+    env.run(&["totp", "add", "gh", "--secret", "JBSWY3DPEHPK3PXP"])
+        .ok();
+    let uri = env.run(&["totp", "uri", "gh"]).ok().stdout;
+    assert!(uri.starts_with("otpauth://totp/gh?secret="), "{uri}");
+}
+
+/// Names refuse control, zero-width and bidirectional-override characters;
+/// a secret key that is not a variable name gets a warning.
+#[test]
+fn names_refuse_invisible_characters() {
+    let (env, _) = Env::with_identity("alice");
+    env.run(&["secrets", "set", "API\u{200B}KEY", "v"])
+        .fails(EXIT_INVALID);
+    env.run(&["secrets", "set", "KEY\u{202E}txt", "v"])
+        .fails(EXIT_INVALID);
+    env.run(&[
+        "totp",
+        "add",
+        "git\u{200D}hub",
+        "--secret",
+        "JBSWY3DPEHPK3PXP",
+    ])
+    .fails(EXIT_INVALID);
+    env.run(&[
+        "passwords",
+        "create",
+        "exa\u{200B}mple.com",
+        "--password",
+        "p",
+    ])
+    .fails(EXIT_INVALID);
+    env.run(&["identity", "create", "--name", "bob\u{202E}"])
+        .fails(EXIT_INVALID);
+    let r = env.run(&["secrets", "set", "my-key", "v"]).ok();
+    assert!(
+        r.stderr.contains("not an environment variable name"),
+        "{}",
+        r.stderr
+    );
+    let r = env.run(&["secrets", "set", "MY_KEY", "v"]).ok();
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+}
