@@ -264,6 +264,7 @@ pub enum AgentCommand {
     },
     /// Print the public key of a secret key file
     Pubkey {
+        /// The agent key file
         #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
     },
@@ -284,6 +285,7 @@ pub enum PassphraseCommand {
     /// Re-wrap the root key under a new passphrase (old one as usual; new one
     /// from --new-passphrase-file, RAVI_NEW_PASSPHRASE or a prompt)
     Change {
+        /// Read the new passphrase from this file (else RAVI_NEW_PASSPHRASE, else a prompt)
         #[arg(long, value_name = "FILE")]
         new_passphrase_file: Option<PathBuf>,
         /// New Argon2id parameters [default: unchanged]
@@ -334,11 +336,13 @@ pub enum IdentityCommand {
     List,
     /// Show one identity [default: the selected one]
     Show {
+        /// The identity: its name or uuid [default: the selected identity]
         #[arg(value_name = "NAME|UUID")]
         selector: Option<String>,
     },
     /// Select an identity for later commands (writes config.json)
     Use {
+        /// The identity: its name or uuid
         #[arg(value_name = "NAME|UUID")]
         selector: String,
         /// Write ./.ravi/config.json instead of the config directory's file
@@ -347,26 +351,31 @@ pub enum IdentityCommand {
     },
     /// Delete an identity, its key and all its records
     Delete {
+        /// The identity: its name or uuid
         #[arg(value_name = "NAME|UUID")]
         selector: String,
     },
     /// Let an agent key open this identity (and only this one)
     Grant {
+        /// The identity: its name or uuid
         #[arg(value_name = "NAME|UUID")]
         selector: String,
         /// The agent's public key (raviagent1...)
         #[arg(long, value_name = "AGENT_PUBLIC_KEY")]
         to: String,
+        /// A label for people (for example the agent's host)
         #[arg(long)]
         label: Option<String>,
     },
     /// List the agent keys granted this identity
     Grants {
+        /// The identity: its name or uuid
         #[arg(value_name = "NAME|UUID")]
         selector: String,
     },
     /// Remove an agent's grant and rotate the identity key
     Revoke {
+        /// The identity: its name or uuid
         #[arg(value_name = "NAME|UUID")]
         selector: String,
         /// The agent's public key (raviagent1...)
@@ -376,6 +385,7 @@ pub enum IdentityCommand {
     /// Rotate the identity key: re-seal every record under a new key (also
     /// the recovery after a store rolled the identity back)
     Rotate {
+        /// The identity: its name or uuid
         #[arg(value_name = "NAME|UUID")]
         selector: String,
         /// Remove the records no available key opens (sealed under a key the
@@ -455,6 +465,7 @@ pub enum PasswordsCommand {
     List,
     /// Show one entry with its password
     Get {
+        /// The entry: its uuid, or a domain or URL
         #[arg(value_name = "UUID|DOMAIN")]
         selector: String,
         /// Pick the entry with this username
@@ -463,6 +474,7 @@ pub enum PasswordsCommand {
     },
     /// Change an entry
     Edit {
+        /// The entry: its uuid, or a domain or URL
         #[arg(value_name = "UUID|DOMAIN")]
         selector: String,
         /// Pick the entry with this username
@@ -484,8 +496,10 @@ pub enum PasswordsCommand {
     },
     /// Delete an entry
     Delete {
+        /// The entry: its uuid, or a domain or URL
         #[arg(value_name = "UUID|DOMAIN")]
         selector: String,
+        /// Pick the entry with this username
         #[arg(long)]
         username: Option<String>,
     },
@@ -500,6 +514,7 @@ pub enum PasswordsCommand {
 pub enum SecretsCommand {
     /// Set a secret (replaces the value of an existing key)
     Set {
+        /// The secret's key
         key: String,
         /// The value on argv (visible to other local users; prefer --value-stdin)
         #[arg(conflicts_with_all = ["value_stdin", "value_file"])]
@@ -518,11 +533,15 @@ pub enum SecretsCommand {
         allow_empty: bool,
     },
     /// Show one secret with its value
-    Get { key: String },
+    Get {
+        /// The secret's key
+        key: String,
+    },
     /// List secrets (values hidden)
     List,
     /// Delete a secret
     Delete {
+        /// The secret: its key or uuid
         #[arg(value_name = "KEY|UUID")]
         selector: String,
     },
@@ -534,6 +553,7 @@ pub enum TotpCommand {
     Add(TotpAddArgs),
     /// The current code and how long it stays valid
     Code {
+        /// The TOTP seed: its name or uuid
         name: String,
         /// If fewer seconds remain, wait for the next window (must be below the period)
         #[arg(long, value_name = "SECS")]
@@ -545,11 +565,20 @@ pub enum TotpCommand {
     /// List enrolments (never shows seeds)
     List,
     /// Show one enrolment's parameters (no seed)
-    Show { name: String },
+    Show {
+        /// The TOTP seed: its name or uuid
+        name: String,
+    },
     /// Export the otpauth:// URI (contains the seed)
-    Uri { name: String },
+    Uri {
+        /// The TOTP seed: its name or uuid
+        name: String,
+    },
     /// Delete an enrolment
-    Delete { name: String },
+    Delete {
+        /// The TOTP seed: its name or uuid
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -587,4 +616,33 @@ pub struct TotpAddArgs {
     /// Account name
     #[arg(long, conflicts_with_all = ["uri", "uri_stdin"])]
     pub account: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option and positional argument of every subcommand has a help
+    /// line.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "ravi", &mut missing);
+        assert!(missing.is_empty(), "no help line: {missing:#?}");
+    }
 }

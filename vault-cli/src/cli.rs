@@ -333,8 +333,56 @@ fn generator_options(g: &GenerateArgs) -> GeneratorOptions {
 }
 
 /// The password given by the user, or `None` if none was given.
+/// Refuses global options that the command would ignore: an option that
+/// does nothing is a mistake the user should hear about.
+fn refuse_unused_options(cli: &Cli) -> Result<()> {
+    let g = &cli.global;
+    // (command, uses --identity, uses a credential)
+    let (name, identity, credential) = match &cli.command {
+        Command::Init(_) => ("init", false, true),
+        Command::Identity(IdentityCommand::Show { .. }) => ("identity show", true, false),
+        Command::Identity(IdentityCommand::List | IdentityCommand::Use { .. } | IdentityCommand::Grants { .. }) => {
+            ("identity list/use/grants", false, false)
+        }
+        Command::Identity(_) => ("identity", false, true),
+        Command::Get(_) => ("get", true, false),
+        Command::Passwords(PasswordsCommand::Generate { .. }) => ("passwords generate", false, false),
+        Command::Passwords(_) | Command::Secrets(_) | Command::Totp(_) => ("", true, true),
+        Command::Unlock { .. } => ("unlock", false, true),
+        Command::Lock { .. } => ("lock", false, true),
+        Command::Agent(_) => ("agent", false, false),
+        Command::Passphrase(_) => ("passphrase change", false, true),
+        Command::Rekey => ("rekey", false, true),
+        Command::Vault(_) => ("vault info", false, false),
+        Command::Serve(_) => ("", true, false),
+        Command::Login { .. } => ("login", false, false),
+        Command::Logout => ("logout", false, false),
+        Command::Push => ("push", false, false),
+        Command::Completions { .. } => ("completions", false, false),
+        Command::Man => ("man", false, false),
+        Command::Read { .. } | Command::Inject { .. } | Command::Run { .. } => ("", true, true),
+    };
+    if !identity && !g.identity.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "--identity does nothing for `ravi {name}`"
+        )));
+    }
+    let given = [
+        ("--passphrase-file", g.passphrase_file.is_some()),
+        ("--session-file", g.session_file.is_some()),
+        ("--agent-key-file", g.agent_key_file.is_some()),
+    ];
+    if !credential && let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+        return Err(Error::InvalidInput(format!(
+            "{flag} does nothing for `ravi {name}`: it needs no credential"
+        )));
+    }
+    Ok(())
+}
+
 fn run(cli: &Cli, out: &mut Output) -> Result<()> {
     let g = &cli.global;
+    refuse_unused_options(cli)?;
     match &cli.command {
         Command::Init(a) => init(g, a, out),
         Command::Identity(c) => identity(g, c, out),

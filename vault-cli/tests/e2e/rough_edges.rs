@@ -339,3 +339,34 @@ fn names_refuse_invisible_characters() {
     let r = env.run(&["secrets", "set", "MY_KEY", "v"]).ok();
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
 }
+
+/// Options that would do nothing are refused, not ignored.
+#[test]
+fn options_that_do_nothing_are_refused() {
+    let env = Env::new();
+    let key = env.work.join("a.key");
+    let r = env
+        .run(&[
+            "agent",
+            "keygen",
+            "--identity",
+            "x",
+            "--out",
+            key.to_str().unwrap(),
+        ])
+        .fails(EXIT_INVALID);
+    assert!(r.stderr.contains("--identity does nothing"), "{}", r.stderr);
+    assert!(!key.exists());
+    env.run(&[
+        "passwords",
+        "generate",
+        "--passphrase-file",
+        "/etc/hostname",
+    ])
+    .fails(EXIT_INVALID);
+    env.run(&["identity", "list", "--session-file", "/etc/hostname"])
+        .fails(EXIT_INVALID);
+    env.run(&["vault", "info", "--identity", "x"])
+        .fails(EXIT_INVALID);
+    env.run(&["passwords", "generate"]).ok();
+}
