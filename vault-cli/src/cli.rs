@@ -333,6 +333,22 @@ fn generator_options(g: &GenerateArgs) -> GeneratorOptions {
 }
 
 /// The password given by the user, or `None` if none was given.
+/// Replaces this process with `cmd` (its exit status, signals and stdio
+/// become the command's own); returns only the error when it cannot start.
+/// Elsewhere than Unix, runs it and exits with its status.
+fn become_command(cmd: &mut std::process::Command) -> std::io::Error {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.exec()
+    }
+    #[cfg(not(unix))]
+    match cmd.status() {
+        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
+        Err(e) => e,
+    }
+}
+
 /// Refuses global options that the command would ignore: an option that
 /// does nothing is a mistake the user should hear about.
 fn refuse_unused_options(cli: &Cli) -> Result<()> {

@@ -395,16 +395,7 @@ pub fn run(
     for (k, v) in &resolved {
         cmd.env(k, v.expose());
     }
-    #[cfg(unix)]
-    let e = {
-        use std::os::unix::process::CommandExt;
-        cmd.exec()
-    };
-    #[cfg(not(unix))]
-    let e = match cmd.status() {
-        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
-        Err(e) => e,
-    };
+    let e = crate::become_command(&mut cmd);
     Err(match e.kind() {
         std::io::ErrorKind::NotFound => Error::NotFound(format!(
             "cannot run {}: not found",

@@ -263,16 +263,7 @@ pub fn hand_over_to_server() -> Result<()> {
     let program = sibling.unwrap_or_else(|| PathBuf::from("ravi-serve"));
     let mut cmd = std::process::Command::new(&program);
     cmd.args(std::env::args_os().skip(1));
-    #[cfg(unix)]
-    let e = {
-        use std::os::unix::process::CommandExt;
-        cmd.exec()
-    };
-    #[cfg(not(unix))]
-    let e = match cmd.status() {
-        Ok(s) => std::process::exit(s.code().unwrap_or(1)),
-        Err(e) => e,
-    };
+    let e = crate::become_command(&mut cmd);
     Err(Error::NotFound(format!(
         "`ravi serve` needs the ravi-serve program ({}: {e}); it is installed with ravi \
          (cargo install --locked --path vault-cli)",
