@@ -143,6 +143,19 @@ pub enum Command {
     /// Upload the local vault (--vault, default ~/.ravi/vault.db) to the
     /// server of `ravi login` or RAVI_SERVER, which must hold none yet
     Push,
+    /// Import entries from another password manager into the selected
+    /// identity, in one transaction
+    Import {
+        /// The format of the file
+        #[arg(value_enum)]
+        format: crate::import::Format,
+        /// The file, or - for standard input
+        #[arg(value_name = "FILE|-")]
+        source: PathBuf,
+        /// Report what would change, change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell

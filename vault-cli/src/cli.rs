@@ -3,6 +3,7 @@
 
 mod access;
 mod args;
+mod import;
 mod input;
 mod pins;
 mod records;
@@ -377,6 +378,7 @@ fn refuse_unused_options(cli: &Cli) -> Result<()> {
         Command::Completions { .. } => ("completions", false, false),
         Command::Man => ("man", false, false),
         Command::Read { .. } | Command::Inject { .. } | Command::Run { .. } => ("", true, true),
+        Command::Import { .. } => ("", true, true),
     };
     if !identity && !g.identity.is_empty() {
         return Err(Error::InvalidInput(format!(
@@ -433,6 +435,11 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
         } => remote::login(server, *token_stdin, token_file.as_deref(), out),
         Command::Logout => remote::logout(out),
         Command::Push => remote::push(g, out),
+        Command::Import {
+            format,
+            source,
+            dry_run,
+        } => with_identity(g, |iv| import::run(iv, *format, source, *dry_run, out)),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             // Into memory first: clap_complete panics if its writer fails.

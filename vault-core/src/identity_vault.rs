@@ -19,8 +19,9 @@ use crate::model::Identity;
 use crate::names;
 use crate::primitives::random_bytes;
 use crate::records::{
-    IfExists, KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword, PasswordBody, PasswordEdit,
-    PasswordEntry, SecretBody, SecretEntry, TotpBody, TotpEntry,
+    IfExists, ImportReport, ImportSet, KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword,
+    PasswordBody, PasswordEdit, PasswordEntry, SecretBody, SecretEntry, Skipped, TotpBody,
+    TotpEntry,
 };
 use crate::recovery::WrappedKey;
 use crate::sealer::{Head, RecordSealer, xor_into};
@@ -571,6 +572,204 @@ impl<'v> IdentityVault<'v> {
             "the identity {:?} kept changing while a password was created; retry",
             self.identity.name
         )))
+    }
+
+    /// Imports passwords, secrets and TOTP seeds in one transaction: an
+    /// entry that exists (same domain and username, key, or TOTP name) is
+    /// updated, keeping its uuid and creation time; within the set, a later
+    /// entry for the same one wins. Invalid entries are skipped with their
+    /// reason, never half-written. With `dry_run` nothing is written and
+    /// the report says what would happen.
+    ///
+    /// # Errors
+    /// Storage and integrity errors (nothing is written then).
+    pub fn import(&self, set: &ImportSet, dry_run: bool) -> Result<ImportReport> {
+        let mut skipped = Vec::new();
+        // Validate first: what fails is reported, not written.
+        let mut passwords: Vec<(String, Option<String>, &NewPassword)> = Vec::new();
+        for p in &set.passwords {
+            let item = format!("{} {}", p.domain, p.username.as_deref().unwrap_or(""))
+                .trim()
+                .to_string();
+            match names::clean_domain(&p.domain) {
+                Err(e) => skipped.push(skip(&item, &e)),
+                Ok(_) if p.password.expose().is_empty() => {
+                    skipped.push(skip(&item, &Error::invalid("the password is empty")));
+                }
+                Ok(d) => passwords.push((d, p.username.clone().filter(|u| !u.is_empty()), p)),
+            }
+        }
+        let mut secrets = Vec::new();
+        for (k, v, n) in &set.secrets {
+            match names::validate_secret_key(k) {
+                Err(e) => skipped.push(skip(k, &e)),
+                Ok(()) => secrets.push((k, v, n)),
+            }
+        }
+        let mut totps = Vec::new();
+        for (name, params) in &set.totps {
+            match params.validate().and_then(|()| totp::clean_totp_name(name)) {
+                Err(e) => skipped.push(skip(name, &e)),
+                Ok(n) => totps.push((n, params)),
+            }
+        }
+        let build = || -> Result<(Batch, (usize, usize))> {
+            let now = now_rfc3339()?;
+            let mut batch = self.batch();
+            let (mut created, mut updated) = (0, 0);
+            // The planned write per record uuid: a later entry replaces an
+            // earlier one for the same record.
+            let mut planned: Vec<Write> = Vec::new();
+            let mut slot: HashMap<String, usize> = HashMap::new();
+            let mut plan = |w: Write, key: String, existed: bool| {
+                if let Some(&i) = slot.get(&key) {
+                    planned[i] = w;
+                } else {
+                    slot.insert(key, planned.len());
+                    planned.push(w);
+                    if existed {
+                        updated += 1;
+                    } else {
+                        created += 1;
+                    }
+                }
+            };
+            // passwords: existing entries by (domain, username)
+            let mut by_name: HashMap<(String, Option<String>), (RecordRow, PasswordEntry)> =
+                HashMap::new();
+            for r in self.records_of_kind(KIND_PASSWORD)? {
+                let e = self.open_password(&r)?;
+                by_name.insert((e.domain.clone(), e.username.clone()), (r, e));
+            }
+            let mut new_ids: HashMap<(String, Option<String>), String> = HashMap::new();
+            for (domain, username, p) in &passwords {
+                let key = (domain.clone(), username.clone());
+                let (uuid, created_dt, existed) = match by_name.get(&key) {
+                    Some((row, e)) => {
+                        batch.require(unchanged(row));
+                        (e.uuid.clone(), e.created_dt.clone(), true)
+                    }
+                    None => (
+                        new_ids
+                            .entry(key.clone())
+                            .or_insert_with(|| Uuid::new_v4().to_string())
+                            .clone(),
+                        now.clone(),
+                        false,
+                    ),
+                };
+                let body = PasswordBody {
+                    domain: domain.clone(),
+                    username: username.clone(),
+                    password: p.password.expose().to_string(),
+                    notes: p.notes.clone().filter(|n| !n.is_empty()),
+                    created_dt,
+                    updated_dt: now.clone(),
+                };
+                let row = self.sealer.seal_row(&uuid, &body)?;
+                let w = if existed {
+                    Write::UpdateRecord(row)
+                } else {
+                    Write::InsertRecord(row)
+                };
+                plan(w, format!("p:{uuid}"), existed);
+            }
+            // secrets and TOTP seeds: existing ones by blind index
+            let secrets_now: HashMap<Vec<u8>, RecordRow> = self
+                .records_of_kind(KIND_SECRET)?
+                .into_iter()
+                .map(|r| (r.blind_index.clone(), r))
+                .collect();
+            for (k, v, n) in &secrets {
+                let bi = self.sealer.blind_index(KIND_SECRET, k);
+                let old = secrets_now.get(bi.as_slice());
+                let (uuid, created_dt, notes) = match old {
+                    Some(r) => {
+                        let e = self.open_secret(r)?;
+                        batch.require(unchanged(r));
+                        (e.uuid, e.created_dt, e.notes)
+                    }
+                    None => {
+                        let u = new_ids
+                            .entry((format!("s:{k}"), None))
+                            .or_insert_with(|| Uuid::new_v4().to_string())
+                            .clone();
+                        (u, now.clone(), None)
+                    }
+                };
+                let body = SecretBody {
+                    key: (*k).clone(),
+                    value: v.expose().to_string(),
+                    notes: (*n).clone().filter(|n| !n.is_empty()).or(notes),
+                    created_dt,
+                    updated_dt: now.clone(),
+                };
+                let row = self.sealer.seal_row(&uuid, &body)?;
+                let existed = old.is_some();
+                let w = if existed {
+                    Write::UpdateRecord(row)
+                } else {
+                    Write::InsertRecord(row)
+                };
+                plan(w, format!("s:{uuid}"), existed);
+            }
+            let totps_now: HashMap<Vec<u8>, RecordRow> = self
+                .records_of_kind(KIND_TOTP)?
+                .into_iter()
+                .map(|r| (r.blind_index.clone(), r))
+                .collect();
+            for (name, params) in &totps {
+                let bi = self.sealer.blind_index(KIND_TOTP, name);
+                let old = totps_now.get(bi.as_slice());
+                let (uuid, created_dt) = match old {
+                    Some(r) => {
+                        let b: TotpBody = self.sealer.open_row(r)?;
+                        batch.require(unchanged(r));
+                        (r.uuid.clone(), b.created_dt.clone())
+                    }
+                    None => (
+                        new_ids
+                            .entry((format!("t:{name}"), None))
+                            .or_insert_with(|| Uuid::new_v4().to_string())
+                            .clone(),
+                        now.clone(),
+                    ),
+                };
+                let body = TotpBody {
+                    name: name.clone(),
+                    secret: totp::encode_base32_secret(&params.secret).to_string(),
+                    algorithm: params.algorithm.as_str().to_string(),
+                    digits: params.digits,
+                    period: params.period,
+                    issuer: params.issuer.clone(),
+                    account: params.account.clone(),
+                    created_dt,
+                    updated_dt: now.clone(),
+                };
+                let row = self.sealer.seal_row(&uuid, &body)?;
+                let existed = old.is_some();
+                let w = if existed {
+                    Write::UpdateRecord(row)
+                } else {
+                    Write::InsertRecord(row)
+                };
+                plan(w, format!("t:{uuid}"), existed);
+            }
+            batch.writes.extend(planned);
+            Ok((batch, (created, updated)))
+        };
+        let (created, updated) = if dry_run {
+            build()?.1
+        } else if passwords.is_empty() && secrets.is_empty() && totps.is_empty() {
+            (0, 0)
+        } else {
+            self.transact(build, duplicate_record)?
+        };
+        Ok(ImportReport {
+            created,
+            updated,
+            skipped,
+        })
     }
 
     /// Every password entry of the identity, by domain then username.
@@ -1152,6 +1351,13 @@ impl<'v> IdentityVault<'v> {
 }
 
 /// The error of a record insert whose unique name is taken.
+fn skip(item: &str, e: &Error) -> Skipped {
+    Skipped {
+        item: item.to_string(),
+        reason: e.to_string(),
+    }
+}
+
 fn duplicate_record() -> Error {
     Error::Conflict("a record with this name already exists".into())
 }

@@ -72,7 +72,10 @@ pub use model::{
     DEFAULT_INBOX_DOMAIN, GrantInfo, Identity, InitOptions, NewIdentity, Push, Rekey, Rotation,
     VaultInfo,
 };
-pub use records::{IfExists, NewPassword, PasswordEdit, PasswordEntry, SecretEntry, TotpEntry};
+pub use records::{
+    IfExists, ImportReport, ImportSet, NewPassword, PasswordEdit, PasswordEntry, SecretEntry,
+    Skipped, TotpEntry,
+};
 pub use recovery::{ClientMemory, Forgetful, RotateOptions, WrappedKey};
 pub use secret::SecretString;
 pub use session::{DEFAULT_TTL, MAX_TTL, SessionToken, parse_ttl};

@@ -226,3 +226,35 @@ impl TotpEntry {
         }
     }
 }
+
+/// Entries to import into one identity in one transaction
+/// ([`crate::IdentityVault::import`]).
+#[derive(Clone, Debug, Default)]
+pub struct ImportSet {
+    /// Password entries (an existing domain + username is updated).
+    pub passwords: Vec<NewPassword>,
+    /// Secrets: key, value, notes (an existing key is updated).
+    pub secrets: Vec<(String, SecretString, Option<String>)>,
+    /// TOTP seeds: name, parameters (an existing name is updated).
+    pub totps: Vec<(String, crate::totp::TotpParams)>,
+}
+
+/// What an import did (or, dry, would do): `{created, updated, skipped}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    /// Entries created.
+    pub created: usize,
+    /// Entries that existed and were replaced.
+    pub updated: usize,
+    /// Entries left out, with the reason.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An entry an import left out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// What it was (a name, a domain and username, a line number).
+    pub item: String,
+    /// Why.
+    pub reason: String,
+}

@@ -7,6 +7,7 @@ mod at_rest;
 mod common;
 mod errors;
 mod identities;
+mod import;
 mod mutation;
 mod parallel;
 mod passwords;

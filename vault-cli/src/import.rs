@@ -1,0 +1,238 @@
+//! `ravi import FORMAT (FILE | -) [--dry-run]`: entries from another
+//! password manager into the selected identity, in one transaction.
+
+use std::io::Read;
+use std::path::Path;
+
+use serde_json::Value;
+use vault_core::{
+    Error, IdentityVault, ImportReport, ImportSet, NewPassword, Result, SecretString, Skipped,
+    TotpParams,
+};
+
+use crate::Output;
+
+/// The formats `ravi import` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// An unencrypted Bitwarden JSON export (logins, with their TOTP seeds)
+    BitwardenJson,
+    /// A KeePassXC XML export (not supported yet)
+    KeepassXml,
+    /// CSV with the columns domain, username, password, notes, totp
+    Csv,
+    /// NAME=VALUE lines, into secrets
+    Dotenv,
+    /// One otpauth://totp/ URI per line
+    Otpauth,
+    /// Google Authenticator export URIs (not supported yet)
+    OtpauthMigration,
+}
+
+/// Largest input read.
+const MAX_INPUT: u64 = 64 << 20;
+
+fn read_input(source: &Path) -> Result<zeroize::Zeroizing<String>> {
+    let mut text = zeroize::Zeroizing::new(String::new());
+    let what = source.display().to_string();
+    let io = |e| Error::Io {
+        context: format!("cannot read {what}"),
+        source: e,
+    };
+    if source == Path::new("-") {
+        std::io::stdin()
+            .take(MAX_INPUT)
+            .read_to_string(&mut text)
+            .map_err(io)?;
+    } else {
+        crate::input::check_file(source, "import")?;
+        std::fs::File::open(source)
+            .map_err(io)?
+            .take(MAX_INPUT)
+            .read_to_string(&mut text)
+            .map_err(io)?;
+    }
+    Ok(text)
+}
+
+/// A TOTP from an otpauth URI or a bare Base32 secret.
+fn totp_of(s: &str) -> Result<TotpParams> {
+    let s = s.trim();
+    if s.starts_with("otpauth://") {
+        TotpParams::from_uri(s)
+    } else {
+        TotpParams::from_base32_secret(s)
+    }
+}
+
+fn skip(set: &mut Vec<Skipped>, item: impl Into<String>, reason: impl Into<String>) {
+    set.push(Skipped {
+        item: item.into(),
+        reason: reason.into(),
+    });
+}
+
+fn parse(format: Format, text: &str) -> Result<(ImportSet, Vec<Skipped>)> {
+    let mut set = ImportSet::default();
+    let mut skipped = Vec::new();
+    match format {
+        Format::KeepassXml | Format::OtpauthMigration => {
+            return Err(Error::InvalidInput(format!(
+                "the {} format is not supported yet",
+                match format {
+                    Format::KeepassXml => "keepass-xml",
+                    _ => "otpauth-migration",
+                }
+            )));
+        }
+        Format::Dotenv => {
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let line = line.strip_prefix("export ").unwrap_or(line);
+                let Some((k, v)) = line.split_once('=') else {
+                    skip(&mut skipped, format!("line {}", n + 1), "not NAME=VALUE");
+                    continue;
+                };
+                let v = v.trim();
+                let v = ['"', '\'']
+                    .iter()
+                    .find_map(|q| v.strip_prefix(*q).and_then(|x| x.strip_suffix(*q)))
+                    .unwrap_or(v);
+                set.secrets
+                    .push((k.trim().to_string(), SecretString::from(v), None));
+            }
+        }
+        Format::Otpauth => {
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                match TotpParams::from_uri(line) {
+                    Ok(p) => match p.issuer.clone().or_else(|| p.account.clone()) {
+                        Some(name) => set.totps.push((name, p)),
+                        None => skip(&mut skipped, format!("line {}", n + 1), "the URI names no issuer or account"),
+                    },
+                    Err(e) => skip(&mut skipped, format!("line {}", n + 1), e.to_string()),
+                }
+            }
+        }
+        Format::Csv => {
+            let mut r = csv::ReaderBuilder::new()
+                .flexible(true)
+                .trim(csv::Trim::All)
+                .from_reader(text.as_bytes());
+            let headers = r
+                .headers()
+                .map_err(|e| Error::InvalidInput(format!("not CSV: {e}")))?
+                .iter()
+                .map(str::to_ascii_lowercase)
+                .collect::<Vec<_>>();
+            let col = |name: &str| headers.iter().position(|h| h == name);
+            let (Some(d), Some(p)) = (col("domain"), col("password")) else {
+                return Err(Error::InvalidInput(
+                    "the CSV header needs the columns domain and password (and username, notes, totp)".into(),
+                ));
+            };
+            let (u, no, t) = (col("username"), col("notes"), col("totp"));
+            for (n, rec) in r.records().enumerate() {
+                let item = format!("row {}", n + 2);
+                let rec = match rec {
+                    Ok(rec) => rec,
+                    Err(e) => {
+                        skip(&mut skipped, item, e.to_string());
+                        continue;
+                    }
+                };
+                let get = |i: Option<usize>| i.and_then(|i| rec.get(i)).unwrap_or("").to_string();
+                let domain = get(Some(d));
+                set.passwords.push(NewPassword {
+                    domain: domain.clone(),
+                    username: Some(get(u)).filter(|s| !s.is_empty()),
+                    password: SecretString::from(get(Some(p)).as_str()),
+                    notes: Some(get(no)).filter(|s| !s.is_empty()),
+                });
+                let totp = get(t);
+                if !totp.is_empty() {
+                    match totp_of(&totp) {
+                        Ok(params) => set.totps.push((domain, params)),
+                        Err(e) => skip(&mut skipped, format!("{item} totp"), e.to_string()),
+                    }
+                }
+            }
+        }
+        Format::BitwardenJson => {
+            let v: Value = serde_json::from_str(text)
+                .map_err(|e| Error::InvalidInput(format!("not a Bitwarden JSON export: {e}")))?;
+            if v.get("encrypted").and_then(Value::as_bool) == Some(true) {
+                return Err(Error::InvalidInput(
+                    "this Bitwarden export is encrypted: export it unencrypted (JSON)".into(),
+                ));
+            }
+            let items = v
+                .get("items")
+                .and_then(Value::as_array)
+                .ok_or_else(|| Error::InvalidInput("not a Bitwarden JSON export: no items".into()))?;
+            for it in items {
+                let name = it.get("name").and_then(Value::as_str).unwrap_or("(no name)");
+                let str_of = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+                let Some(login) = it.get("login").filter(|_| it.get("type").and_then(Value::as_u64) == Some(1)) else {
+                    skip(&mut skipped, name, "not a login");
+                    continue;
+                };
+                let uri = login
+                    .get("uris")
+                    .and_then(Value::as_array)
+                    .and_then(|u| u.first())
+                    .and_then(|u| str_of(u.get("uri")));
+                let Some(domain) = uri else {
+                    skip(&mut skipped, name, "the login has no URI");
+                    continue;
+                };
+                let Some(password) = str_of(login.get("password")) else {
+                    skip(&mut skipped, name, "the login has no password");
+                    continue;
+                };
+                set.passwords.push(NewPassword {
+                    domain: domain.clone(),
+                    username: str_of(login.get("username")),
+                    password: SecretString::from(password.as_str()),
+                    notes: str_of(it.get("notes")),
+                });
+                if let Some(t) = str_of(login.get("totp")).filter(|t| !t.is_empty()) {
+                    match totp_of(&t) {
+                        Ok(params) => set.totps.push((domain, params)),
+                        Err(e) => skip(&mut skipped, format!("{name} totp"), e.to_string()),
+                    }
+                }
+            }
+        }
+    }
+    Ok((set, skipped))
+}
+
+/// `ravi import`.
+pub fn run(iv: &IdentityVault<'_>, format: Format, source: &Path, dry_run: bool, out: &mut Output) -> Result<()> {
+    let text = read_input(source)?;
+    let (set, mut skipped) = parse(format, &text)?;
+    let mut report: ImportReport = iv.import(&set, dry_run)?;
+    skipped.append(&mut report.skipped);
+    report.skipped = skipped;
+    let text = format!(
+        "{}{} created, {} updated, {} skipped{}",
+        if dry_run { "Dry run: " } else { "" },
+        report.created,
+        report.updated,
+        report.skipped.len(),
+        report
+            .skipped
+            .iter()
+            .map(|s| format!("\n  {}: {}", s.item, s.reason))
+            .collect::<String>()
+    );
+    out.said(serde_json::to_value(&report).map_err(Error::Encoding)?, text);
+    Ok(())
+}
