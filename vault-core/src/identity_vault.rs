@@ -616,48 +616,27 @@ impl<'v> IdentityVault<'v> {
         let build = || -> Result<(Batch, (usize, usize))> {
             let now = now_rfc3339()?;
             let mut batch = self.batch();
-            let (mut created, mut updated) = (0, 0);
-            // The planned write per record uuid: a later entry replaces an
-            // earlier one for the same record.
-            let mut planned: Vec<Write> = Vec::new();
-            let mut slot: HashMap<String, usize> = HashMap::new();
-            let mut plan = |w: Write, key: String, existed: bool| {
-                if let Some(&i) = slot.get(&key) {
-                    planned[i] = w;
+            let mut plan = ImportPlan::default();
+            // One read of the identity's records, checked against its head
+            // once, for all three kinds.
+            let mut passwords_now = HashMap::new();
+            let mut named_now = HashMap::new();
+            for r in self.all_records_checked()? {
+                if r.kind == KIND_PASSWORD {
+                    let e = self.open_password(&r)?;
+                    passwords_now.insert((e.domain.clone(), e.username.clone()), (r, e));
                 } else {
-                    slot.insert(key, planned.len());
-                    planned.push(w);
-                    if existed {
-                        updated += 1;
-                    } else {
-                        created += 1;
-                    }
+                    named_now.insert((r.kind, r.blind_index.clone()), r);
                 }
-            };
-            // passwords: existing entries by (domain, username)
-            let mut by_name: HashMap<(String, Option<String>), (RecordRow, PasswordEntry)> =
-                HashMap::new();
-            for r in self.records_of_kind(KIND_PASSWORD)? {
-                let e = self.open_password(&r)?;
-                by_name.insert((e.domain.clone(), e.username.clone()), (r, e));
             }
-            let mut new_ids: HashMap<(String, Option<String>), String> = HashMap::new();
             for (domain, username, p) in &passwords {
                 let key = (domain.clone(), username.clone());
-                let (uuid, created_dt, existed) = match by_name.get(&key) {
-                    Some((row, e)) => {
-                        batch.require(unchanged(row));
-                        (e.uuid.clone(), e.created_dt.clone(), true)
-                    }
-                    None => (
-                        new_ids
-                            .entry(key.clone())
-                            .or_insert_with(|| Uuid::new_v4().to_string())
-                            .clone(),
-                        now.clone(),
-                        false,
-                    ),
-                };
+                let old = passwords_now
+                    .get(&key)
+                    .map(|(r, e)| (r, e.created_dt.clone()));
+                let slot_key = format!("{domain}\n{}", username.as_deref().unwrap_or(""));
+                let i = plan.slot(&mut batch, (KIND_PASSWORD, slot_key), old, &now);
+                let (uuid, created_dt) = plan.entry(i);
                 let body = PasswordBody {
                     domain: domain.clone(),
                     username: username.clone(),
@@ -666,97 +645,48 @@ impl<'v> IdentityVault<'v> {
                     created_dt,
                     updated_dt: now.clone(),
                 };
-                let row = self.sealer.seal_row(&uuid, &body)?;
-                let w = if existed {
-                    Write::UpdateRecord(row)
-                } else {
-                    Write::InsertRecord(row)
-                };
-                plan(w, format!("p:{uuid}"), existed);
+                plan.set(i, self.sealer.seal_row(&uuid, &body)?);
             }
-            // secrets and TOTP seeds: existing ones by blind index
-            let secrets_now: HashMap<Vec<u8>, RecordRow> = self
-                .records_of_kind(KIND_SECRET)?
-                .into_iter()
-                .map(|r| (r.blind_index.clone(), r))
-                .collect();
             for (k, v, n) in &secrets {
                 let bi = self.sealer.blind_index(KIND_SECRET, k);
-                let old = secrets_now.get(bi.as_slice());
-                let (uuid, created_dt, notes) = match old {
-                    Some(r) => {
-                        let e = self.open_secret(r)?;
-                        batch.require(unchanged(r));
-                        (e.uuid, e.created_dt, e.notes)
-                    }
-                    None => {
-                        let u = new_ids
-                            .entry((format!("s:{k}"), None))
-                            .or_insert_with(|| Uuid::new_v4().to_string())
-                            .clone();
-                        (u, now.clone(), None)
-                    }
+                let old = match named_now.get(&(KIND_SECRET, bi.to_vec())) {
+                    Some(r) => Some((r, self.open_secret(r)?)),
+                    None => None,
                 };
+                let old_notes = old.as_ref().and_then(|(_, e)| e.notes.clone());
+                let i = plan.slot(
+                    &mut batch,
+                    (KIND_SECRET, (*k).clone()),
+                    old.map(|(r, e)| (r, e.created_dt.clone())),
+                    &now,
+                );
+                let (uuid, created_dt) = plan.entry(i);
                 let body = SecretBody {
                     key: (*k).clone(),
                     value: v.expose().to_string(),
-                    notes: (*n).clone().filter(|n| !n.is_empty()).or(notes),
+                    notes: (*n).clone().filter(|n| !n.is_empty()).or(old_notes),
                     created_dt,
                     updated_dt: now.clone(),
                 };
-                let row = self.sealer.seal_row(&uuid, &body)?;
-                let existed = old.is_some();
-                let w = if existed {
-                    Write::UpdateRecord(row)
-                } else {
-                    Write::InsertRecord(row)
-                };
-                plan(w, format!("s:{uuid}"), existed);
+                plan.set(i, self.sealer.seal_row(&uuid, &body)?);
             }
-            let totps_now: HashMap<Vec<u8>, RecordRow> = self
-                .records_of_kind(KIND_TOTP)?
-                .into_iter()
-                .map(|r| (r.blind_index.clone(), r))
-                .collect();
             for (name, params) in &totps {
                 let bi = self.sealer.blind_index(KIND_TOTP, name);
-                let old = totps_now.get(bi.as_slice());
-                let (uuid, created_dt) = match old {
+                let old = match named_now.get(&(KIND_TOTP, bi.to_vec())) {
                     Some(r) => {
                         let b: TotpBody = self.sealer.open_row(r)?;
-                        batch.require(unchanged(r));
-                        (r.uuid.clone(), b.created_dt.clone())
+                        Some((r, b.created_dt.clone()))
                     }
-                    None => (
-                        new_ids
-                            .entry((format!("t:{name}"), None))
-                            .or_insert_with(|| Uuid::new_v4().to_string())
-                            .clone(),
-                        now.clone(),
-                    ),
+                    None => None,
                 };
-                let body = TotpBody {
-                    name: name.clone(),
-                    secret: totp::encode_base32_secret(&params.secret).to_string(),
-                    algorithm: params.algorithm.as_str().to_string(),
-                    digits: params.digits,
-                    period: params.period,
-                    issuer: params.issuer.clone(),
-                    account: params.account.clone(),
-                    created_dt,
-                    updated_dt: now.clone(),
-                };
-                let row = self.sealer.seal_row(&uuid, &body)?;
-                let existed = old.is_some();
-                let w = if existed {
-                    Write::UpdateRecord(row)
-                } else {
-                    Write::InsertRecord(row)
-                };
-                plan(w, format!("t:{uuid}"), existed);
+                let i = plan.slot(&mut batch, (KIND_TOTP, name.clone()), old, &now);
+                let (uuid, created_dt) = plan.entry(i);
+                let body = totp_body(name, params, created_dt, now.clone());
+                plan.set(i, self.sealer.seal_row(&uuid, &body)?);
             }
-            batch.writes.extend(planned);
-            Ok((batch, (created, updated)))
+            let counts = (plan.created, plan.updated);
+            batch.writes.extend(plan.writes.into_iter().flatten());
+            Ok((batch, counts))
         };
         let (created, updated) = if dry_run {
             build()?.1
@@ -1228,17 +1158,7 @@ impl<'v> IdentityVault<'v> {
                         (Uuid::new_v4().to_string(), now.clone(), true)
                     }
                 };
-                let body = TotpBody {
-                    name: name.clone(),
-                    secret: totp::encode_base32_secret(&params.secret).to_string(),
-                    algorithm: params.algorithm.as_str().to_string(),
-                    digits: params.digits,
-                    period: params.period,
-                    issuer: params.issuer.clone(),
-                    account: params.account.clone(),
-                    created_dt,
-                    updated_dt: now,
-                };
+                let body = totp_body(&name, params, created_dt, now);
                 let row = self.sealer.seal_row(&uuid, &body)?;
                 batch.write(if created {
                     Write::InsertRecord(row)
@@ -1351,6 +1271,82 @@ impl<'v> IdentityVault<'v> {
 }
 
 /// The error of a record insert whose unique name is taken.
+/// The sealed body of a TOTP seed.
+fn totp_body(name: &str, params: &TotpParams, created_dt: String, updated_dt: String) -> TotpBody {
+    TotpBody {
+        name: name.to_string(),
+        secret: totp::encode_base32_secret(&params.secret).to_string(),
+        algorithm: params.algorithm.as_str().to_string(),
+        digits: params.digits,
+        period: params.period,
+        issuer: params.issuer.clone(),
+        account: params.account.clone(),
+        created_dt,
+        updated_dt,
+    }
+}
+
+/// The writes of an import: one per record, a later entry for the same
+/// record (kind and name) replacing an earlier one.
+#[derive(Default)]
+struct ImportPlan {
+    writes: Vec<Option<Write>>,
+    /// (kind, name) → index of its write
+    slots: HashMap<(u8, String), usize>,
+    /// per write: the record's uuid, creation time, and whether it exists
+    entries: Vec<(String, String, bool)>,
+    created: usize,
+    updated: usize,
+}
+
+impl ImportPlan {
+    /// The write slot of the record `key` names: a previous entry's, or a
+    /// new one for the existing row `old` (its precondition added to
+    /// `batch`; `old` carries its creation time) or for a new record.
+    fn slot(
+        &mut self,
+        batch: &mut Batch,
+        key: (u8, String),
+        old: Option<(&RecordRow, String)>,
+        now: &str,
+    ) -> usize {
+        if let Some(&i) = self.slots.get(&key) {
+            return i;
+        }
+        let entry = match old {
+            Some((row, created_dt)) => {
+                batch.require(unchanged(row));
+                self.updated += 1;
+                (row.uuid.clone(), created_dt, true)
+            }
+            None => {
+                self.created += 1;
+                (Uuid::new_v4().to_string(), now.to_string(), false)
+            }
+        };
+        self.slots.insert(key, self.writes.len());
+        self.writes.push(None);
+        self.entries.push(entry);
+        self.writes.len() - 1
+    }
+
+    /// The uuid and creation time slot `i` keeps.
+    fn entry(&self, i: usize) -> (String, String) {
+        let (uuid, created_dt, _) = &self.entries[i];
+        (uuid.clone(), created_dt.clone())
+    }
+
+    /// The sealed row of slot `i`: an update of the existing record, or an
+    /// insert.
+    fn set(&mut self, i: usize, row: RecordRow) {
+        self.writes[i] = Some(if self.entries[i].2 {
+            Write::UpdateRecord(row)
+        } else {
+            Write::InsertRecord(row)
+        });
+    }
+}
+
 fn skip(item: &str, e: &Error) -> Skipped {
     Skipped {
         item: item.to_string(),

@@ -151,25 +151,16 @@ impl VaultState {
     /// head's (a row the store rolled back). Returns the row and the epoch
     /// the vault head lists (the row's own for a vault without a head).
     pub(crate) fn find_identity_to_recover(&self, selector: &str) -> Result<(IdentityRow, u32)> {
-        let row = match Uuid::try_parse(selector) {
-            Ok(u) => match self.backend.identity(&u.to_string())? {
-                Some(row) => row,
-                None => {
-                    return self.find_identity(selector).map(|r| {
-                        let e = r.key_epoch;
-                        (r, e)
-                    });
-                }
-            },
-            Err(_) => match find_identity_row(self.backend.as_ref(), selector) {
-                Ok(row) => row,
-                Err(_) => {
-                    return self.find_identity(selector).map(|r| {
-                        let e = r.key_epoch;
-                        (r, e)
-                    });
-                }
-            },
+        let found = match Uuid::try_parse(selector) {
+            Ok(u) => self.backend.identity(&u.to_string())?,
+            Err(_) => find_identity_row(self.backend.as_ref(), selector).ok(),
+        };
+        let Some(row) = found else {
+            // Not in the store: the usual lookup says why (deleted by the
+            // store, or not found).
+            let r = self.find_identity(selector)?;
+            let e = r.key_epoch;
+            return Ok((r, e));
         };
         self.verify_identity_signature(&row)?;
         let id = uuid_bytes(&row.uuid)?;

@@ -24,13 +24,25 @@ pub use store::{Scope, SqliteStore, Store, TokenInfo};
 /// The loopback address `ravi serve` listens on by default.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8700";
 
-/// Where the rows are kept.
-#[derive(Clone, Debug)]
+/// Where the rows are kept. `Debug` shows a database URL without its
+/// password.
+#[derive(Clone)]
 pub enum StoreConfig {
     /// One SQLite file.
     Sqlite(PathBuf),
     /// A PostgreSQL database URL (`postgres://…`).
     Postgres(String),
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreConfig::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            StoreConfig::Postgres(url) => {
+                f.debug_tuple("Postgres").field(&pg::redacted(url)).finish()
+            }
+        }
+    }
 }
 
 impl StoreConfig {

@@ -192,7 +192,7 @@ impl std::fmt::Debug for PgStore {
 }
 
 /// The URL without its password, for messages.
-fn redacted(url: &str) -> String {
+pub(crate) fn redacted(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => format!("{}://…@{}", &url[..s], &url[at + 1..]),
         _ => url.to_string(),
@@ -1030,5 +1030,18 @@ impl Backend for PgBackend<'_> {
             tx.commit().await.map_err(pg)?;
             Ok(changes)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_stay_out_of_debug() {
+        let url = "postgres://ravi:s3cret-pw@db.internal:5432/ravi";
+        assert_eq!(redacted(url), "postgres://…@db.internal:5432/ravi");
+        let shown = format!("{:?}", crate::StoreConfig::Postgres(url.into()));
+        assert!(!shown.contains("s3cret-pw"), "{shown}");
     }
 }
