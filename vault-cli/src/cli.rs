@@ -727,13 +727,12 @@ fn rotate(
             }
             other => other,
         })?;
-    remember_key(vault, owner, &r.identity)?;
-    pins::best_effort(seen::raise(
-        &cfg,
-        &vault_id,
-        &r.identity.uuid,
-        owner.open_identity(&r.identity)?.refresh_head()?,
-    ))?;
+    // The new key and head, from one opening of the rotated identity.
+    let iv = owner.open_identity(&r.identity)?;
+    if let Some(key) = iv.wrapped_key() {
+        pins::best_effort(seen::remember_key(&cfg, &vault_id, &r.identity.uuid, key))?;
+    }
+    pins::best_effort(seen::raise(&cfg, &vault_id, &r.identity.uuid, iv.head_seq()))?;
     Ok(r)
 }
 
