@@ -370,3 +370,55 @@ fn options_that_do_nothing_are_refused() {
         .fails(EXIT_INVALID);
     env.run(&["passwords", "generate"]).ok();
 }
+
+/// Bad input to the commands of this round: exit 2, nothing started.
+#[test]
+fn bad_input_to_new_commands_is_exit_2() {
+    let (env, _) = Env::with_identity("alice");
+    let missing = env.work.join("missing");
+    let m = missing.to_str().unwrap();
+    for args in [
+        vec!["inject", "-i", m],
+        vec!["run", "--env", "NO_EQUALS_SIGN", "--", "true"],
+        vec!["run", "--env", "BAD-NAME=ravi://secrets/K", "--", "true"],
+        vec!["run", "--env-file", m, "--", "true"],
+        vec!["run", "--env", "X=https://not-a-ref", "--", "true"],
+        vec![
+            "login",
+            "--server",
+            "ftp://example.com",
+            "--token-file",
+            "/etc/hostname",
+        ],
+        vec!["login", "--server", "http://127.0.0.1:1", "--token-file", m],
+        vec![
+            "serve",
+            "--data",
+            m,
+            "--tls-cert",
+            m,
+            "--tls-key",
+            m,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        vec!["import", "otpauth", m],
+    ] {
+        env.run(&args).fails(EXIT_INVALID);
+    }
+    env.run_stdin(
+        &["login", "--server", "http://127.0.0.1:1", "--token-stdin"],
+        "\n",
+    )
+    .fails(EXIT_INVALID);
+    // a CA file that is not PEM
+    let junk = env.work.join("ca.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let mut c = env.command();
+    c.env_remove("RAVI_VAULT")
+        .env("RAVI_SERVER", "https://127.0.0.1:1")
+        .env("RAVI_TOKEN", "ravi_x")
+        .env("RAVI_CA_FILE", &junk)
+        .args(["vault", "info"]);
+    run_command(&mut c).fails(EXIT_INVALID);
+}
