@@ -156,6 +156,19 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Export every entry of the selected identity: plaintext (a 0600
+    /// file, with a warning) or encrypted to age recipients
+    Export {
+        /// The format
+        #[arg(long, value_enum, default_value = "json")]
+        format: crate::export::Format,
+        /// Encrypt to this age recipient (age1…, as `age-keygen -y` prints); repeatable
+        #[arg(long, value_name = "AGE_RECIPIENT")]
+        recipient: Vec<String>,
+        /// Write to this file (created 0600, replaced only when complete) instead of stdout
+        #[arg(short = 'o', long = "output", value_name = "OUT")]
+        output: Option<PathBuf>,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions {
         /// The shell

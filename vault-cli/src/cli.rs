@@ -3,6 +3,7 @@
 
 mod access;
 mod args;
+mod export;
 mod import;
 mod input;
 mod pins;
@@ -96,6 +97,7 @@ fn main() -> ExitCode {
         doc: None,
         text: String::new(),
         talk: false,
+        streamed: false,
     };
     match run(&cli, &mut out) {
         Ok(()) => out.flush(),
@@ -135,6 +137,9 @@ struct Output {
     doc: Option<Value>,
     text: String,
     talk: bool,
+    /// The command wrote its data to stdout itself (a template, an
+    /// export): nothing more goes there, not even a JSON `null`.
+    streamed: bool,
 }
 
 impl Output {
@@ -152,9 +157,16 @@ impl Output {
         self.talk = true;
     }
 
+    /// The data went to stdout as it is (see `streamed`).
+    fn streamed(&mut self) {
+        self.streamed = true;
+    }
+
     fn flush(self) -> ExitCode {
         let mut stdout = std::io::stdout().lock();
-        let res = if self.json {
+        let res = if self.streamed {
+            Ok(())
+        } else if self.json {
             let doc = self.doc.unwrap_or(Value::Null);
             writeln!(stdout, "{doc}")
         } else if self.text.is_empty() || (self.talk && self.quiet) {
@@ -378,7 +390,7 @@ fn refuse_unused_options(cli: &Cli) -> Result<()> {
         Command::Completions { .. } => ("completions", false, false),
         Command::Man => ("man", false, false),
         Command::Read { .. } | Command::Inject { .. } | Command::Run { .. } => ("", true, true),
-        Command::Import { .. } => ("", true, true),
+        Command::Import { .. } | Command::Export { .. } => ("", true, true),
     };
     if !identity && !g.identity.is_empty() {
         return Err(Error::InvalidInput(format!(
@@ -440,6 +452,13 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
             source,
             dry_run,
         } => with_identity(g, |iv| import::run(iv, *format, source, *dry_run, out)),
+        Command::Export {
+            format,
+            recipient,
+            output,
+        } => with_identity(g, |iv| {
+            export::run(iv, *format, recipient, output.as_deref(), out)
+        }),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             // Into memory first: clap_complete panics if its writer fails.
@@ -463,7 +482,9 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
                 })
         }
         Command::Read { reference } => refs::read(g, reference, out),
-        Command::Inject { input, output } => refs::inject(g, input.as_deref(), output.as_deref()),
+        Command::Inject { input, output } => {
+            refs::inject(g, input.as_deref(), output.as_deref(), out)
+        }
         Command::Run {
             env,
             env_file,

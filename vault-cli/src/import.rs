@@ -15,6 +15,8 @@ use crate::Output;
 /// The formats `ravi import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
+    /// ravi's own JSON export (`ravi export --format json`): passwords, secrets and TOTP seeds
+    Json,
     /// An unencrypted Bitwarden JSON export (logins, with their TOTP seeds)
     BitwardenJson,
     /// A KeePassXC XML export (not supported yet)
@@ -85,6 +87,58 @@ fn parse(format: Format, text: &str) -> Result<(ImportSet, Vec<Skipped>)> {
                 }
             )));
         }
+        Format::Json => {
+            let v: Value = serde_json::from_str(text)
+                .map_err(|e| Error::InvalidInput(format!("not a ravi JSON export: {e}")))?;
+            if v.get("format").and_then(Value::as_str) != Some(crate::export::JSON_FORMAT) {
+                return Err(Error::InvalidInput(format!(
+                    "not a ravi JSON export: its \"format\" is not {:?}",
+                    crate::export::JSON_FORMAT
+                )));
+            }
+            match v.get("version").and_then(Value::as_u64) {
+                Some(crate::export::JSON_VERSION) => {}
+                other => {
+                    return Err(Error::InvalidInput(format!(
+                        "ravi JSON export version {} is not supported (this ravi reads version {})",
+                        other.map_or("(none)".to_string(), |n| n.to_string()),
+                        crate::export::JSON_VERSION
+                    )));
+                }
+            }
+            let list = |k: &str| v.get(k).and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
+            let str_of = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+            for (n, p) in list("passwords").iter().enumerate() {
+                let (Some(domain), Some(password)) = (str_of(p, "domain"), str_of(p, "password")) else {
+                    skip(&mut skipped, format!("passwords[{n}]"), "needs domain and password");
+                    continue;
+                };
+                set.passwords.push(NewPassword {
+                    domain,
+                    username: str_of(p, "username"),
+                    password: SecretString::from(password.as_str()),
+                    notes: str_of(p, "notes"),
+                });
+            }
+            for (n, s) in list("secrets").iter().enumerate() {
+                let (Some(key), Some(value)) = (str_of(s, "key"), str_of(s, "value")) else {
+                    skip(&mut skipped, format!("secrets[{n}]"), "needs key and value");
+                    continue;
+                };
+                set.secrets
+                    .push((key, SecretString::from(value.as_str()), str_of(s, "notes")));
+            }
+            for (n, t) in list("totp").iter().enumerate() {
+                let (Some(name), Some(uri)) = (str_of(t, "name"), str_of(t, "uri")) else {
+                    skip(&mut skipped, format!("totp[{n}]"), "needs name and uri");
+                    continue;
+                };
+                match TotpParams::from_uri(&uri) {
+                    Ok(params) => set.totps.push((name, params)),
+                    Err(e) => skip(&mut skipped, name, e.to_string()),
+                }
+            }
+        }
         Format::Dotenv => {
             for (n, line) in text.lines().enumerate() {
                 let line = line.trim();
@@ -149,13 +203,18 @@ fn parse(format: Format, text: &str) -> Result<(ImportSet, Vec<Skipped>)> {
                 };
                 let get = |i: Option<usize>| i.and_then(|i| rec.get(i)).unwrap_or("").to_string();
                 let domain = get(Some(d));
-                set.passwords.push(NewPassword {
-                    domain: domain.clone(),
-                    username: Some(get(u)).filter(|s| !s.is_empty()),
-                    password: SecretString::from(get(Some(p)).as_str()),
-                    notes: Some(get(no)).filter(|s| !s.is_empty()),
-                });
                 let totp = get(t);
+                let password = get(Some(p));
+                // A row with a TOTP seed and no password is the seed alone
+                // (as `ravi export --format csv` writes seeds of no domain).
+                if !password.is_empty() || totp.is_empty() {
+                    set.passwords.push(NewPassword {
+                        domain: domain.clone(),
+                        username: Some(get(u)).filter(|s| !s.is_empty()),
+                        password: SecretString::from(password.as_str()),
+                        notes: Some(get(no)).filter(|s| !s.is_empty()),
+                    });
+                }
                 if !totp.is_empty() {
                     match totp_of(&totp) {
                         Ok(params) => set.totps.push((domain, params)),

@@ -202,7 +202,12 @@ fn placeholders(template: &str) -> Vec<(usize, usize, String)> {
 }
 
 /// `ravi inject [-i IN] [-o OUT]`.
-pub fn inject(g: &GlobalArgs, input: Option<&Path>, output: Option<&Path>) -> Result<()> {
+pub fn inject(
+    g: &GlobalArgs,
+    input: Option<&Path>,
+    output: Option<&Path>,
+    out: &mut Output,
+) -> Result<()> {
     let mut template = String::new();
     match input {
         Some(p) => {
@@ -244,8 +249,16 @@ pub fn inject(g: &GlobalArgs, input: Option<&Path>, output: Option<&Path>) -> Re
     }
     rendered.push_str(&template[at..]);
     match output {
-        Some(p) => crate::remote::write_private(p, rendered.as_bytes()),
+        Some(p) => {
+            crate::remote::write_private(p, rendered.as_bytes())?;
+            out.said(
+                json!({ "path": p.display().to_string(), "references": refs.len() }),
+                format!("Wrote {} ({} reference(s))", p.display(), refs.len()),
+            );
+            Ok(())
+        }
         None => {
+            out.streamed();
             let mut so = std::io::stdout().lock();
             so.write_all(rendered.as_bytes())
                 .and_then(|()| so.flush())

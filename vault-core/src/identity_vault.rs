@@ -19,9 +19,9 @@ use crate::model::Identity;
 use crate::names;
 use crate::primitives::random_bytes;
 use crate::records::{
-    IfExists, ImportReport, ImportSet, KIND_PASSWORD, KIND_SECRET, KIND_TOTP, NewPassword,
-    PasswordBody, PasswordEdit, PasswordEntry, SecretBody, SecretEntry, Skipped, TotpBody,
-    TotpEntry,
+    ExportSet, IfExists, ImportReport, ImportSet, KIND_PASSWORD, KIND_SECRET, KIND_TOTP,
+    NewPassword, PasswordBody, PasswordEdit, PasswordEntry, SecretBody, SecretEntry, Skipped,
+    TotpBody, TotpEntry,
 };
 use crate::recovery::WrappedKey;
 use crate::sealer::{Head, RecordSealer, xor_into};
@@ -700,6 +700,37 @@ impl<'v> IdentityVault<'v> {
             updated,
             skipped,
         })
+    }
+
+    /// Every entry of the identity — passwords, secrets and TOTP seeds —
+    /// from one read checked against the identity's head, sorted as the
+    /// listings are.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if the records are not the set the head commits
+    /// to or any fails to open.
+    pub fn export(&self) -> Result<ExportSet> {
+        let mut set = ExportSet::default();
+        for r in self.all_records_checked()? {
+            match r.kind {
+                KIND_PASSWORD => set.passwords.push(self.open_password(&r)?),
+                KIND_SECRET => set.secrets.push(self.open_secret(&r)?),
+                KIND_TOTP => {
+                    let body: TotpBody = self.sealer.open_row(&r)?;
+                    set.totps.push((
+                        TotpEntry::from_body(r.uuid.clone(), &body),
+                        params_of(&body)?,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        set.passwords.sort_by(|a, b| {
+            (&a.domain, &a.username, &a.created_dt).cmp(&(&b.domain, &b.username, &b.created_dt))
+        });
+        set.secrets.sort_by(|a, b| a.key.cmp(&b.key));
+        set.totps.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        Ok(set)
     }
 
     /// Every password entry of the identity, by domain then username.

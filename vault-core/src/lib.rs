@@ -73,8 +73,8 @@ pub use model::{
     VaultInfo,
 };
 pub use records::{
-    IfExists, ImportReport, ImportSet, NewPassword, PasswordEdit, PasswordEntry, SecretEntry,
-    Skipped, TotpEntry,
+    ExportSet, IfExists, ImportReport, ImportSet, NewPassword, PasswordEdit, PasswordEntry,
+    SecretEntry, Skipped, TotpEntry,
 };
 pub use recovery::{ClientMemory, Forgetful, RotateOptions, WrappedKey};
 pub use secret::SecretString;

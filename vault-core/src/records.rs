@@ -239,6 +239,18 @@ pub struct ImportSet {
     pub totps: Vec<(String, crate::totp::TotpParams)>,
 }
 
+/// Every entry of one identity, read under one head
+/// ([`crate::IdentityVault::export`]).
+#[derive(Clone, Debug, Default)]
+pub struct ExportSet {
+    /// Password entries, by domain then username.
+    pub passwords: Vec<PasswordEntry>,
+    /// Secrets, by key.
+    pub secrets: Vec<SecretEntry>,
+    /// TOTP enrolments with their parameters (seed included), by name.
+    pub totps: Vec<(TotpEntry, crate::totp::TotpParams)>,
+}
+
 /// What an import did (or, dry, would do): `{created, updated, skipped}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ImportReport {

@@ -6,6 +6,7 @@ mod access;
 mod at_rest;
 mod common;
 mod errors;
+mod export;
 mod identities;
 mod import;
 mod mutation;

@@ -8,6 +8,7 @@
 // allow-unwrap-in-tests setting does not reach here.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod age;
 #[allow(dead_code)]
 #[path = "../e2e/common.rs"]
 mod common;
@@ -96,6 +97,12 @@ fn main() {
             runs("openssl", "version"),
             "openssl is not installed (apt-get install openssl)",
             tls::https_with_a_private_certificate,
+        ),
+        needs(
+            "age_decrypts_an_export",
+            runs("age", "--version"),
+            "age is not installed (apt-get install age)",
+            age::age_decrypts_an_export,
         ),
         needs(
             "man_page_renders",

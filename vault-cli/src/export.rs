@@ -1,0 +1,211 @@
+//! `ravi export [--format json|csv] [--recipient AGE_RECIPIENT]… [-o OUT]`:
+//! every entry of the selected identity, in a file another password manager
+//! (or `ravi import`) reads — plaintext, or encrypted to age recipients.
+
+use std::io::Write;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde_json::{Value, json};
+use vault_core::{Error, ExportSet, IdentityVault, Result};
+use zeroize::Zeroizing;
+
+use crate::Output;
+
+/// The formats `ravi export` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// ravi's JSON export: passwords, secrets and TOTP seeds (`ravi import json` reads it)
+    Json,
+    /// CSV with the columns domain, username, password, notes, totp (passwords and TOTP seeds; `ravi import csv` reads it)
+    Csv,
+}
+
+/// The `format` field of a JSON export.
+pub const JSON_FORMAT: &str = "ravi-export";
+/// The `version` field of a JSON export.
+pub const JSON_VERSION: u64 = 1;
+
+/// The JSON document (SPEC §9).
+fn to_json(iv: &IdentityVault<'_>, set: &ExportSet) -> Result<Zeroizing<String>> {
+    let ident = iv.identity();
+    let doc = json!({
+        "format": JSON_FORMAT,
+        "version": JSON_VERSION,
+        "identity": {
+            "uuid": ident.uuid,
+            "name": ident.name,
+            "inbox": ident.inbox,
+            "phone": ident.phone,
+        },
+        "passwords": set.passwords.iter().map(|p| json!({
+            "domain": p.domain,
+            "username": p.username,
+            "password": p.password.expose(),
+            "notes": p.notes,
+            "created_dt": p.created_dt,
+            "updated_dt": p.updated_dt,
+        })).collect::<Vec<_>>(),
+        "secrets": set.secrets.iter().map(|s| json!({
+            "key": s.key,
+            "value": s.value.expose(),
+            "notes": s.notes,
+            "created_dt": s.created_dt,
+            "updated_dt": s.updated_dt,
+        })).collect::<Vec<_>>(),
+        "totp": set.totps.iter().map(|(e, p)| json!({
+            "name": e.name,
+            "uri": p.to_uri_named(Some(&e.name)).as_str(),
+            "created_dt": e.created_dt,
+            "updated_dt": e.updated_dt,
+        })).collect::<Vec<_>>(),
+    });
+    let mut text = Zeroizing::new(serde_json::to_string_pretty(&doc).map_err(Error::Encoding)?);
+    text.push('\n');
+    wipe(doc);
+    Ok(text)
+}
+
+/// Overwrites the strings of a JSON value that held secrets.
+fn wipe(v: Value) {
+    match v {
+        Value::String(s) => drop(Zeroizing::new(s)),
+        Value::Array(a) => a.into_iter().for_each(wipe),
+        Value::Object(o) => o.into_iter().for_each(|(_, v)| wipe(v)),
+        _ => {}
+    }
+}
+
+/// The CSV table: a TOTP seed named like a password's domain goes in that
+/// domain's first row; any other seed gets a row of its own with no
+/// password. Secrets have no place in it: their count is returned.
+fn to_csv(set: &ExportSet) -> Result<Zeroizing<Vec<u8>>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| Error::InvalidInput(format!("cannot write CSV: {e}"));
+    w.write_record(["domain", "username", "password", "notes", "totp"])
+        .map_err(csv_err)?;
+    let mut used = vec![false; set.totps.len()];
+    for p in &set.passwords {
+        let totp = set
+            .totps
+            .iter()
+            .position(|(e, _)| e.name == p.domain)
+            .filter(|i| !used[*i])
+            .map(|i| {
+                used[i] = true;
+                let (e, params) = &set.totps[i];
+                params.to_uri_named(Some(&e.name))
+            })
+            .unwrap_or_default();
+        w.write_record([
+            p.domain.as_str(),
+            p.username.as_deref().unwrap_or(""),
+            p.password.expose(),
+            p.notes.as_deref().unwrap_or(""),
+            totp.as_str(),
+        ])
+        .map_err(csv_err)?;
+    }
+    for ((e, params), _) in set.totps.iter().zip(&used).filter(|(_, u)| !**u) {
+        w.write_record([e.name.as_str(), "", "", "", params.to_uri_named(Some(&e.name)).as_str()])
+            .map_err(csv_err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::InvalidInput(format!("cannot write CSV: {e}")))?;
+    Ok(Zeroizing::new(bytes))
+}
+
+/// The recipients, each an `age1…` X25519 recipient.
+fn recipients(given: &[String]) -> Result<Vec<age::x25519::Recipient>> {
+    given
+        .iter()
+        .map(|r| {
+            age::x25519::Recipient::from_str(r.trim()).map_err(|_| {
+                Error::InvalidInput(format!(
+                    "{r:?} is not an age recipient (an X25519 public key, age1…, as `age-keygen -y` prints)"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Encrypts `plain` to the recipients (age-encryption.org/v1, binary).
+fn encrypt(plain: &[u8], to: &[age::x25519::Recipient]) -> Result<Vec<u8>> {
+    let enc = age::Encryptor::with_recipients(to.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| Error::InvalidInput(format!("cannot encrypt to the recipients: {e}")))?;
+    let io = |e| Error::Io {
+        context: "cannot encrypt the export".into(),
+        source: e,
+    };
+    let mut out = Vec::with_capacity(plain.len() + 256);
+    let mut w = enc.wrap_output(&mut out).map_err(io)?;
+    w.write_all(plain).map_err(io)?;
+    w.finish().map_err(io)?;
+    Ok(out)
+}
+
+/// `ravi export`.
+pub fn run(
+    iv: &IdentityVault<'_>,
+    format: Format,
+    recipient: &[String],
+    output: Option<&Path>,
+    out: &mut Output,
+) -> Result<()> {
+    // Bad recipients fail before anything is read.
+    let to = recipients(recipient)?;
+    let set = iv.export()?;
+    let plain: Zeroizing<Vec<u8>> = match format {
+        Format::Json => Zeroizing::new(to_json(iv, &set)?.as_bytes().to_vec()),
+        Format::Csv => to_csv(&set)?,
+    };
+    if format == Format::Csv && !set.secrets.is_empty() {
+        eprintln!(
+            "ravi: warning: {} secret(s) left out: CSV holds passwords and TOTP seeds; use --format json for everything",
+            set.secrets.len()
+        );
+    }
+    let bytes = if to.is_empty() {
+        eprintln!(
+            "ravi: warning: the export is plaintext: every password, secret and TOTP seed of identity {:?} is readable in it; use --recipient age1… to encrypt it",
+            iv.identity().name
+        );
+        plain
+    } else {
+        Zeroizing::new(encrypt(&plain, &to)?)
+    };
+    match output {
+        Some(p) => {
+            crate::remote::write_private(p, &bytes)?;
+            let doc = json!({
+                "path": p.display().to_string(),
+                "format": match format { Format::Json => "json", Format::Csv => "csv" },
+                "encrypted": !to.is_empty(),
+                "passwords": set.passwords.len(),
+                "secrets": if format == Format::Json { set.secrets.len() } else { 0 },
+                "totp": set.totps.len(),
+            });
+            let text = format!(
+                "Exported {} password(s), {} secret(s) and {} TOTP seed(s) to {}{}",
+                set.passwords.len(),
+                if format == Format::Json { set.secrets.len() } else { 0 },
+                set.totps.len(),
+                p.display(),
+                if to.is_empty() { "" } else { " (age-encrypted)" }
+            );
+            out.said(doc, text);
+            Ok(())
+        }
+        None => {
+            out.streamed();
+            let mut so = std::io::stdout().lock();
+            so.write_all(&bytes)
+                .and_then(|()| so.flush())
+                .map_err(|e| Error::Io {
+                    context: "cannot write standard output".into(),
+                    source: e,
+                })
+        }
+    }
+}
