@@ -6,6 +6,7 @@ mod args;
 mod export;
 mod import;
 mod input;
+mod otpauth_migration;
 mod pins;
 mod records;
 mod refs;

@@ -11,6 +11,7 @@ use vault_core::{
 };
 
 use crate::Output;
+use crate::otpauth_migration as migration;
 
 /// The formats `ravi import` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -19,7 +20,7 @@ pub enum Format {
     Json,
     /// An unencrypted Bitwarden JSON export (logins, with their TOTP seeds)
     BitwardenJson,
-    /// A KeePassXC XML export (not supported yet)
+    /// A KeePassXC XML export (entries with a URL, with their TOTP seeds)
     KeepassXml,
     /// CSV with the columns domain, username, password, notes, totp
     Csv,
@@ -27,7 +28,7 @@ pub enum Format {
     Dotenv,
     /// One otpauth://totp/ URI per line
     Otpauth,
-    /// Google Authenticator export URIs (not supported yet)
+    /// Google Authenticator export URIs (otpauth-migration://offline?data=…), one per line
     OtpauthMigration,
 }
 
@@ -78,14 +79,25 @@ fn parse(format: Format, text: &str) -> Result<(ImportSet, Vec<Skipped>)> {
     let mut set = ImportSet::default();
     let mut skipped = Vec::new();
     match format {
-        Format::KeepassXml | Format::OtpauthMigration => {
-            return Err(Error::InvalidInput(format!(
-                "the {} format is not supported yet",
-                match format {
-                    Format::KeepassXml => "keepass-xml",
-                    _ => "otpauth-migration",
+        Format::KeepassXml => keepass_xml(text, &mut set, &mut skipped)?,
+        Format::OtpauthMigration => {
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
                 }
-            )));
+                match migration::decode(line) {
+                    Ok(list) => {
+                        for (i, entry) in list.into_iter().enumerate() {
+                            match entry {
+                                Ok((name, params)) => set.totps.push((name, params)),
+                                Err(why) => skip(&mut skipped, format!("line {} entry {}", n + 1, i + 1), why),
+                            }
+                        }
+                    }
+                    Err(e) => skip(&mut skipped, format!("line {}", n + 1), e.to_string()),
+                }
+            }
         }
         Format::Json => {
             let v: Value = serde_json::from_str(text)
@@ -271,6 +283,106 @@ fn parse(format: Format, text: &str) -> Result<(ImportSet, Vec<Skipped>)> {
         }
     }
     Ok((set, skipped))
+}
+
+/// A KeePassXC (KeePass 2) XML export: `<Entry>`s of every `<Group>` but
+/// the recycle bin, without their `<History>`. Title, UserName, Password,
+/// URL and Notes are standard fields; the TOTP seed is KeePassXC's `otp`
+/// field (an otpauth URI), or the older `TOTP Seed` with `TOTP Settings`
+/// (`PERIOD;DIGITS`, or `PERIOD;S` for Steam).
+fn keepass_xml(text: &str, set: &mut ImportSet, skipped: &mut Vec<Skipped>) -> Result<()> {
+    let opts = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(text, opts)
+        .map_err(|e| Error::InvalidInput(format!("not a KeePassXC XML export: {e}")))?;
+    let root = doc.root_element();
+    if !root.has_tag_name("KeePassFile") {
+        return Err(Error::InvalidInput(
+            "not a KeePassXC XML export: the root element is not <KeePassFile>".into(),
+        ));
+    }
+    let recycle_bin = text_of(child(root, "Meta").and_then(|m| child(m, "RecycleBinUUID")));
+    let Some(top) = child(root, "Root") else {
+        return Err(Error::InvalidInput("not a KeePassXC XML export: no <Root>".into()));
+    };
+    let mut groups: Vec<roxmltree::Node<'_, '_>> = top.children().filter(|c| c.has_tag_name("Group")).collect();
+    while let Some(group) = groups.pop() {
+        let uuid = text_of(child(group, "UUID"));
+        if !recycle_bin.is_empty() && uuid == recycle_bin && recycle_bin != "AAAAAAAAAAAAAAAAAAAAAA==" {
+            continue;
+        }
+        groups.extend(group.children().filter(|c| c.has_tag_name("Group")));
+        for entry in group.children().filter(|c| c.has_tag_name("Entry")) {
+            let mut fields = std::collections::HashMap::new();
+            let mut protected = false;
+            for f in entry.children().filter(|c| c.has_tag_name("String")) {
+                let value = child(f, "Value");
+                protected |= value.and_then(|v| v.attribute("Protected")) == Some("True");
+                fields.insert(text_of(child(f, "Key")), value.and_then(|v| v.text()).unwrap_or("").to_string());
+            }
+            let field = |k: &str| fields.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+            let title = field("Title").unwrap_or_else(|| "(no title)".into());
+            if protected {
+                skip(skipped, title, "a protected (encrypted) value: export the database as XML from KeePassXC");
+                continue;
+            }
+            let Some(domain) = field("URL") else {
+                skip(skipped, title, "the entry has no URL");
+                continue;
+            };
+            let password = fields.get("Password").cloned().unwrap_or_default();
+            let otp = field("otp").map(Ok).or_else(|| {
+                field("TOTP Seed").map(|seed| legacy_totp(&seed, field("TOTP Settings").as_deref()))
+            });
+            if password.is_empty() && otp.is_none() {
+                skip(skipped, title, "the entry has no password");
+                continue;
+            }
+            if !password.is_empty() {
+                set.passwords.push(NewPassword {
+                    domain: domain.clone(),
+                    username: field("UserName"),
+                    password: SecretString::from(password.as_str()),
+                    notes: fields.get("Notes").cloned().filter(|n| !n.trim().is_empty()),
+                });
+            }
+            match otp {
+                Some(Ok(uri)) => match totp_of(&uri) {
+                    Ok(params) => set.totps.push((domain, params)),
+                    Err(e) => skip(skipped, format!("{title} totp"), e.to_string()),
+                },
+                Some(Err(why)) => skip(skipped, format!("{title} totp"), why),
+                None => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    n.children().find(|c| c.has_tag_name(tag))
+}
+
+fn text_of(n: Option<roxmltree::Node<'_, '_>>) -> String {
+    n.and_then(|n| n.text()).unwrap_or("").trim().to_string()
+}
+
+/// KeePassXC's older TOTP fields as an otpauth URI.
+fn legacy_totp(seed: &str, settings: Option<&str>) -> std::result::Result<String, String> {
+    let seed: String = seed.chars().filter(|c| !c.is_whitespace()).collect();
+    let (period, digits) = settings.unwrap_or("30;6").split_once(';').unwrap_or(("30", "6"));
+    let period: u64 = period.trim().parse().map_err(|_| format!("TOTP Settings {settings:?}: bad period"))?;
+    let mut uri = format!("otpauth://totp/?secret={seed}&period={period}");
+    match digits.trim() {
+        "S" => uri.push_str("&encoder=steam"),
+        d => {
+            let d: u8 = d.parse().map_err(|_| format!("TOTP Settings {settings:?}: bad digits"))?;
+            uri.push_str(&format!("&digits={d}"));
+        }
+    }
+    Ok(uri)
 }
 
 /// `ravi import`.
