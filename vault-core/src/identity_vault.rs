@@ -601,16 +601,16 @@ impl<'v> IdentityVault<'v> {
         }
         let mut secrets = Vec::new();
         for (k, v, n) in &set.secrets {
-            match names::validate_secret_key(k) {
+            match names::clean_secret_key(k) {
                 Err(e) => skipped.push(skip(k, &e)),
-                Ok(()) => secrets.push((k, v, n)),
+                Ok(key) => secrets.push((key, k, v, n)),
             }
         }
         let mut totps = Vec::new();
         for (name, params) in &set.totps {
             match params.validate().and_then(|()| totp::clean_totp_name(name)) {
                 Err(e) => skipped.push(skip(name, &e)),
-                Ok(n) => totps.push((n, params)),
+                Ok(n) => totps.push((n, totp::legacy_totp_name(name), params)),
             }
         }
         let build = || -> Result<(Batch, (usize, usize))> {
@@ -647,22 +647,27 @@ impl<'v> IdentityVault<'v> {
                 };
                 plan.set(i, self.sealer.seal_row(&uuid, &body)?);
             }
-            for (k, v, n) in &secrets {
+            for (k, raw, v, n) in &secrets {
                 let bi = self.sealer.blind_index(KIND_SECRET, k);
-                let old = match named_now.get(&(KIND_SECRET, bi.to_vec())) {
+                let legacy = names::legacy_form(raw, k)
+                    .map(|l| self.sealer.blind_index(KIND_SECRET, &l).to_vec());
+                let old = match named_now
+                    .get(&(KIND_SECRET, bi.to_vec()))
+                    .or_else(|| legacy.and_then(|l| named_now.get(&(KIND_SECRET, l))))
+                {
                     Some(r) => Some((r, self.open_secret(r)?)),
                     None => None,
                 };
                 let old_notes = old.as_ref().and_then(|(_, e)| e.notes.clone());
                 let i = plan.slot(
                     &mut batch,
-                    (KIND_SECRET, (*k).clone()),
+                    (KIND_SECRET, k.clone()),
                     old.map(|(r, e)| (r, e.created_dt.clone())),
                     &now,
                 );
                 let (uuid, created_dt) = plan.entry(i);
                 let body = SecretBody {
-                    key: (*k).clone(),
+                    key: k.clone(),
                     value: v.expose().to_string(),
                     notes: (*n).clone().filter(|n| !n.is_empty()).or(old_notes),
                     created_dt,
@@ -670,9 +675,15 @@ impl<'v> IdentityVault<'v> {
                 };
                 plan.set(i, self.sealer.seal_row(&uuid, &body)?);
             }
-            for (name, params) in &totps {
+            for (name, legacy, params) in &totps {
                 let bi = self.sealer.blind_index(KIND_TOTP, name);
-                let old = match named_now.get(&(KIND_TOTP, bi.to_vec())) {
+                let legacy = legacy
+                    .as_ref()
+                    .map(|l| self.sealer.blind_index(KIND_TOTP, l).to_vec());
+                let old = match named_now
+                    .get(&(KIND_TOTP, bi.to_vec()))
+                    .or_else(|| legacy.and_then(|l| named_now.get(&(KIND_TOTP, l))))
+                {
                     Some(r) => {
                         let b: TotpBody = self.sealer.open_row(r)?;
                         Some((r, b.created_dt.clone()))
@@ -891,18 +902,17 @@ impl<'v> IdentityVault<'v> {
     /// [`Error::InvalidInput`] for a bad key.
     pub fn set_secret(
         &self,
-        key: &str,
+        raw_key: &str,
         value: &SecretString,
         notes: Option<&str>,
     ) -> Result<(SecretEntry, bool)> {
-        names::validate_secret_key(key)?;
+        let key = &names::clean_secret_key(raw_key)?;
+        let legacy = names::legacy_form(raw_key, key);
         self.transact(
             || {
                 let now = now_rfc3339()?;
                 let bi = self.sealer.blind_index(KIND_SECRET, key);
-                let existing =
-                    self.backend
-                        .records_by_index(&self.identity.uuid, KIND_SECRET, &bi)?;
+                let existing = self.named_rows(KIND_SECRET, key, legacy.as_deref())?;
                 let mut batch = self.batch();
                 let (uuid, created_dt, old_notes) =
                     self.secret_slot(&mut batch, existing.first(), &bi, &now, || {
@@ -938,9 +948,10 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::InvalidInput`] for a bad key, before anything is written.
     pub fn import_secrets(&self, entries: &[(String, SecretString)]) -> Result<usize> {
-        for (key, _) in entries {
-            names::validate_secret_key(key)?;
-        }
+        let entries = entries
+            .iter()
+            .map(|(k, v)| Ok((names::clean_secret_key(k)?, k.as_str(), v)))
+            .collect::<Result<Vec<_>>>()?;
         const PER_RECORD: usize = 16 + 24;
         self.transact(
             || {
@@ -960,7 +971,7 @@ impl<'v> IdentityVault<'v> {
                 // The last value of each key, in first-seen order.
                 let mut latest: HashMap<&str, usize> = HashMap::new();
                 let mut order = Vec::new();
-                for (i, (key, _)) in entries.iter().enumerate() {
+                for (i, (key, _, _)) in entries.iter().enumerate() {
                     if latest.insert(key.as_str(), i).is_none() {
                         order.push(key.as_str());
                     }
@@ -968,11 +979,15 @@ impl<'v> IdentityVault<'v> {
                 let mut batch = self.batch();
                 let mut created = 0;
                 for (key, r) in order.iter().zip(random.chunks_exact(PER_RECORD)) {
-                    let value = &entries[latest[key]].1;
+                    let (_, raw, value) = &entries[latest[key]];
                     let (id_bytes, nonce) = r.split_at(16);
                     let nonce: &[u8; 24] = nonce.try_into().map_err(|_| Error::Crypto("nonce"))?;
                     let bi = self.sealer.blind_index(KIND_SECRET, key);
-                    let old = existing.get(bi.as_slice());
+                    let legacy = names::legacy_form(raw, key)
+                        .map(|l| self.sealer.blind_index(KIND_SECRET, &l).to_vec());
+                    let old = existing
+                        .get(bi.as_slice())
+                        .or_else(|| legacy.and_then(|l| existing.get(&l)));
                     if old.is_none() {
                         created += 1;
                     }
@@ -990,7 +1005,7 @@ impl<'v> IdentityVault<'v> {
                         updated_dt: now.clone(),
                     };
                     let row = self.sealer.seal_row_with_nonce(&uuid, &body, Some(nonce))?;
-                    batch.write(if existing.contains_key(bi.as_slice()) {
+                    batch.write(if old.is_some() {
                         Write::UpdateRecord(row)
                     } else {
                         Write::InsertRecord(row)
@@ -1031,23 +1046,39 @@ impl<'v> IdentityVault<'v> {
         }
     }
 
+    /// The rows filed under `name` (its normalised form); when there are
+    /// none, those under `legacy`, the form a record written before NFC
+    /// normalisation may carry (SPEC 6). A write to such a record files it
+    /// under the normalised name.
+    fn named_rows(&self, kind: u8, name: &str, legacy: Option<&str>) -> Result<Vec<RecordRow>> {
+        let rows = self.backend.records_by_index(
+            &self.identity.uuid,
+            kind,
+            &self.sealer.blind_index(kind, name),
+        )?;
+        match legacy.filter(|l| *l != name) {
+            Some(l) if rows.is_empty() => self.backend.records_by_index(
+                &self.identity.uuid,
+                kind,
+                &self.sealer.blind_index(kind, l),
+            ),
+            _ => Ok(rows),
+        }
+    }
+
     /// The row of a uniquely named kind (secret, TOTP): by its normalised
     /// name through the blind index, else by uuid.
     fn find_unique_row(
         &self,
         kind: u8,
         name: Option<&str>,
+        legacy: Option<&str>,
         selector: &str,
     ) -> Result<Option<RecordRow>> {
-        if let Some(name) = name {
-            let bi = self.sealer.blind_index(kind, name);
-            if let Some(row) = self
-                .backend
-                .records_by_index(&self.identity.uuid, kind, &bi)?
-                .pop()
-            {
-                return self.proven(row).map(Some);
-            }
+        if let Some(name) = name
+            && let Some(row) = self.named_rows(kind, name, legacy)?.pop()
+        {
+            return self.proven(row).map(Some);
         }
         match Uuid::try_parse(selector) {
             Ok(u) => self
@@ -1060,11 +1091,10 @@ impl<'v> IdentityVault<'v> {
     }
 
     fn find_secret_row(&self, selector: &str) -> Result<(RecordRow, SecretEntry)> {
-        let name = names::validate_secret_key(selector)
-            .is_ok()
-            .then_some(selector);
+        let name = names::clean_secret_key(selector).ok();
+        let legacy = name.as_ref().and_then(|n| names::legacy_form(selector, n));
         let row = self
-            .find_unique_row(KIND_SECRET, name, selector)?
+            .find_unique_row(KIND_SECRET, name.as_deref(), legacy.as_deref(), selector)?
             .map_or_else(
                 || Err(self.not_found(format!("no secret {selector:?}"))),
                 Ok,
@@ -1113,8 +1143,9 @@ impl<'v> IdentityVault<'v> {
 
     fn find_totp_row(&self, selector: &str) -> Result<(RecordRow, TotpBody)> {
         let name = totp::clean_totp_name(selector).ok();
+        let legacy = totp::legacy_totp_name(selector);
         let row = self
-            .find_unique_row(KIND_TOTP, name.as_deref(), selector)?
+            .find_unique_row(KIND_TOTP, name.as_deref(), legacy.as_deref(), selector)?
             .map_or_else(
                 || Err(self.not_found(format!("no TOTP named {selector:?}"))),
                 Ok,
@@ -1153,6 +1184,7 @@ impl<'v> IdentityVault<'v> {
             .or(params.issuer.as_deref())
             .ok_or_else(|| Error::invalid("give the TOTP a name (the URI has no issuer)"))?;
         let name = totp::clean_totp_name(raw_name)?;
+        let legacy = totp::legacy_totp_name(raw_name);
         let bi = self.sealer.blind_index(KIND_TOTP, &name);
         if if_exists == IfExists::Keep
             && let Ok(e) = self.get_totp(&name)
@@ -1162,10 +1194,7 @@ impl<'v> IdentityVault<'v> {
         self.transact(
             || {
                 let now = now_rfc3339()?;
-                let existing = self
-                    .backend
-                    .records_by_index(&self.identity.uuid, KIND_TOTP, &bi)?
-                    .pop();
+                let existing = self.named_rows(KIND_TOTP, &name, legacy.as_deref())?.pop();
                 let mut batch = self.batch();
                 let (uuid, created_dt, created) = match (&existing, if_exists) {
                     // (Keep found it before; one created meanwhile conflicts)
@@ -1434,5 +1463,73 @@ mod tests {
         let code = iv.totp_code_with(&clock, "ex", None, Some(10)).unwrap();
         assert_eq!(clock.0.get(), start + 5);
         assert_eq!(code.remaining_seconds, 30);
+    }
+
+    #[test]
+    fn names_are_nfc_and_old_forms_stay_reachable() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = test_vault(&dir);
+        let u = v.unlock(&pass("pw")).unwrap();
+        let id = u
+            .create_identity(&NewIdentity {
+                name: "t".into(),
+                ..Default::default()
+            })
+            .unwrap();
+        let iv = u.open_identity(&id).unwrap();
+        let (nfc, nfd) = ("caf\u{e9}", "cafe\u{301}");
+        // Two spellings, one key.
+        let (_, created) = iv.set_secret(nfd, &SecretString::from("1"), None).unwrap();
+        assert!(created);
+        let (e, created) = iv.set_secret(nfc, &SecretString::from("2"), None).unwrap();
+        assert!(!created);
+        assert_eq!(e.key, nfc);
+        assert_eq!(iv.secrets().unwrap().len(), 1);
+        assert_eq!(iv.get_secret(nfd).unwrap().value.expose(), "2");
+        iv.add_totp(
+            Some("Caf\u{c9}"),
+            &TotpParams::from_base32_secret("JBSWY3DPEHPK3PXP").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(iv.get_totp(&format!("CAFE\u{301}")).unwrap().name, nfc);
+
+        // A record an older release filed under the decomposed form.
+        let old = SecretBody {
+            key: format!("old {nfd}"),
+            value: "legacy".into(),
+            notes: None,
+            created_dt: "2026-01-01T00:00:00Z".into(),
+            updated_dt: "2026-01-01T00:00:00Z".into(),
+        };
+        iv.transact(
+            || {
+                let mut b = iv.batch();
+                b.write(Write::InsertRecord(
+                    iv.sealer.seal_row(&Uuid::new_v4().to_string(), &old)?,
+                ));
+                Ok((b, ()))
+            },
+            duplicate_record,
+        )
+        .unwrap();
+        // Found by either spelling; a write files it under the NFC form.
+        assert_eq!(
+            iv.get_secret(&format!("old {nfc}")).unwrap().value.expose(),
+            "legacy"
+        );
+        assert_eq!(
+            iv.get_secret(&format!("old {nfd}")).unwrap().value.expose(),
+            "legacy"
+        );
+        let (e, created) = iv
+            .set_secret(&format!("old {nfd}"), &SecretString::from("new"), None)
+            .unwrap();
+        assert!(!created);
+        assert_eq!(e.key, format!("old {nfc}"));
+        assert_eq!(iv.secrets().unwrap().len(), 2);
+        assert_eq!(
+            iv.get_secret(&format!("old {nfc}")).unwrap().value.expose(),
+            "new"
+        );
     }
 }

@@ -174,12 +174,42 @@ pub fn normalize_phone(phone: &str) -> Result<String> {
 /// Longest secret key.
 pub const MAX_SECRET_KEY: usize = 256;
 
-/// Checks a secret's key: 1–256 characters, no control characters. Keys are
-/// case-sensitive and stored only through the blind index.
+/// A secret key as the blind index sees it: 1–256 characters, no control,
+/// invisible or bidirectional-override characters, no leading or trailing
+/// space; then in Unicode Normalization Form C (UAX #15), so two spellings
+/// of "café" are one key. Keys are case-sensitive and stored only through
+/// the blind index.
 ///
 /// # Errors
 /// [`Error::InvalidInput`] saying what is wrong.
-pub fn validate_secret_key(key: &str) -> Result<()> {
+pub fn clean_secret_key(key: &str) -> Result<String> {
+    check_secret_key(key)?;
+    Ok(nfc(key))
+}
+
+/// `s` in Unicode Normalization Form C.
+pub fn nfc(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    if unicode_normalization::is_nfc(s) {
+        s.to_string()
+    } else {
+        s.nfc().collect()
+    }
+}
+
+/// Where a name written before NFC normalisation may be filed: the form
+/// given, when it is not the normalised one, else its decomposed (NFD)
+/// form, when that differs.
+pub fn legacy_form(given: &str, normalised: &str) -> Option<String> {
+    use unicode_normalization::UnicodeNormalization;
+    if given != normalised {
+        return Some(given.to_string());
+    }
+    let nfd: String = given.nfd().collect();
+    (nfd != given).then_some(nfd)
+}
+
+fn check_secret_key(key: &str) -> Result<()> {
     if key.is_empty() || key.chars().count() > MAX_SECRET_KEY {
         return Err(Error::invalid(format!(
             "a secret key must be 1-{MAX_SECRET_KEY} characters"
@@ -208,12 +238,12 @@ mod tests {
             "zw\u{200D}j",
         ] {
             assert!(has_invisible(bad), "{bad:?}");
-            assert!(validate_secret_key(bad).is_err(), "{bad:?}");
+            assert!(clean_secret_key(bad).is_err(), "{bad:?}");
             assert!(clean_domain(&format!("{bad}.com")).is_err(), "{bad:?}");
         }
         for ok in ["API_KEY", "café", "日本語", "Ünïcödé"] {
             assert!(!has_invisible(ok), "{ok}");
-            validate_secret_key(ok).unwrap();
+            clean_secret_key(ok).unwrap();
         }
     }
 
@@ -300,10 +330,36 @@ mod tests {
 
     #[test]
     fn secret_keys() {
-        validate_secret_key("OPENAI_API_KEY").unwrap();
-        validate_secret_key("with space inside").unwrap();
+        clean_secret_key("OPENAI_API_KEY").unwrap();
+        clean_secret_key("with space inside").unwrap();
         for bad in ["", " lead", "trail ", "a\nb", &"k".repeat(257)] {
-            assert!(validate_secret_key(bad).is_err(), "{bad:?}");
+            assert!(clean_secret_key(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn nfc_blind_index_vector() {
+        // SPEC 6: both spellings of "café" are the bytes 63 61 66 c3 a9, and
+        // with index key 42×32 the secret (kind 2) blind index below.
+        for given in ["caf\u{e9}", "cafe\u{301}"] {
+            let key = clean_secret_key(given).unwrap();
+            assert_eq!(key.as_bytes(), [0x63, 0x61, 0x66, 0xc3, 0xa9]);
+            assert_eq!(
+                data_encoding::HEXLOWER.encode(&crate::primitives::hmac_sha256(
+                    &[0x42; 32],
+                    &[&[2], key.as_bytes()]
+                )),
+                "22a9b1637a755fdb0e81061a913764e62d91bd8883abafdb03c390c0f1f617ee"
+            );
+        }
+        assert_eq!(
+            legacy_form("caf\u{e9}", "caf\u{e9}").as_deref(),
+            Some("cafe\u{301}")
+        );
+        assert_eq!(
+            legacy_form("cafe\u{301}", "caf\u{e9}").as_deref(),
+            Some("cafe\u{301}")
+        );
+        assert_eq!(legacy_form("plain", "plain"), None);
     }
 }

@@ -340,6 +340,39 @@ fn names_refuse_invisible_characters() {
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
 }
 
+/// Names are NFC-normalised before the blind index: two spellings of
+/// "café" are one key, one TOTP name, one reference.
+#[test]
+fn two_spellings_are_one_name() {
+    let (env, _) = Env::with_identity("alice");
+    let (nfc, nfd) = ("caf\u{e9}", "cafe\u{301}");
+    env.run_stdin(&["secrets", "set", nfd, "--value-stdin"], "first")
+        .ok();
+    env.run_stdin(&["secrets", "set", nfc, "--value-stdin"], "second")
+        .ok();
+    let all = env.run(&["secrets", "list", "--json"]).ok().json();
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all[0]["key"], nfc);
+    assert_eq!(
+        env.run(&["read", &format!("ravi://secrets/{nfd}")])
+            .ok()
+            .stdout
+            .trim(),
+        "second"
+    );
+    env.run(&["totp", "add", nfd, "--secret", "JBSWY3DPEHPK3PXP"])
+        .ok();
+    env.run(&[
+        "totp",
+        "add",
+        &nfc.to_uppercase(),
+        "--secret",
+        "JBSWY3DPEHPK3PXP",
+    ])
+    .fails(EXIT_CONFLICT);
+    env.run(&["totp", "code", nfc]).ok();
+}
+
 /// Options that would do nothing are refused, not ignored.
 #[test]
 fn options_that_do_nothing_are_refused() {
