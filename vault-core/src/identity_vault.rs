@@ -1491,7 +1491,7 @@ mod tests {
             &TotpParams::from_base32_secret("JBSWY3DPEHPK3PXP").unwrap(),
         )
         .unwrap();
-        assert_eq!(iv.get_totp(&format!("CAFE\u{301}")).unwrap().name, nfc);
+        assert_eq!(iv.get_totp("CAFE\u{301}").unwrap().name, nfc);
 
         // A record an older release filed under the decomposed form.
         let old = SecretBody {
