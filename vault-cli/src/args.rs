@@ -644,10 +644,116 @@ pub struct TotpAddArgs {
     pub account: Option<String>,
 }
 
+/// Which global options a command uses: (`--identity`, a credential
+/// file). Options it would ignore are hidden from its help and refused
+/// when given.
+pub fn scope(path: &[&str]) -> (bool, bool) {
+    match path {
+        ["init", ..] => (false, true),
+        ["identity", "show", ..] => (true, false),
+        ["identity", "list" | "use" | "grants", ..] => (false, false),
+        ["identity", ..] => (false, true),
+        ["get", ..] => (true, false),
+        ["passwords", "generate", ..] => (false, false),
+        ["passwords" | "secrets" | "totp", ..] => (true, true),
+        ["unlock" | "lock" | "passphrase" | "rekey", ..] => (false, true),
+        ["serve", ..] => (true, false),
+        ["read" | "inject" | "run" | "import" | "export", ..] => (true, true),
+        // agent, vault, login, logout, push, completions, man
+        _ => (false, false),
+    }
+}
+
+/// Whether a command opens a vault (else `--vault` is left out of its
+/// help; it is not refused, since `RAVI_VAULT` is often set for a whole
+/// session).
+pub fn uses_vault(path: &[&str]) -> bool {
+    !matches!(
+        path,
+        ["agent", "keygen" | "pubkey", ..]
+            | ["passwords", "generate", ..]
+            | ["completions" | "man" | "login" | "logout", ..]
+    )
+}
+
+/// The credential-file options.
+pub const CREDENTIAL_FILES: [&str; 3] = ["passphrase_file", "session_file", "agent_key_file"];
+
+/// The command line, with each subcommand's help showing only the global
+/// options that apply to it (see [`scope`]).
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    fn hide(cmd: clap::Command, path: &mut Vec<String>) -> clap::Command {
+        let names: Vec<String> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+        let mut cmd = cmd;
+        if !path.is_empty() {
+            let p: Vec<&str> = path.iter().map(String::as_str).collect();
+            let (identity, credential) = scope(&p);
+            let mut hidden: Vec<&str> = Vec::new();
+            if !identity {
+                hidden.push("identity");
+            }
+            if !credential {
+                hidden.extend(CREDENTIAL_FILES);
+            }
+            if !uses_vault(&p) {
+                hidden.push("vault");
+            }
+            // (mut_args keeps the arguments' order, which the built
+            // command's index of option names relies on; mut_arg does not)
+            cmd = cmd.mut_args(|a| {
+                let hide = hidden.contains(&a.get_id().as_str()) || a.is_hide_set();
+                a.hide(hide)
+            });
+        }
+        for name in names {
+            path.push(name.clone());
+            cmd = cmd.mut_subcommand(&name, |sub| hide(sub, path));
+            path.pop();
+        }
+        cmd
+    }
+    let mut cmd = Cli::command();
+    // Propagates the global options into every subcommand first.
+    cmd.build();
+    hide(cmd, &mut Vec::new())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    /// A subcommand's help lists only the global options it uses.
+    #[test]
+    fn help_shows_only_applicable_globals() {
+        let mut cmd = command();
+        let help = |cmd: &mut clap::Command, path: &[&str]| {
+            let mut c = cmd.clone();
+            let mut sub = &mut c;
+            for p in path {
+                sub = sub.find_subcommand_mut(p).unwrap();
+            }
+            sub.render_help().to_string()
+        };
+        let keygen = help(&mut cmd, &["agent", "keygen"]);
+        assert!(!keygen.contains("--identity"), "{keygen}");
+        assert!(!keygen.contains("--session-file"), "{keygen}");
+        assert!(keygen.contains("--json"), "{keygen}");
+        assert!(!keygen.contains("--vault"), "{keygen}");
+        let get = help(&mut cmd, &["secrets", "get"]);
+        assert!(get.contains("--identity") && get.contains("--agent-key-file"), "{get}");
+        let email = help(&mut cmd, &["get", "email"]);
+        assert!(email.contains("--identity") && !email.contains("--passphrase-file"), "{email}");
+        // hidden, still parsed (and then refused with a clear error)
+        let m = cmd
+            .clone()
+            .try_get_matches_from(["ravi", "agent", "keygen", "--identity", "x", "--json"])
+            .unwrap();
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&m).unwrap();
+        assert_eq!(cli.global.identity, ["x"]);
+        assert!(cli.global.json);
+    }
 
     /// Every option and positional argument of every subcommand has a help
     /// line.

@@ -17,7 +17,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
 use serde::Serialize;
 use serde_json::{Value, json};
 use vault_cli::config::{self, IdentityConfig, Selection};
@@ -65,12 +64,27 @@ fn exit_code(class: ErrorClass) -> u8 {
 }
 
 fn main() -> ExitCode {
+    use clap::{CommandFactory, FromArgMatches};
     let json_requested = std::env::args_os().any(|a| a == "--json");
-    let cli = match Cli::try_parse() {
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
         Ok(c) => c,
         Err(e) => {
             use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            if e.kind() == ErrorKind::DisplayHelp {
+                // Help as the command shows it: only the global options
+                // that apply (the same arguments, parsed by that command).
+                let shown = args::command()
+                    .try_get_matches_from(std::env::args_os())
+                    .err()
+                    .filter(|h| h.kind() == ErrorKind::DisplayHelp)
+                    .unwrap_or(e);
+                let _ = shown.print();
+                return ExitCode::SUCCESS;
+            }
+            if e.kind() == ErrorKind::DisplayVersion {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
@@ -100,7 +114,13 @@ fn main() -> ExitCode {
         talk: false,
         streamed: false,
     };
-    match run(&cli, &mut out) {
+    let mut path = Vec::new();
+    let mut m = &matches;
+    while let Some((name, sub)) = m.subcommand() {
+        path.push(name);
+        m = sub;
+    }
+    match run(&cli, &path, &mut out) {
         Ok(()) => out.flush(),
         Err(e) => {
             let class = e.class();
@@ -363,36 +383,12 @@ fn become_command(cmd: &mut std::process::Command) -> std::io::Error {
     }
 }
 
-/// Refuses global options that the command would ignore: an option that
-/// does nothing is a mistake the user should hear about.
-fn refuse_unused_options(cli: &Cli) -> Result<()> {
-    let g = &cli.global;
-    // (command, uses --identity, uses a credential)
-    let (name, identity, credential) = match &cli.command {
-        Command::Init(_) => ("init", false, true),
-        Command::Identity(IdentityCommand::Show { .. }) => ("identity show", true, false),
-        Command::Identity(IdentityCommand::List | IdentityCommand::Use { .. } | IdentityCommand::Grants { .. }) => {
-            ("identity list/use/grants", false, false)
-        }
-        Command::Identity(_) => ("identity", false, true),
-        Command::Get(_) => ("get", true, false),
-        Command::Passwords(PasswordsCommand::Generate { .. }) => ("passwords generate", false, false),
-        Command::Passwords(_) | Command::Secrets(_) | Command::Totp(_) => ("", true, true),
-        Command::Unlock { .. } => ("unlock", false, true),
-        Command::Lock { .. } => ("lock", false, true),
-        Command::Agent(_) => ("agent", false, false),
-        Command::Passphrase(_) => ("passphrase change", false, true),
-        Command::Rekey => ("rekey", false, true),
-        Command::Vault(_) => ("vault info", false, false),
-        Command::Serve(_) => ("", true, false),
-        Command::Login { .. } => ("login", false, false),
-        Command::Logout => ("logout", false, false),
-        Command::Push => ("push", false, false),
-        Command::Completions { .. } => ("completions", false, false),
-        Command::Man => ("man", false, false),
-        Command::Read { .. } | Command::Inject { .. } | Command::Run { .. } => ("", true, true),
-        Command::Import { .. } | Command::Export { .. } => ("", true, true),
-    };
+/// Refuses global options that the command would ignore
+/// ([`args::scope`]): an option that does nothing is a mistake the user
+/// should hear about.
+fn refuse_unused_options(g: &GlobalArgs, path: &[&str]) -> Result<()> {
+    let name = path.join(" ");
+    let (identity, credential) = args::scope(path);
     if !identity && !g.identity.is_empty() {
         return Err(Error::InvalidInput(format!(
             "--identity does nothing for `ravi {name}`"
@@ -411,9 +407,9 @@ fn refuse_unused_options(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-fn run(cli: &Cli, out: &mut Output) -> Result<()> {
+fn run(cli: &Cli, path: &[&str], out: &mut Output) -> Result<()> {
     let g = &cli.global;
-    refuse_unused_options(cli)?;
+    refuse_unused_options(g, path)?;
     match &cli.command {
         Command::Init(a) => init(g, a, out),
         Command::Identity(c) => identity(g, c, out),
@@ -464,7 +460,7 @@ fn run(cli: &Cli, out: &mut Output) -> Result<()> {
             use clap::CommandFactory;
             // Into memory first: clap_complete panics if its writer fails.
             let mut script = Vec::new();
-            clap_complete::generate(*shell, &mut Cli::command(), "ravi", &mut script);
+            clap_complete::generate(*shell, &mut args::command(), "ravi", &mut script);
             let mut so = std::io::stdout().lock();
             so.write_all(&script).and_then(|()| so.flush()).map_err(|e| Error::Io {
                 context: "cannot write standard output".into(),

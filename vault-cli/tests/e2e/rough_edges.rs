@@ -402,6 +402,31 @@ fn options_that_do_nothing_are_refused() {
     env.run(&["vault", "info", "--identity", "x"])
         .fails(EXIT_INVALID);
     env.run(&["passwords", "generate"]).ok();
+    // and each command's help offers only the global options it uses
+    let keygen = env.run(&["agent", "keygen", "--help"]).ok().stdout;
+    for absent in [
+        "--identity",
+        "--session-file",
+        "--agent-key-file",
+        "--vault",
+    ] {
+        assert!(!keygen.contains(absent), "{absent} in {keygen}");
+    }
+    let help = env.run(&["help", "vault", "info"]).ok().stdout;
+    assert!(
+        help.contains("--vault") && !help.contains("--identity"),
+        "{help}"
+    );
+    let get = env.run(&["secrets", "get", "--help"]).ok().stdout;
+    for present in [
+        "--identity",
+        "--session-file",
+        "--agent-key-file",
+        "--vault",
+        "--json",
+    ] {
+        assert!(get.contains(present), "{present} not in {get}");
+    }
 }
 
 /// Bad input to the commands of this round: exit 2, nothing started.
