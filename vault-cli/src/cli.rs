@@ -457,7 +457,6 @@ fn run(cli: &Cli, path: &[&str], out: &mut Output) -> Result<()> {
             export::run(iv, *format, recipient, output.as_deref(), out)
         }),
         Command::Completions { shell } => {
-            use clap::CommandFactory;
             // Into memory first: clap_complete panics if its writer fails.
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut args::command(), "ravi", &mut script);
