@@ -130,6 +130,36 @@ fn not_a_vault_file() {
     assert_eq!(r.error_json()["error"]["code"], "integrity");
 }
 
+/// Another program's SQLite database is never modified: not switched to
+/// WAL, not migrated, and `init` refuses it without touching it.
+#[test]
+fn another_programs_sqlite_file_is_left_untouched() {
+    let env = Env::empty();
+    std::fs::create_dir_all(env.vault.parent().unwrap()).unwrap();
+    {
+        let db = rusqlite::Connection::open(&env.vault).unwrap();
+        db.execute_batch("PRAGMA user_version = 7; CREATE TABLE notes (t TEXT); INSERT INTO notes VALUES ('mine');")
+            .unwrap();
+    }
+    let before = std::fs::read(&env.vault).unwrap();
+    for args in [
+        &["identity", "list"][..],
+        &["secrets", "get", "K", "--identity", "x"],
+    ] {
+        let r = env.run(args).fails(EXIT_INVALID);
+        assert!(r.stderr.contains("not a ravi vault"), "{}", r.stderr);
+    }
+    let r = env.init(&[]).fails(EXIT_INVALID);
+    assert!(r.stderr.contains("not a ravi vault"), "{}", r.stderr);
+    assert_eq!(std::fs::read(&env.vault).unwrap(), before);
+    let parent = env.vault.parent().unwrap();
+    let names: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "no -wal or -shm made: {names:?}");
+}
+
 #[test]
 fn usage_errors_and_help() {
     let env = Env::empty();

@@ -21,6 +21,7 @@ mod rest;
 #[allow(dead_code)]
 #[path = "../e2e/serve.rs"]
 mod serve;
+mod syscalls;
 mod terminal;
 mod tls;
 
@@ -103,6 +104,12 @@ fn main() {
             runs("age", "--version"),
             "age is not installed (apt-get install age)",
             age::age_decrypts_an_export,
+        ),
+        needs(
+            "reads_write_nothing_to_the_vault",
+            runs("strace", "-V"),
+            "strace is not installed (apt-get install strace)",
+            syscalls::reads_write_nothing_to_the_vault,
         ),
         needs(
             "man_page_renders",

@@ -142,6 +142,20 @@ fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
 pub struct SqliteBackend {
     conn: Connection,
     path: PathBuf,
+    /// This connection committed a change: it checkpoints when dropped.
+    wrote: std::cell::Cell<bool>,
+}
+
+impl Drop for SqliteBackend {
+    /// A process that wrote leaves the main file complete (the log copied
+    /// in and emptied, when no other process is in the way), as SQLite's
+    /// own close did before the log was made persistent; a reader leaves
+    /// everything as it found it.
+    fn drop(&mut self) {
+        if self.wrote.get() {
+            self.checkpoint_truncate();
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -163,24 +177,24 @@ impl SqliteBackend {
             crate::fsutil::ensure_private_dir(dir)?;
         }
         create_private_file(path)?;
-        let mut b = SqliteBackend::connect(path)?;
+        let conn = SqliteBackend::connect_plain(path)?;
+        match inspect(&conn, path)? {
+            Found::Empty => {}
+            Found::Vault(_) => {
+                return Err(Error::Conflict(format!(
+                    "a vault already exists at {}",
+                    path.display()
+                )));
+            }
+        }
+        let mut b = SqliteBackend::configure(conn, path)?;
         let tx = b
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .db()?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0)).db()?;
-        // Tables named `server_…` belong to a `ravi serve` store that keeps
-        // its tokens in the same file; any other table means a vault (or
-        // something else) is there.
-        let tables: i64 = tx
-            .query_row(
-                "SELECT count(*) FROM sqlite_master
-                 WHERE type = 'table' AND name NOT LIKE 'server\\_%' ESCAPE '\\'",
-                [],
-                |r| r.get(0),
-            )
-            .db()?;
-        if version != 0 || tables != 0 {
+        // (again inside the write transaction: another process may have
+        // created the vault since)
+        if !matches!(inspect(&tx, path)?, Found::Empty) {
             return Err(Error::Conflict(format!(
                 "a vault already exists at {}",
                 path.display()
@@ -209,6 +223,7 @@ impl SqliteBackend {
         )
         .db()?;
         tx.commit().db()?;
+        b.wrote.set(true);
         Ok(b)
     }
 
@@ -221,14 +236,18 @@ impl SqliteBackend {
         if !path.exists() {
             return Err(Error::NotFound(format!("no vault at {}", path.display())));
         }
-        let mut b = SqliteBackend::connect(path)?;
-        let version = user_version(&b.conn)?;
-        if version == 0 {
-            return Err(Error::NotFound(format!(
-                "no vault at {} (the file is not initialised)",
-                path.display()
-            )));
-        }
+        // What the file holds is read before anything may change it: a
+        // file that is not a vault is left exactly as it is.
+        let conn = SqliteBackend::connect_plain(path)?;
+        let version = match inspect(&conn, path)? {
+            Found::Empty => {
+                return Err(Error::NotFound(format!(
+                    "no vault at {} (the file is not initialised)",
+                    path.display()
+                )));
+            }
+            Found::Vault(v) => v,
+        };
         if version > SCHEMA_VERSION {
             return Err(Error::Conflict(format!(
                 "the vault at {} has schema version {version}, newer than this ravi \
@@ -236,6 +255,7 @@ impl SqliteBackend {
                 path.display()
             )));
         }
+        let mut b = SqliteBackend::configure(conn, path)?;
         if version < SCHEMA_VERSION {
             let tx = b
                 .conn
@@ -244,17 +264,37 @@ impl SqliteBackend {
             let v = user_version(&tx)?;
             migrate(&tx, v)?;
             tx.commit().db()?;
+            b.wrote.set(true);
         }
         Ok(b)
     }
 
-    fn connect(path: &Path) -> Result<SqliteBackend> {
+    /// A connection that has changed nothing yet.
+    fn connect_plain(path: &Path) -> Result<Connection> {
         let conn = Connection::open_with_flags(
             path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .db()?;
         conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        Ok(conn)
+    }
+
+    /// Puts a vault's connection in the mode every ravi connection uses.
+    fn configure(conn: Connection, path: &Path) -> Result<SqliteBackend> {
+        // The log and its index stay between processes: without this the
+        // last connection to close checkpoints, deletes `-wal` and `-shm`,
+        // and the next process (a reader too) creates and sizes them again.
+        // Readers then write nothing to the file or its log. Durability is
+        // unchanged (WAL, synchronous = FULL); checkpoints happen on commit
+        // (every 1000 pages, and after deleting commits, below).
+        conn.file_control(
+            Some(rusqlite::MAIN_DB),
+            rusqlite::FileControl::PersistWal(&mut 1),
+        )
+        .db()?;
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+            .db()?;
         // The query planner's stability guarantee: plans never depend on
         // bound values, so a cached statement is not re-prepared each time a
         // parameter it looked at is bound again (the bucket and paging
@@ -279,6 +319,7 @@ impl SqliteBackend {
         Ok(SqliteBackend {
             conn,
             path: path.to_path_buf(),
+            wrote: std::cell::Cell::new(false),
         })
     }
 
@@ -301,6 +342,42 @@ impl SqliteBackend {
     ) -> Result<Option<T>> {
         let mut stmt = self.conn.prepare_cached(sql).db()?;
         stmt.query_row(params, f).optional().db()
+    }
+}
+
+/// What an existing SQLite file holds.
+enum Found {
+    /// No table (but a `ravi serve` store's own `server_…` tables).
+    Empty,
+    /// A ravi vault of this schema version.
+    Vault(i64),
+}
+
+/// Reads (never writes) what `conn`'s file holds; anything that is neither
+/// empty nor a ravi vault is an error that leaves the file untouched.
+fn inspect(conn: &Connection, path: &Path) -> Result<Found> {
+    let not_ours = || {
+        Error::InvalidInput(format!(
+            "{} is not a ravi vault (another program's SQLite database); leaving it untouched",
+            path.display()
+        ))
+    };
+    // (a file that is not SQLite at all fails here, as damage would)
+    let version = user_version(conn)?;
+    // Tables named `server_…` belong to a `ravi serve` store that keeps its
+    // tokens in the same file.
+    let (tables, vault): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), coalesce(sum(name = 'vault'), 0) FROM sqlite_master
+             WHERE type = 'table' AND name NOT LIKE 'server\\_%' ESCAPE '\\'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .db()?;
+    match (version, tables, vault) {
+        (0, 0, _) => Ok(Found::Empty),
+        (v, _, 1) if v > 0 => Ok(Found::Vault(v)),
+        _ => Err(not_ours()),
     }
 }
 
@@ -866,6 +943,7 @@ impl Backend for SqliteBackend {
         match self.commit_in(batch) {
             Ok(changes) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => {
+                    self.wrote.set(true);
                     if batch.writes.iter().any(retires_secrets) {
                         self.checkpoint_truncate();
                     }
