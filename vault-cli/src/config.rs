@@ -99,11 +99,24 @@ pub fn read_config(path: &Path) -> Result<Option<IdentityConfig>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(format!("cannot read {}", path.display()), e)),
     };
+    // A device, a FIFO or a directory is refused before it is opened
+    // (reading /dev/zero would never end; opening a FIFO would wait).
+    if !meta.is_file() {
+        return Err(invalid(format!("{} is not a regular file", path.display())));
+    }
     if meta.len() > MAX_CONFIG_LEN {
         return Err(invalid(format!("{} is too large", path.display())));
     }
-    let bytes =
-        fs::read(path).map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
+    let mut bytes = Vec::new();
+    {
+        use std::io::Read;
+        fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_LEN + 1).read_to_end(&mut bytes))
+            .map_err(|e| io_error(format!("cannot read {}", path.display()), e))?;
+    }
+    if bytes.len() as u64 > MAX_CONFIG_LEN {
+        return Err(invalid(format!("{} is too large", path.display())));
+    }
     IdentityConfig::parse(&bytes, path).map(Some)
 }
 

@@ -12,6 +12,20 @@ use zeroize::Zeroizing;
 /// Largest secret read from stdin or a file.
 const MAX_SECRET_INPUT: u64 = 1 << 20;
 
+/// Longest secret value: the sealed record (value, key, notes and times as
+/// JSON) must stay within the envelope's 1 MiB, so values get 4 KiB less.
+pub const MAX_VALUE_LEN: usize = (1 << 20) - 4096;
+
+/// Refuses a value too long to seal, before anything is done with it.
+pub fn check_value_len(len: usize) -> Result<()> {
+    if len > MAX_VALUE_LEN {
+        return Err(Error::InvalidInput(format!(
+            "the value is too large ({len} bytes; a value may have at most {MAX_VALUE_LEN} bytes, 1 MiB less 4 KiB, so that its sealed record fits in 1 MiB)"
+        )));
+    }
+    Ok(())
+}
+
 fn strip_newline(mut s: String) -> String {
     if s.ends_with('\n') {
         s.pop();
@@ -135,6 +149,25 @@ fn env_nonempty(name: &str) -> Result<Option<String>> {
     }
 }
 
+/// An agent key file, with ssh's warning when others may read it.
+fn agent_key(path: &Path) -> Result<Credential> {
+    check_file(path, "agent key")?;
+    let key = AgentSecretKey::read_file(path)?;
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            eprintln!(
+                "ravi: warning: the agent key file {} is accessible by others (mode {mode:04o}); run: chmod 600 {}",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    Ok(Credential::Agent(key))
+}
+
 fn session_from_file(path: &Path) -> Result<Credential> {
     let t = secret_from_file(path, "session token")?;
     SessionToken::parse(t.expose()).map(Credential::Session)
@@ -154,8 +187,7 @@ pub fn credential(
         return session_from_file(f);
     }
     if let Some(f) = agent_key_file {
-        check_file(f, "agent key")?;
-        return AgentSecretKey::read_file(f).map(Credential::Agent);
+        return agent_key(f);
     }
     if passphrase_file.is_some() {
         return passphrase(passphrase_file, false).map(Credential::Passphrase);
@@ -164,9 +196,9 @@ pub fn credential(
         let t = Zeroizing::new(t);
         return SessionToken::parse(&t).map(Credential::Session);
     }
-    if let Some(f) = env_nonempty("RAVI_AGENT_KEY_FILE")? {
-        check_file(Path::new(&f), "agent key")?;
-        return AgentSecretKey::read_file(Path::new(&f)).map(Credential::Agent);
+    // (a path, which need not be UTF-8)
+    if let Some(f) = std::env::var_os("RAVI_AGENT_KEY_FILE").filter(|f| !f.is_empty()) {
+        return agent_key(Path::new(&f));
     }
     passphrase(None, false).map(Credential::Passphrase)
 }

@@ -194,6 +194,7 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
                     "ravi: warning: {key:?} is not an environment variable name: `ravi run --all-secrets` needs --env NAME=ravi://secrets/… for it"
                 );
             }
+            input::check_value_len(v.expose().len())?;
             if v.expose().is_empty() && !allow_empty {
                 return Err(Error::InvalidInput(
                     "the value is empty (from empty input?); pass --allow-empty to store it".into(),

@@ -204,16 +204,32 @@ impl AgentSecretKey {
     /// # Errors
     /// [`Error::Io`] if unreadable; [`Error::InvalidInput`] if malformed.
     pub fn read_file(path: &Path) -> Result<Self> {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Error::io(format!("cannot read agent key file {}", path.display()), e))?;
-        if meta.len() > 4096 {
+        use std::io::Read;
+        const MAX: u64 = 4096;
+        let io = |e| Error::io(format!("cannot read agent key file {}", path.display()), e);
+        let meta = std::fs::metadata(path).map_err(io)?;
+        if meta.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is a directory, not an agent key file",
+                path.display()
+            )));
+        }
+        if meta.len() > MAX {
             return Err(Error::invalid("the agent key file is too large"));
         }
-        let text =
-            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
-                Error::io(format!("cannot read agent key file {}", path.display()), e)
-            })?);
-        Self::parse_file_contents(&text)
+        // Bounded also for what has no length (a pipe, a device).
+        let mut bytes = Zeroizing::new(Vec::new());
+        std::fs::File::open(path)
+            .map_err(io)?
+            .take(MAX + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX {
+            return Err(Error::invalid("the agent key file is too large"));
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| Error::invalid("the agent key file is not UTF-8 text"))?;
+        Self::parse_file_contents(text)
     }
 
     /// Writes a new key file with mode 0600; never overwrites.

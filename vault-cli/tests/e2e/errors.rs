@@ -186,3 +186,103 @@ fn usage_errors_and_help() {
     assert!(r.stderr.contains("Usage"));
     env.run(&["--version"]).ok();
 }
+
+/// A config.json that is a FIFO, a device or a huge file is refused
+/// without being read (no hang, no endless read).
+#[cfg(unix)]
+#[test]
+fn config_json_that_is_not_a_regular_file() {
+    let (env, _) = Env::with_identity("alice");
+    let config = env.config_dir.join("config.json");
+    let check = |what: &str| {
+        let r = env.run(&["get", "email"]).fails(EXIT_INVALID);
+        assert!(r.stderr.contains(what), "{}", r.stderr);
+    };
+    std::fs::remove_file(&config).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
+    check("not a regular file");
+    std::fs::remove_file(&config).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&config)
+            .status()
+            .unwrap()
+            .success()
+    );
+    check("not a regular file");
+    std::fs::remove_file(&config).unwrap();
+    std::fs::write(&config, vec![b' '; 1 << 20]).unwrap();
+    check("too large");
+}
+
+/// Agent key files: not UTF-8 or a directory is exit 2 saying so; one
+/// that others may read works, with a warning.
+#[cfg(unix)]
+#[test]
+fn agent_key_file_checks() {
+    use std::os::unix::fs::PermissionsExt;
+    let (env, _) = Env::with_identity("alice");
+    let (key, public) = env.keygen("a.key");
+    env.run(&["secrets", "set", "K", "v"]).ok();
+    env.run(&["identity", "grant", "alice", "--to", &public])
+        .ok();
+    let agent = |file: &std::path::Path| {
+        let mut c = env.command();
+        c.env_remove("RAVI_PASSPHRASE")
+            .arg("--agent-key-file")
+            .arg(file)
+            .args(["secrets", "get", "K"]);
+        run_command(&mut c)
+    };
+    let r = agent(&key).ok();
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = agent(&key).ok();
+    assert!(
+        r.stderr.contains("accessible by others") && r.stderr.contains("chmod 600"),
+        "{}",
+        r.stderr
+    );
+    let bad = env.work.join("bad.key");
+    std::fs::write(&bad, [0xff, 0xfe, 0x00, 0x80]).unwrap();
+    let r = agent(&bad).fails(EXIT_INVALID);
+    assert!(r.stderr.contains("not UTF-8"), "{}", r.stderr);
+    let r = agent(&env.work).fails(EXIT_INVALID);
+    assert!(r.stderr.contains("is a directory"), "{}", r.stderr);
+}
+
+/// A value of exactly 1 MiB is refused by the input check, with its
+/// message (the sealed record must fit in 1 MiB); the largest value the
+/// check allows is stored and read back whole.
+#[test]
+fn one_mebibyte_value() {
+    let (env, _) = Env::with_identity("alice");
+    let file = env.work.join("big");
+    std::fs::write(&file, "x".repeat(1 << 20)).unwrap();
+    let r = env
+        .run(&[
+            "secrets",
+            "set",
+            "BIG",
+            "--value-file",
+            file.to_str().unwrap(),
+        ])
+        .fails(EXIT_INVALID);
+    assert!(
+        r.stderr.contains("the value is too large (1048576 bytes"),
+        "{}",
+        r.stderr
+    );
+    let max = (1 << 20) - 4096;
+    std::fs::write(&file, "x".repeat(max)).unwrap();
+    env.run(&[
+        "secrets",
+        "set",
+        "BIG",
+        "--value-file",
+        file.to_str().unwrap(),
+    ])
+    .ok();
+    let got = env.run(&["secrets", "get", "BIG"]).ok().stdout;
+    assert_eq!(got.trim_end_matches('\n').len(), max);
+}
