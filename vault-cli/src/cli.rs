@@ -64,6 +64,16 @@ fn exit_code(class: ErrorClass) -> u8 {
 }
 
 fn main() -> ExitCode {
+    // Beyond a file-size limit (RLIMIT_FSIZE) the kernel sends SIGXFSZ,
+    // whose default action kills the process mid-write. With a handler the
+    // write fails with EFBIG instead: SQLite rolls the transaction back and
+    // ravi reports the error (exit 1). The handler only sets a flag; it
+    // does not survive into a program `ravi run` starts.
+    #[cfg(unix)]
+    let _ = signal_hook::flag::register(
+        signal_hook::consts::SIGXFSZ,
+        std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+    );
     use clap::{CommandFactory, FromArgMatches};
     let json_requested = std::env::args_os().any(|a| a == "--json");
     let parsed = Cli::command()

@@ -286,3 +286,23 @@ fn one_mebibyte_value() {
     let got = env.run(&["secrets", "get", "BIG"]).ok().stdout;
     assert_eq!(got.trim_end_matches('\n').len(), max);
 }
+
+/// Beyond a file-size limit (RLIMIT_FSIZE) a write is a clear error with
+/// exit 1, not death by SIGXFSZ, and what was stored stays readable.
+#[cfg(unix)]
+#[test]
+fn file_size_limit_is_an_error_not_a_signal() {
+    let (env, _) = Env::with_identity("alice");
+    env.run(&["secrets", "set", "K", "kept"]).ok();
+    let file = env.work.join("big");
+    std::fs::write(&file, "y".repeat(900_000)).unwrap();
+    let mut c = env.command_for(std::path::Path::new("bash"));
+    c.arg("-c")
+        .arg(r#"ulimit -f 200; exec "$0" secrets set BIG --value-file "$1""#)
+        .arg(ravi_bin())
+        .arg(&file);
+    let r = run_command(&mut c).fails(1);
+    assert!(r.stderr.contains("file-size limit"), "{}", r.stderr);
+    assert_eq!(env.run(&["secrets", "get", "K"]).ok().stdout.trim(), "kept");
+    env.run(&["secrets", "get", "BIG"]).fails(EXIT_NOT_FOUND);
+}

@@ -107,6 +107,16 @@ fn db_error(e: rusqlite::Error) -> Error {
         Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => {
             Error::Integrity(format!("the vault file is damaged ({e})"))
         }
+        // A full disk, or a file-size limit (RLIMIT_FSIZE: the write fails
+        // with EFBIG once SIGXFSZ is handled): the transaction is rolled
+        // back and nothing stored is lost.
+        Some(ErrorCode::DiskFull | ErrorCode::SystemIoFailure) => Error::Storage(
+            format!(
+                "cannot write the vault: the disk is full or a file-size limit was reached \
+                 (nothing was changed) ({e})"
+            )
+            .into(),
+        ),
         _ => Error::Storage(Box::new(e)),
     }
 }
