@@ -158,25 +158,42 @@ pub fn resolve_identity(
     Ok(Selection::None)
 }
 
-/// Writes a config file atomically: a uniquely named temporary file in the
-/// same directory (0600), fsynced, then renamed over the target.
+/// Writes a config file atomically ([`write_private_file`]).
 ///
 /// # Errors
 /// [`Error::Io`] if the directory or file cannot be written.
 pub fn write_config(path: &Path, cfg: &IdentityConfig) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        ensure_private_dir(dir)?;
+    }
+    let mut json = serde_json::to_vec_pretty(cfg).map_err(Error::Encoding)?;
+    json.push(b'\n');
+    write_private_file(path, &json)
+}
+
+/// Writes `bytes` to `path` so that a reader sees the old file or the whole
+/// new one, never a part: a uniquely named 0600 temporary file in the same
+/// directory, fsynced, renamed over the target, the directory fsynced.
+///
+/// # Errors
+/// [`Error::Io`] if the directory or file cannot be written.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let io = |e| io_error(format!("cannot write {}", path.display()), e);
-    ensure_private_dir(dir)?;
-    let mut json = serde_json::to_vec_pretty(cfg).map_err(Error::Encoding)?;
-    json.push(b'\n');
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".config.json.")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    tmp.write_all(&json).map_err(io)?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(fs::Permissions::from_mode(0o600));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
     if let Ok(d) = fs::File::open(dir) {

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use vault_core::{Error, ExportSet, IdentityVault, Result};
 use zeroize::Zeroizing;
 
@@ -26,54 +26,109 @@ pub const JSON_FORMAT: &str = "ravi-export";
 /// The `version` field of a JSON export.
 pub const JSON_VERSION: u64 = 1;
 
-/// The JSON document (SPEC §9).
-fn to_json(iv: &IdentityVault<'_>, set: &ExportSet) -> Result<Zeroizing<String>> {
-    let ident = iv.identity();
-    let doc = json!({
-        "format": JSON_FORMAT,
-        "version": JSON_VERSION,
-        "identity": {
-            "uuid": ident.uuid,
-            "name": ident.name,
-            "inbox": ident.inbox,
-            "phone": ident.phone,
-        },
-        "passwords": set.passwords.iter().map(|p| json!({
-            "domain": p.domain,
-            "username": p.username,
-            "password": p.password.expose(),
-            "notes": p.notes,
-            "created_dt": p.created_dt,
-            "updated_dt": p.updated_dt,
-        })).collect::<Vec<_>>(),
-        "secrets": set.secrets.iter().map(|s| json!({
-            "key": s.key,
-            "value": s.value.expose(),
-            "notes": s.notes,
-            "created_dt": s.created_dt,
-            "updated_dt": s.updated_dt,
-        })).collect::<Vec<_>>(),
-        "totp": set.totps.iter().map(|(e, p)| json!({
-            "name": e.name,
-            "uri": p.to_uri_named(Some(&e.name)).as_str(),
-            "created_dt": e.created_dt,
-            "updated_dt": e.updated_dt,
-        })).collect::<Vec<_>>(),
-    });
-    let mut text = Zeroizing::new(serde_json::to_string_pretty(&doc).map_err(Error::Encoding)?);
-    text.push('\n');
-    wipe(doc);
-    Ok(text)
+/// The JSON document (SPEC §10), serialised straight from the entries (no
+/// intermediate copies of the secrets).
+#[derive(serde::Serialize)]
+struct Document<'a> {
+    format: &'static str,
+    version: u64,
+    identity: IdentityDoc<'a>,
+    passwords: Vec<PasswordDoc<'a>>,
+    secrets: Vec<SecretDoc<'a>>,
+    totp: Vec<TotpDoc<'a>>,
 }
 
-/// Overwrites the strings of a JSON value that held secrets.
-fn wipe(v: Value) {
-    match v {
-        Value::String(s) => drop(Zeroizing::new(s)),
-        Value::Array(a) => a.into_iter().for_each(wipe),
-        Value::Object(o) => o.into_iter().for_each(|(_, v)| wipe(v)),
-        _ => {}
-    }
+#[derive(serde::Serialize)]
+struct IdentityDoc<'a> {
+    uuid: &'a str,
+    name: &'a str,
+    inbox: &'a str,
+    phone: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct PasswordDoc<'a> {
+    domain: &'a str,
+    username: Option<&'a str>,
+    password: &'a str,
+    notes: Option<&'a str>,
+    created_dt: &'a str,
+    updated_dt: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct SecretDoc<'a> {
+    key: &'a str,
+    value: &'a str,
+    notes: Option<&'a str>,
+    created_dt: &'a str,
+    updated_dt: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct TotpDoc<'a> {
+    name: &'a str,
+    #[serde(serialize_with = "zeroizing_str")]
+    uri: Zeroizing<String>,
+    created_dt: &'a str,
+    updated_dt: &'a str,
+}
+
+fn zeroizing_str<S: serde::Serializer>(
+    s: &Zeroizing<String>,
+    to: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    to.serialize_str(s)
+}
+
+fn to_json(iv: &IdentityVault<'_>, set: &ExportSet) -> Result<Zeroizing<Vec<u8>>> {
+    let ident = iv.identity();
+    let doc = Document {
+        format: JSON_FORMAT,
+        version: JSON_VERSION,
+        identity: IdentityDoc {
+            uuid: &ident.uuid,
+            name: &ident.name,
+            inbox: &ident.inbox,
+            phone: ident.phone.as_deref(),
+        },
+        passwords: set
+            .passwords
+            .iter()
+            .map(|p| PasswordDoc {
+                domain: &p.domain,
+                username: p.username.as_deref(),
+                password: p.password.expose(),
+                notes: p.notes.as_deref(),
+                created_dt: &p.created_dt,
+                updated_dt: &p.updated_dt,
+            })
+            .collect(),
+        secrets: set
+            .secrets
+            .iter()
+            .map(|s| SecretDoc {
+                key: &s.key,
+                value: s.value.expose(),
+                notes: s.notes.as_deref(),
+                created_dt: &s.created_dt,
+                updated_dt: &s.updated_dt,
+            })
+            .collect(),
+        totp: set
+            .totps
+            .iter()
+            .map(|(e, p)| TotpDoc {
+                name: &e.name,
+                uri: p.to_uri_named(Some(&e.name)),
+                created_dt: &e.created_dt,
+                updated_dt: &e.updated_dt,
+            })
+            .collect(),
+    };
+    let mut text = Zeroizing::new(serde_json::to_vec_pretty(&doc).map_err(Error::Encoding)?);
+    text.push(b'\n');
+    Ok(text)
 }
 
 /// The CSV table: a TOTP seed named like a password's domain goes in that
@@ -157,9 +212,11 @@ pub fn run(
     let to = recipients(recipient)?;
     let set = iv.export()?;
     let plain: Zeroizing<Vec<u8>> = match format {
-        Format::Json => Zeroizing::new(to_json(iv, &set)?.as_bytes().to_vec()),
+        Format::Json => to_json(iv, &set)?,
         Format::Csv => to_csv(&set)?,
     };
+    // CSV has no place for secrets.
+    let secrets = if format == Format::Json { set.secrets.len() } else { 0 };
     if format == Format::Csv && !set.secrets.is_empty() {
         eprintln!(
             "ravi: warning: {} secret(s) left out: CSV holds passwords and TOTP seeds; use --format json for everything",
@@ -177,19 +234,19 @@ pub fn run(
     };
     match output {
         Some(p) => {
-            crate::remote::write_private(p, &bytes)?;
+            vault_cli::config::write_private_file(p, &bytes)?;
             let doc = json!({
                 "path": p.display().to_string(),
                 "format": match format { Format::Json => "json", Format::Csv => "csv" },
                 "encrypted": !to.is_empty(),
                 "passwords": set.passwords.len(),
-                "secrets": if format == Format::Json { set.secrets.len() } else { 0 },
+                "secrets": secrets,
                 "totp": set.totps.len(),
             });
             let text = format!(
                 "Exported {} password(s), {} secret(s) and {} TOTP seed(s) to {}{}",
                 set.passwords.len(),
-                if format == Format::Json { set.secrets.len() } else { 0 },
+                secrets,
                 set.totps.len(),
                 p.display(),
                 if to.is_empty() { "" } else { " (age-encrypted)" }

@@ -45,8 +45,9 @@ fn utf8(bytes: Vec<u8>, what: &str) -> Result<String> {
 }
 
 /// A file named on the command line or in the environment that is missing
-/// or a directory is a usage error (exit 2), not an I/O failure.
-pub fn check_file(path: &Path, what: &str) -> Result<()> {
+/// or a directory is a usage error (exit 2), not an I/O failure. Returns
+/// the file's metadata when it could be read.
+pub fn check_file(path: &Path, what: &str) -> Result<Option<std::fs::Metadata>> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::InvalidInput(format!(
             "no {what} file at {}",
@@ -56,7 +57,8 @@ pub fn check_file(path: &Path, what: &str) -> Result<()> {
             "{} is a directory, not a {what} file",
             path.display()
         ))),
-        _ => Ok(()),
+        Ok(m) => Ok(Some(m)),
+        Err(_) => Ok(None),
     }
 }
 
@@ -151,10 +153,10 @@ fn env_nonempty(name: &str) -> Result<Option<String>> {
 
 /// An agent key file, with ssh's warning when others may read it.
 fn agent_key(path: &Path) -> Result<Credential> {
-    check_file(path, "agent key")?;
+    let meta = check_file(path, "agent key")?;
     let key = AgentSecretKey::read_file(path)?;
     #[cfg(unix)]
-    if let Ok(meta) = std::fs::metadata(path) {
+    if let Some(meta) = meta {
         use std::os::unix::fs::PermissionsExt;
         let mode = meta.permissions().mode() & 0o777;
         if meta.is_file() && mode & 0o077 != 0 {

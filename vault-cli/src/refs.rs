@@ -250,7 +250,7 @@ pub fn inject(
     rendered.push_str(&template[at..]);
     match output {
         Some(p) => {
-            crate::remote::write_private(p, rendered.as_bytes())?;
+            vault_cli::config::write_private_file(p, rendered.as_bytes())?;
             out.said(
                 json!({ "path": p.display().to_string(), "references": refs.len() }),
                 format!("Wrote {} ({} reference(s))", p.display(), refs.len()),

@@ -154,7 +154,7 @@ pub fn login(server: &str, stdin: bool, file: Option<&Path>, out: &mut Output) -
         })
         .map_err(Error::Encoding)?,
     );
-    write_private(&path, body.as_bytes())?;
+    vault_cli::config::write_private_file(&path, body.as_bytes())?;
     out.said(
         json!({ "server": server, "auth_file": path }),
         format!("Logged in to {server} ({})", path.display()),
@@ -162,26 +162,6 @@ pub fn login(server: &str, stdin: bool, file: Option<&Path>, out: &mut Output) -
     Ok(())
 }
 
-/// Writes a 0600 file through a temporary file and a rename.
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e| Error::Io {
-        context: format!("cannot write {}", path.display()),
-        source: e,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
-    }
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
-}
 
 /// `ravi push`: the local vault's rows to the configured server.
 pub fn push(g: &GlobalArgs, out: &mut Output) -> Result<()> {

@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock, now_rfc3339};
 use crate::error::{Candidate, Error, Result};
 use crate::keys::SecretKey;
 use crate::model::Identity;
-use crate::names;
+use crate::names::{self, RecordName};
 use crate::primitives::random_bytes;
 use crate::records::{
     ExportSet, IfExists, ImportReport, ImportSet, KIND_PASSWORD, KIND_SECRET, KIND_TOTP,
@@ -601,16 +601,16 @@ impl<'v> IdentityVault<'v> {
         }
         let mut secrets = Vec::new();
         for (k, v, n) in &set.secrets {
-            match names::clean_secret_key(k) {
+            match RecordName::secret(k) {
                 Err(e) => skipped.push(skip(k, &e)),
-                Ok(key) => secrets.push((key, k, v, n)),
+                Ok(key) => secrets.push((key, v, n)),
             }
         }
         let mut totps = Vec::new();
         for (name, params) in &set.totps {
-            match params.validate().and_then(|()| totp::clean_totp_name(name)) {
+            match params.validate().and_then(|()| RecordName::totp(name)) {
                 Err(e) => skipped.push(skip(name, &e)),
-                Ok(n) => totps.push((n, totp::legacy_totp_name(name), params)),
+                Ok(n) => totps.push((n, params)),
             }
         }
         let build = || -> Result<(Batch, (usize, usize))> {
@@ -647,13 +647,9 @@ impl<'v> IdentityVault<'v> {
                 };
                 plan.set(i, self.sealer.seal_row(&uuid, &body)?);
             }
-            for (k, raw, v, n) in &secrets {
-                let bi = self.sealer.blind_index(KIND_SECRET, k);
-                let legacy = names::legacy_form(raw, k)
-                    .map(|l| self.sealer.blind_index(KIND_SECRET, &l).to_vec());
-                let old = match named_now
-                    .get(&(KIND_SECRET, bi.to_vec()))
-                    .or_else(|| legacy.and_then(|l| named_now.get(&(KIND_SECRET, l))))
+            for (key, v, n) in &secrets {
+                let k = &key.name;
+                let old = match self.filed(KIND_SECRET, key, |bi| named_now.get(&(KIND_SECRET, bi)))
                 {
                     Some(r) => Some((r, self.open_secret(r)?)),
                     None => None,
@@ -675,21 +671,16 @@ impl<'v> IdentityVault<'v> {
                 };
                 plan.set(i, self.sealer.seal_row(&uuid, &body)?);
             }
-            for (name, legacy, params) in &totps {
-                let bi = self.sealer.blind_index(KIND_TOTP, name);
-                let legacy = legacy
-                    .as_ref()
-                    .map(|l| self.sealer.blind_index(KIND_TOTP, l).to_vec());
-                let old = match named_now
-                    .get(&(KIND_TOTP, bi.to_vec()))
-                    .or_else(|| legacy.and_then(|l| named_now.get(&(KIND_TOTP, l))))
-                {
-                    Some(r) => {
-                        let b: TotpBody = self.sealer.open_row(r)?;
-                        Some((r, b.created_dt.clone()))
-                    }
-                    None => None,
-                };
+            for (totp_name, params) in &totps {
+                let name = &totp_name.name;
+                let old =
+                    match self.filed(KIND_TOTP, totp_name, |bi| named_now.get(&(KIND_TOTP, bi))) {
+                        Some(r) => {
+                            let b: TotpBody = self.sealer.open_row(r)?;
+                            Some((r, b.created_dt.clone()))
+                        }
+                        None => None,
+                    };
                 let i = plan.slot(&mut batch, (KIND_TOTP, name.clone()), old, &now);
                 let (uuid, created_dt) = plan.entry(i);
                 let body = totp_body(name, params, created_dt, now.clone());
@@ -906,13 +897,13 @@ impl<'v> IdentityVault<'v> {
         value: &SecretString,
         notes: Option<&str>,
     ) -> Result<(SecretEntry, bool)> {
-        let key = &names::clean_secret_key(raw_key)?;
-        let legacy = names::legacy_form(raw_key, key);
+        let name = RecordName::secret(raw_key)?;
+        let key = &name.name;
         self.transact(
             || {
                 let now = now_rfc3339()?;
                 let bi = self.sealer.blind_index(KIND_SECRET, key);
-                let existing = self.named_rows(KIND_SECRET, key, legacy.as_deref())?;
+                let existing = self.named_rows(KIND_SECRET, &name)?;
                 let mut batch = self.batch();
                 let (uuid, created_dt, old_notes) =
                     self.secret_slot(&mut batch, existing.first(), &bi, &now, || {
@@ -950,7 +941,7 @@ impl<'v> IdentityVault<'v> {
     pub fn import_secrets(&self, entries: &[(String, SecretString)]) -> Result<usize> {
         let entries = entries
             .iter()
-            .map(|(k, v)| Ok((names::clean_secret_key(k)?, k.as_str(), v)))
+            .map(|(k, v)| Ok((RecordName::secret(k)?, v)))
             .collect::<Result<Vec<_>>>()?;
         const PER_RECORD: usize = 16 + 24;
         self.transact(
@@ -971,23 +962,19 @@ impl<'v> IdentityVault<'v> {
                 // The last value of each key, in first-seen order.
                 let mut latest: HashMap<&str, usize> = HashMap::new();
                 let mut order = Vec::new();
-                for (i, (key, _, _)) in entries.iter().enumerate() {
-                    if latest.insert(key.as_str(), i).is_none() {
-                        order.push(key.as_str());
+                for (i, (key, _)) in entries.iter().enumerate() {
+                    if latest.insert(key.name.as_str(), i).is_none() {
+                        order.push(key.name.as_str());
                     }
                 }
                 let mut batch = self.batch();
                 let mut created = 0;
                 for (key, r) in order.iter().zip(random.chunks_exact(PER_RECORD)) {
-                    let (_, raw, value) = &entries[latest[key]];
+                    let (name, value) = &entries[latest[key]];
                     let (id_bytes, nonce) = r.split_at(16);
                     let nonce: &[u8; 24] = nonce.try_into().map_err(|_| Error::Crypto("nonce"))?;
                     let bi = self.sealer.blind_index(KIND_SECRET, key);
-                    let legacy = names::legacy_form(raw, key)
-                        .map(|l| self.sealer.blind_index(KIND_SECRET, &l).to_vec());
-                    let old = existing
-                        .get(bi.as_slice())
-                        .or_else(|| legacy.and_then(|l| existing.get(&l)));
+                    let old = self.filed(KIND_SECRET, name, |bi| existing.get(&bi));
                     if old.is_none() {
                         created += 1;
                     }
@@ -1046,24 +1033,33 @@ impl<'v> IdentityVault<'v> {
         }
     }
 
-    /// The rows filed under `name` (its normalised form); when there are
-    /// none, those under `legacy`, the form a record written before NFC
-    /// normalisation may carry (SPEC 6). A write to such a record files it
-    /// under the normalised name.
-    fn named_rows(&self, kind: u8, name: &str, legacy: Option<&str>) -> Result<Vec<RecordRow>> {
-        let rows = self.backend.records_by_index(
-            &self.identity.uuid,
-            kind,
-            &self.sealer.blind_index(kind, name),
-        )?;
-        match legacy.filter(|l| *l != name) {
-            Some(l) if rows.is_empty() => self.backend.records_by_index(
+    /// The rows filed under `name`'s normalised form; when there are none,
+    /// those under its legacy form (SPEC 6). A write to such a record files
+    /// it under the normalised name.
+    fn named_rows(&self, kind: u8, name: &RecordName) -> Result<Vec<RecordRow>> {
+        for form in name.forms() {
+            let rows = self.backend.records_by_index(
                 &self.identity.uuid,
                 kind,
-                &self.sealer.blind_index(kind, l),
-            ),
-            _ => Ok(rows),
+                &self.sealer.blind_index(kind, form),
+            )?;
+            if !rows.is_empty() {
+                return Ok(rows);
+            }
         }
+        Ok(Vec::new())
+    }
+
+    /// As [`IdentityVault::named_rows`], in rows already read: `get` looks
+    /// a blind index up.
+    fn filed<'m, V>(
+        &self,
+        kind: u8,
+        name: &RecordName,
+        get: impl Fn(Vec<u8>) -> Option<&'m V>,
+    ) -> Option<&'m V> {
+        name.forms()
+            .find_map(|form| get(self.sealer.blind_index(kind, form).to_vec()))
     }
 
     /// The row of a uniquely named kind (secret, TOTP): by its normalised
@@ -1071,12 +1067,11 @@ impl<'v> IdentityVault<'v> {
     fn find_unique_row(
         &self,
         kind: u8,
-        name: Option<&str>,
-        legacy: Option<&str>,
+        name: Option<&RecordName>,
         selector: &str,
     ) -> Result<Option<RecordRow>> {
         if let Some(name) = name
-            && let Some(row) = self.named_rows(kind, name, legacy)?.pop()
+            && let Some(row) = self.named_rows(kind, name)?.pop()
         {
             return self.proven(row).map(Some);
         }
@@ -1091,10 +1086,9 @@ impl<'v> IdentityVault<'v> {
     }
 
     fn find_secret_row(&self, selector: &str) -> Result<(RecordRow, SecretEntry)> {
-        let name = names::clean_secret_key(selector).ok();
-        let legacy = name.as_ref().and_then(|n| names::legacy_form(selector, n));
+        let name = RecordName::secret(selector).ok();
         let row = self
-            .find_unique_row(KIND_SECRET, name.as_deref(), legacy.as_deref(), selector)?
+            .find_unique_row(KIND_SECRET, name.as_ref(), selector)?
             .map_or_else(
                 || Err(self.not_found(format!("no secret {selector:?}"))),
                 Ok,
@@ -1142,10 +1136,9 @@ impl<'v> IdentityVault<'v> {
     // ---- TOTP ----
 
     fn find_totp_row(&self, selector: &str) -> Result<(RecordRow, TotpBody)> {
-        let name = totp::clean_totp_name(selector).ok();
-        let legacy = totp::legacy_totp_name(selector);
+        let name = RecordName::totp(selector).ok();
         let row = self
-            .find_unique_row(KIND_TOTP, name.as_deref(), legacy.as_deref(), selector)?
+            .find_unique_row(KIND_TOTP, name.as_ref(), selector)?
             .map_or_else(
                 || Err(self.not_found(format!("no TOTP named {selector:?}"))),
                 Ok,
@@ -1183,8 +1176,8 @@ impl<'v> IdentityVault<'v> {
         let raw_name = name
             .or(params.issuer.as_deref())
             .ok_or_else(|| Error::invalid("give the TOTP a name (the URI has no issuer)"))?;
-        let name = totp::clean_totp_name(raw_name)?;
-        let legacy = totp::legacy_totp_name(raw_name);
+        let totp_name = RecordName::totp(raw_name)?;
+        let name = totp_name.name.clone();
         let bi = self.sealer.blind_index(KIND_TOTP, &name);
         if if_exists == IfExists::Keep
             && let Ok(e) = self.get_totp(&name)
@@ -1194,7 +1187,7 @@ impl<'v> IdentityVault<'v> {
         self.transact(
             || {
                 let now = now_rfc3339()?;
-                let existing = self.named_rows(KIND_TOTP, &name, legacy.as_deref())?.pop();
+                let existing = self.named_rows(KIND_TOTP, &totp_name)?.pop();
                 let mut batch = self.batch();
                 let (uuid, created_dt, created) = match (&existing, if_exists) {
                     // (Keep found it before; one created meanwhile conflicts)

@@ -205,8 +205,49 @@ pub fn legacy_form(given: &str, normalised: &str) -> Option<String> {
     if given != normalised {
         return Some(given.to_string());
     }
+    if given.is_ascii() {
+        return None;
+    }
     let nfd: String = given.nfd().collect();
     (nfd != given).then_some(nfd)
+}
+
+/// A secret key or TOTP name as the blind index files it, with the form a
+/// record written before NFC normalisation may carry (SPEC 6).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RecordName {
+    /// The normalised name: what new records are filed under.
+    pub name: String,
+    /// Where an older record of that name may be filed instead.
+    pub legacy: Option<String>,
+}
+
+impl RecordName {
+    /// A secret key ([`clean_secret_key`]).
+    pub fn secret(given: &str) -> Result<Self> {
+        let name = clean_secret_key(given)?;
+        let legacy = legacy_form(given, &name);
+        Ok(RecordName { name, legacy })
+    }
+
+    /// A TOTP name ([`crate::totp::clean_totp_name`]); older releases
+    /// lowercased it without normalising (a host-like name was cleaned as a
+    /// domain, which IDNA normalises, then as now).
+    pub fn totp(given: &str) -> Result<Self> {
+        let name = crate::totp::clean_totp_name(given)?;
+        let old = given.trim().to_lowercase();
+        let legacy = if nfc(&old) == name {
+            legacy_form(&old, &name)
+        } else {
+            None
+        };
+        Ok(RecordName { name, legacy })
+    }
+
+    /// The forms to look a record up by, the normalised one first.
+    pub fn forms(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str()).chain(self.legacy.as_deref())
+    }
 }
 
 fn check_secret_key(key: &str) -> Result<()> {

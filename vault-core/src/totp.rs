@@ -412,18 +412,6 @@ pub fn clean_totp_name(input: &str) -> Result<String> {
     Ok(names::nfc(&t.to_lowercase()))
 }
 
-/// The TOTP name as releases before NFC normalisation stored it (lowercase,
-/// any normalisation form): a second place to look for an old record.
-pub(crate) fn legacy_totp_name(input: &str) -> Option<String> {
-    let name = clean_totp_name(input).ok()?;
-    let old = input.trim().to_lowercase();
-    // A host-like name was cleaned as a domain (IDNA normalises) before too.
-    if names::nfc(&old) != name {
-        return None;
-    }
-    names::legacy_form(&old, &name)
-}
-
 /// A code with its validity window.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TotpCode {

@@ -82,6 +82,20 @@ fn records(env: &Env, identity: &str) -> Value {
     doc
 }
 
+/// `ravi import json FILE --identity NAME --json`: the report.
+fn import_json(env: &Env, file: &std::path::Path, identity: &str) -> Value {
+    env.run(&[
+        "import",
+        "json",
+        file.to_str().unwrap(),
+        "--identity",
+        identity,
+        "--json",
+    ])
+    .ok()
+    .json()
+}
+
 #[test]
 fn json_round_trip_into_a_fresh_identity() {
     let env = filled();
@@ -114,17 +128,7 @@ fn json_round_trip_into_a_fresh_identity() {
     assert_eq!(doc["secrets"][0]["notes"], "prod");
 
     env.run(&["identity", "create", "--name", "bob"]).ok();
-    let r = env
-        .run(&[
-            "import",
-            "json",
-            file.to_str().unwrap(),
-            "--identity",
-            "bob",
-            "--json",
-        ])
-        .ok()
-        .json();
+    let r = import_json(&env, &file, "bob");
     assert_eq!(r["created"], 7, "{r}");
     assert_eq!(r["skipped"], serde_json::json!([]), "{r}");
     let (a, b) = (records(&env, "alice"), records(&env, "bob"));
@@ -155,17 +159,7 @@ fn json_round_trip_into_a_fresh_identity() {
         "a\nb"
     );
     // importing again updates, never duplicates
-    let r = env
-        .run(&[
-            "import",
-            "json",
-            file.to_str().unwrap(),
-            "--identity",
-            "bob",
-            "--json",
-        ])
-        .ok()
-        .json();
+    let r = import_json(&env, &file, "bob");
     assert_eq!(
         (r["created"].as_u64(), r["updated"].as_u64()),
         (Some(0), Some(7)),

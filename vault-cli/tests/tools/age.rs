@@ -5,6 +5,23 @@ use std::process::Command;
 
 use crate::common::*;
 
+/// `age -d -i IDENTITY FILE`: the plaintext.
+fn age_decrypt(identity: &std::path::Path, file: &std::path::Path) -> Vec<u8> {
+    let out = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(identity)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 pub fn age_decrypts_an_export() {
     let (env, _) = Env::with_identity("alice");
     env.run_stdin(
@@ -58,19 +75,8 @@ pub fn age_decrypts_an_export() {
     let sealed = std::fs::read(&file).unwrap();
     assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
     assert!(!contains(&sealed, b"sk-age-canary") && !contains(&sealed, b"pw-age-canary"));
-    let out = Command::new("age")
-        .arg("-d")
-        .arg("-i")
-        .arg(&identity)
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plain = age_decrypt(&identity, &file);
+    let doc: serde_json::Value = serde_json::from_slice(&plain).unwrap();
     assert_eq!(doc["format"], "ravi-export");
     assert_eq!(doc["secrets"][0]["value"], "sk-age-canary");
     assert_eq!(doc["passwords"][0]["password"], "pw-age-canary");
@@ -79,7 +85,7 @@ pub fn age_decrypts_an_export() {
     let r = env
         .run_stdin(
             &["import", "json", "-", "--identity", "bob", "--json"],
-            std::str::from_utf8(&out.stdout).unwrap(),
+            std::str::from_utf8(&plain).unwrap(),
         )
         .ok()
         .json();
@@ -97,20 +103,8 @@ pub fn age_decrypts_an_export() {
     );
     let piped = env.work.join("export.csv.age");
     std::fs::write(&piped, &out.stdout).unwrap();
-    let out = Command::new("age")
-        .arg("-d")
-        .arg("-i")
-        .arg(&identity)
-        .arg(&piped)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(age_decrypt(&identity, &piped)).unwrap(),
         "domain,username,password,notes,totp\nexample.com,me,pw-age-canary,,\n"
     );
 }
