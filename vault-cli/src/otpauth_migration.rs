@@ -21,8 +21,9 @@ struct Payload {
     batch_id: i32,
 }
 
-/// `MigrationPayload.OtpParameters`.
+/// `MigrationPayload.OtpParameters` (its `Debug` hides the seed).
 #[derive(Clone, PartialEq, Message)]
+#[prost(skip_debug)]
 struct OtpParameters {
     #[prost(bytes = "vec", tag = "1")]
     secret: Vec<u8>,
@@ -41,6 +42,19 @@ struct OtpParameters {
     r#type: i32,
     #[prost(int64, tag = "7")]
     counter: i64,
+}
+
+impl std::fmt::Debug for OtpParameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OtpParameters")
+            .field("secret", &"[redacted]")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("algorithm", &self.algorithm)
+            .field("digits", &self.digits)
+            .field("type", &self.r#type)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Drop for OtpParameters {
@@ -161,6 +175,16 @@ mod tests {
         assert_eq!((params.algorithm, params.digits), (TotpAlgorithm::Sha256, 8));
         assert!(got[2].as_ref().unwrap_err().contains("HOTP"));
         assert!(got[3].as_ref().unwrap_err().contains("MD5"));
+    }
+
+    #[test]
+    fn debug_hides_the_seed() {
+        let mut p = OtpParameters::default();
+        p.secret = b"seed-canary-bytes".to_vec();
+        p.name = "n".into();
+        let shown = format!("{p:?} {:?}", Payload { otp_parameters: vec![p.clone()], ..Default::default() });
+        assert!(!shown.contains("seed-canary") && !shown.contains("115, 101, 101, 100"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
     }
 
     #[test]
