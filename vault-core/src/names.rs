@@ -230,20 +230,6 @@ impl RecordName {
         Ok(RecordName { name, legacy })
     }
 
-    /// A TOTP name ([`crate::totp::clean_totp_name`]); older releases
-    /// lowercased it without normalising (a host-like name was cleaned as a
-    /// domain, which IDNA normalises, then as now).
-    pub fn totp(given: &str) -> Result<Self> {
-        let name = crate::totp::clean_totp_name(given)?;
-        let old = given.trim().to_lowercase();
-        let legacy = if nfc(&old) == name {
-            legacy_form(&old, &name)
-        } else {
-            None
-        };
-        Ok(RecordName { name, legacy })
-    }
-
     /// The forms to look a record up by, the normalised one first.
     pub fn forms(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.name.as_str()).chain(self.legacy.as_deref())

@@ -412,6 +412,22 @@ pub fn clean_totp_name(input: &str) -> Result<String> {
     Ok(names::nfc(&t.to_lowercase()))
 }
 
+impl names::RecordName {
+    /// A TOTP name ([`clean_totp_name`]); older releases
+    /// lowercased it without normalising (a host-like name was cleaned as a
+    /// domain, which IDNA normalises, then as now).
+    pub fn totp(given: &str) -> Result<Self> {
+        let name = clean_totp_name(given)?;
+        let old = given.trim().to_lowercase();
+        let legacy = if names::nfc(&old) == name {
+            names::legacy_form(&old, &name)
+        } else {
+            None
+        };
+        Ok(Self { name, legacy })
+    }
+}
+
 /// A code with its validity window.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct TotpCode {
