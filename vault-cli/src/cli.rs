@@ -259,7 +259,7 @@ fn open_vault(g: &GlobalArgs) -> Result<Vault> {
     let newest = seen::newest_seen(&cfg, &vault_id, seen::VAULT_HEAD)?;
     let now = vault.refresh_head()?;
     seen::check("the vault", newest, now)?;
-    pins::best_effort(seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, now))?;
+    pins::best_effort(seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, newest, now))?;
     Ok(vault)
 }
 
@@ -282,6 +282,7 @@ fn raise_vault_head(vault: &Vault) -> Result<()> {
         &config_dir()?,
         &vault.info().vault_id,
         seen::VAULT_HEAD,
+        None,
         seq,
     ))
 }
@@ -759,7 +760,7 @@ fn rotate(
     if let Some(key) = iv.wrapped_key() {
         pins::best_effort(seen::remember_key(&cfg, &vault_id, &r.identity.uuid, key))?;
     }
-    pins::best_effort(seen::raise(&cfg, &vault_id, &r.identity.uuid, iv.head_seq()))?;
+    pins::best_effort(seen::raise(&cfg, &vault_id, &r.identity.uuid, None, iv.head_seq()))?;
     Ok(r)
 }
 
@@ -822,20 +823,21 @@ fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()
     let vault = open_vault(g)?;
     let ident = selected_identity(g, &vault)?;
     let access = access(g, &vault)?;
-    let iv = checked_open(&vault, &access, &ident)?;
+    let (iv, seen) = checked_open(&vault, &access, &ident)?;
     let result = f(&iv);
-    raise_seen(&vault, &iv)?;
+    raise_seen(&vault, &iv, seen)?;
     result
 }
 
 /// Opens an identity's records, its head checked against the newest this
 /// client saw: the remembered value is read first, the head (on opening)
-/// after it. The owner's opening also remembers the wrapped key.
+/// after it. The owner's opening also remembers the wrapped key. Returns
+/// the identity and the head sequence this client had seen.
 fn checked_open<'v>(
     vault: &'v Vault,
     access: &Access<'v>,
     ident: &Identity,
-) -> Result<IdentityVault<'v>> {
+) -> Result<(IdentityVault<'v>, Option<u64>)> {
     let (cfg, vault_id) = (config_dir()?, vault.info().vault_id);
     let newest = seen::newest_seen(&cfg, &vault_id, &ident.uuid)?;
     let iv = access.open_identity(ident)?;
@@ -843,15 +845,17 @@ fn checked_open<'v>(
     if let Some(key) = iv.wrapped_key() {
         pins::best_effort(seen::remember_key(&cfg, &vault_id, &ident.uuid, key))?;
     }
-    Ok(iv)
+    Ok((iv, newest))
 }
 
-/// Records the identity's head after a command (a write raises it).
-fn raise_seen(vault: &Vault, iv: &IdentityVault<'_>) -> Result<()> {
+/// Records the identity's head after a command (a write raises it);
+/// `seen` is what [`checked_open`] read.
+fn raise_seen(vault: &Vault, iv: &IdentityVault<'_>, seen: Option<u64>) -> Result<()> {
     pins::best_effort(seen::raise(
         &config_dir()?,
         &vault.info().vault_id,
         &iv.identity().uuid,
+        seen,
         iv.head_seq(),
     ))
 }

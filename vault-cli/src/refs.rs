@@ -162,11 +162,11 @@ fn resolve(g: &GlobalArgs, refs: &[Ref]) -> Result<Vec<SecretString>> {
             None => crate::selected_identity(g, &vault),
         }
         .map_err(|e| named(e, first))?;
-        let iv = crate::checked_open(&vault, &access, &ident)?;
+        let (iv, seen) = crate::checked_open(&vault, &access, &ident)?;
         for i in idx {
             out[i] = Some(value_of(&iv, &refs[i].item).map_err(|e| named(e, &refs[i]))?);
         }
-        crate::raise_seen(&vault, &iv)?;
+        crate::raise_seen(&vault, &iv, seen)?;
     }
     Ok(out.into_iter().flatten().collect())
 }
@@ -366,9 +366,9 @@ pub fn run(
         let vault = crate::open_vault(g)?;
         let access = crate::access(g, &vault)?;
         let ident = crate::selected_identity(g, &vault)?;
-        let iv = crate::checked_open(&vault, &access, &ident)?;
+        let (iv, seen) = crate::checked_open(&vault, &access, &ident)?;
         let secrets = iv.secrets()?;
-        crate::raise_seen(&vault, &iv)?;
+        crate::raise_seen(&vault, &iv, seen)?;
         let mapped: Vec<&str> = wanted
             .iter()
             .filter_map(|(_, r)| match (&r.identity, &r.item) {

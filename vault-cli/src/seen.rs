@@ -95,7 +95,9 @@ pub fn check(what: &str, seen: Option<u64>, now: Option<u64>) -> Result<()> {
     }
 }
 
-/// Records `seq` as seen, unless a higher one already is.
+/// Records `seq` as seen, unless a higher one already is. `known` is what
+/// this process read before (`newest_seen`): when `seq` is not above it, the
+/// file is left alone (a read-only command takes no exclusive lock).
 ///
 /// # Errors
 /// [`Error::Io`] if the state file cannot be written.
@@ -103,9 +105,12 @@ pub fn raise(
     config_dir: &Path,
     vault_id: &str,
     identity_uuid: &str,
+    known: Option<u64>,
     seq: Option<u64>,
 ) -> Result<()> {
-    let Some(q) = seq else { return Ok(()) };
+    let Some(q) = seq.filter(|q| known.is_none_or(|k| *q > k)) else {
+        return Ok(());
+    };
     let p = path(config_dir, vault_id, identity_uuid)?;
     let mut f = open_locked(&p)?;
     if read_seq(&mut f, &p)?.is_some_and(|s| s >= q) {
@@ -215,18 +220,24 @@ mod tests {
         );
         let seen = || newest_seen(dir.path(), v, i).unwrap();
         assert_eq!(seen(), None);
-        raise(dir.path(), v, i, None).unwrap();
+        raise(dir.path(), v, i, None, None).unwrap();
         assert_eq!(seen(), None);
-        raise(dir.path(), v, i, Some(3)).unwrap();
-        raise(dir.path(), v, i, Some(5)).unwrap();
-        raise(dir.path(), v, i, Some(4)).unwrap();
+        raise(dir.path(), v, i, None, Some(3)).unwrap();
+        raise(dir.path(), v, i, None, Some(5)).unwrap();
+        raise(dir.path(), v, i, None, Some(4)).unwrap();
         assert_eq!(seen(), Some(5));
         check("a", seen(), Some(5)).unwrap();
         check("a", None, None).unwrap();
         for bad in [Some(4), None] {
             assert!(matches!(check("a", seen(), bad), Err(Error::Integrity(_))));
         }
-        assert!(raise(dir.path(), "../x", i, Some(1)).is_err());
+        assert!(raise(dir.path(), "../x", i, None, Some(1)).is_err());
+        // what this process already read is not written again
+        let other = "7c9e6679-7425-40de-944b-e07fc1f90ae7";
+        raise(dir.path(), v, other, Some(5), Some(5)).unwrap();
+        assert_eq!(newest_seen(dir.path(), v, other).unwrap(), None);
+        raise(dir.path(), v, other, Some(5), Some(6)).unwrap();
+        assert_eq!(newest_seen(dir.path(), v, other).unwrap(), Some(6));
     }
 
     #[test]
