@@ -758,7 +758,7 @@ fn rotate(
     // The new key and head, from one opening of the rotated identity.
     let iv = owner.open_identity(&r.identity)?;
     if let Some(key) = iv.wrapped_key() {
-        pins::best_effort(seen::remember_key(&cfg, &vault_id, &r.identity.uuid, key))?;
+        pins::best_effort(seen::remember_key(&cfg, &vault_id, &r.identity.uuid, &key))?;
     }
     pins::best_effort(seen::raise(&cfg, &vault_id, &r.identity.uuid, None, iv.head_seq()))?;
     Ok(r)
@@ -843,7 +843,7 @@ fn checked_open<'v>(
     let iv = access.open_identity(ident)?;
     seen::check(&format!("identity {:?}", ident.name), newest, iv.head_seq())?;
     if let Some(key) = iv.wrapped_key() {
-        pins::best_effort(seen::remember_key(&cfg, &vault_id, &ident.uuid, key))?;
+        pins::best_effort(seen::remember_key(&cfg, &vault_id, &ident.uuid, &key))?;
     }
     Ok((iv, newest))
 }

@@ -76,8 +76,22 @@ impl<'v> Access<'v> {
     }
 }
 
-/// Opens an identity with an agent key through the identity's grant.
+/// Opens an identity with an agent key through the identity's grant; the
+/// handle follows the identity through rotations that keep the grant.
 pub(crate) fn open_as_agent<'v>(
+    state: &'v VaultState,
+    key: &AgentSecretKey,
+    identity: &Identity,
+) -> Result<IdentityVault<'v>> {
+    let (key, identity) = (key.clone(), identity.clone());
+    let open = move || open_through_grant(state, &key, &identity);
+    let iv = open()?;
+    Ok(iv.with_reopen(Box::new(open)))
+}
+
+/// Opens an identity with an agent key through the identity's grant, at
+/// the key epoch stored now.
+fn open_through_grant<'v>(
     state: &'v VaultState,
     key: &AgentSecretKey,
     identity: &Identity,
@@ -86,17 +100,25 @@ pub(crate) fn open_as_agent<'v>(
     let backend = state.backend.as_ref();
     // The identity row and the grant are two reads: a rotation committed
     // between them shows as a grant of another epoch, so read again.
+    // The row read again after the grant shows whether one did: then the
+    // pair is read again (a store that keeps the row still and the grant at
+    // another epoch is caught below).
+    let row_now = || {
+        state
+            .identity(&identity.uuid)?
+            .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))
+    };
     let mut tries = 0;
     let (row, grant) = loop {
-        let row = state
-            .identity(&identity.uuid)?
-            .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))?;
+        let row = row_now()?;
         let grant = backend.grant_for(&row.uuid, public.as_bytes())?;
-        let settled = grant.as_ref().is_none_or(|g| g.key_epoch == row.key_epoch);
+        let settled = grant.as_ref().is_none_or(|g| g.key_epoch == row.key_epoch)
+            || row_now()?.key_epoch == row.key_epoch;
         tries += 1;
-        if settled || tries >= 3 {
+        if settled || tries >= 16 {
             break (row, grant);
         }
+        crate::state::backoff(tries)?;
     };
     let denied = || {
         Error::Denied(format!(

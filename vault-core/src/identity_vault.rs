@@ -34,7 +34,9 @@ use crate::tree::{Tree, bucket_of, leaf_id, sibling_ids};
 pub struct IdentityVault<'v> {
     backend: &'v dyn Backend,
     identity: Identity,
-    sealer: RecordSealer,
+    /// The keys of the epoch this handle opened (replaced when the
+    /// identity's key is rotated under it, see [`IdentityVault::settled`]).
+    sealer: std::cell::RefCell<RecordSealer>,
     /// The sequence of the newest head this handle read or wrote (`None`:
     /// the identity has no head yet, SPEC §4b).
     head_seq: std::cell::Cell<Option<u64>>,
@@ -43,8 +45,21 @@ pub struct IdentityVault<'v> {
     writing: std::cell::Cell<bool>,
     /// The identity key as wrapped under the root key, when the owner
     /// opened it (for the client to remember, SPEC §4d).
-    wrapped_key: Option<WrappedKey>,
+    wrapped_key: std::cell::RefCell<Option<WrappedKey>>,
+    /// Opens the identity again with the same credential, after its key
+    /// epoch moved (a rotation by another process).
+    reopen: Option<Reopen<'v>>,
+    /// Inside [`IdentityVault::settled`]: nested calls do not retry.
+    settling: std::cell::Cell<bool>,
 }
+
+/// How an [`IdentityVault`] opens its identity again, with the credential
+/// it was opened with, once the identity's key was rotated.
+pub(crate) type Reopen<'v> = Box<dyn Fn() -> Result<IdentityVault<'v>> + 'v>;
+
+/// How many times one call reopens the identity after its key epoch moved
+/// before it reports what it found.
+const REOPENS: u32 = 8;
 
 impl std::fmt::Debug for IdentityVault<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,25 +94,93 @@ impl<'v> IdentityVault<'v> {
         Ok(IdentityVault {
             backend: state.backend.as_ref(),
             identity: Identity::from(row),
-            sealer,
+            sealer: std::cell::RefCell::new(sealer),
             head_seq: std::cell::Cell::new(head_seq),
             writing: std::cell::Cell::new(false),
-            wrapped_key: None,
+            wrapped_key: std::cell::RefCell::new(None),
+            reopen: None,
+            settling: std::cell::Cell::new(false),
         })
     }
 
     /// Keeps the wrapped key the owner opened this identity with.
-    pub(crate) fn with_wrapped_key(mut self, key: WrappedKey) -> Self {
-        self.wrapped_key = Some(key);
+    pub(crate) fn with_wrapped_key(self, key: WrappedKey) -> Self {
+        self.wrapped_key.replace(Some(key));
         self
+    }
+
+    /// Lets this handle follow the identity through rotations: `reopen`
+    /// opens it again with the same credential.
+    pub(crate) fn with_reopen(mut self, reopen: Reopen<'v>) -> Self {
+        self.reopen = Some(reopen);
+        self
+    }
+
+    fn sealer(&self) -> std::cell::Ref<'_, RecordSealer> {
+        self.sealer.borrow()
+    }
+
+    /// Runs one public operation so that a rotation by another process
+    /// cannot make it lie or fail: when it fails (a record "not found"
+    /// under the old epoch's blind index, a write whose epoch precondition
+    /// was lost, a row sealed under the new key) and the identity's key
+    /// epoch has moved since this handle opened it, the identity is opened
+    /// again with the same credential and the operation runs again, at most
+    /// [`REOPENS`] times, after a short random pause. A revoked agent's
+    /// reopening fails with [`Error::Denied`]. Nested calls run once: the
+    /// outermost retries.
+    fn settled<T>(&self, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+        if self.settling.replace(true) {
+            return op();
+        }
+        let mut run = || {
+            for n in 0.. {
+                let r = op();
+                match &r {
+                    Err(e) if n < REOPENS && self.reopened(e)? => crate::state::backoff(n)?,
+                    _ => return r,
+                }
+            }
+            unreachable!("the loop returns")
+        };
+        let r = run();
+        self.settling.set(false);
+        r
+    }
+
+    /// After an operation failed with `e`: whether the identity's key epoch
+    /// moved since this handle opened it, in which case it is opened again.
+    fn reopened(&self, e: &Error) -> Result<bool> {
+        let Some(reopen) = &self.reopen else {
+            return Ok(false);
+        };
+        if !matches!(
+            e,
+            Error::NotFound(_) | Error::Conflict(_) | Error::Integrity(_) | Error::Unavailable(_)
+        ) {
+            return Ok(false);
+        }
+        match self.backend.identity(&self.identity.uuid)? {
+            Some(row) if row.key_epoch != self.sealer().epoch() => {}
+            _ => return Ok(false),
+        }
+        let fresh = reopen()?;
+        self.sealer.replace(fresh.sealer.into_inner());
+        if let Some(key) = fresh.wrapped_key.into_inner() {
+            self.wrapped_key.replace(Some(key));
+        }
+        if let Some(seq) = fresh.head_seq.get() {
+            self.note_seq(seq);
+        }
+        Ok(true)
     }
 
     /// The identity key as wrapped under the root key, as the owner opened
     /// it (`None` for an agent): what a client keeps outside the store to
     /// recover from a rolled-back identity row
     /// ([`crate::RotateOptions::memory`]).
-    pub fn wrapped_key(&self) -> Option<&WrappedKey> {
-        self.wrapped_key.as_ref()
+    pub fn wrapped_key(&self) -> Option<WrappedKey> {
+        self.wrapped_key.borrow().clone()
     }
 
     /// The identity these records belong to.
@@ -120,15 +203,15 @@ impl<'v> IdentityVault<'v> {
         let row = self.backend.identity(&self.identity.uuid)?.ok_or_else(|| {
             Error::NotFound(format!("identity {:?} was deleted", self.identity.name))
         })?;
-        if row.key_epoch != self.sealer.epoch() {
-            return Err(Error::Conflict(
-                "the identity's key was rotated while this command ran; retry".into(),
+        if row.key_epoch != self.sealer().epoch() {
+            return Err(Error::Unavailable(
+                "the identity's key was rotated while this command ran; nothing was written, try again".into(),
             ));
         }
         let head = row
             .head
             .as_deref()
-            .map(|h| self.sealer.open_head(h))
+            .map(|h| self.sealer().open_head(h))
             .transpose()?;
         if let Some(h) = &head {
             self.note_seq(h.seq);
@@ -143,8 +226,10 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::Integrity`] if the head fails to authenticate.
     pub fn refresh_head(&self) -> Result<Option<u64>> {
-        self.current_head()?;
-        Ok(self.head_seq())
+        self.settled(|| {
+            self.current_head()?;
+            Ok(self.head_seq())
+        })
     }
 
     /// Runs `read` between two reads of the head until both agree, so that
@@ -154,15 +239,18 @@ impl<'v> IdentityVault<'v> {
         &self,
         mut read: impl FnMut(bool) -> Result<T>,
     ) -> Result<(Option<Vec<u8>>, Option<Head>, T)> {
-        for _ in 0..16 {
+        for n in 0..16 {
             let (bytes, head) = self.current_head()?;
             let value = read(head.is_some())?;
             if self.current_head()?.0 == bytes {
                 return Ok((bytes, head, value));
             }
+            if n >= 2 {
+                crate::state::backoff(n - 2)?;
+            }
         }
-        Err(Error::Conflict(
-            "the identity kept changing while it was read; try again".into(),
+        Err(Error::Unavailable(
+            "the identity kept changing while it was read (busy with concurrent writers); try again".into(),
         ))
     }
 
@@ -176,7 +264,7 @@ impl<'v> IdentityVault<'v> {
             },
         )?;
         let value = self
-            .sealer
+            .sealer()
             .bucket_values(&rows)?
             .get(&bucket)
             .copied()
@@ -212,7 +300,7 @@ impl<'v> IdentityVault<'v> {
         let replaced: BTreeSet<u16> = old.keys().map(|u| bucket_of(u)).collect::<Result<_>>()?;
         let mut flip = |uuid: &str, kind: u8, ct: &[u8]| -> Result<()> {
             let d = deltas.entry(bucket_of(uuid)?).or_insert([0; 32]);
-            xor_into(d, &self.sealer.leaf(uuid, kind, ct)?);
+            xor_into(d, &self.sealer().leaf(uuid, kind, ct)?);
             Ok(())
         };
         for w in &batch.writes {
@@ -255,7 +343,7 @@ impl<'v> IdentityVault<'v> {
             })
             .write(Write::SetIdentityHead {
                 uuid: self.identity.uuid.clone(),
-                head: self.sealer.seal_head(seq, &tree.root()),
+                head: self.sealer().seal_head(seq, &tree.root()),
             });
         Ok(seq)
     }
@@ -276,7 +364,7 @@ impl<'v> IdentityVault<'v> {
                 let rows = self
                     .backend
                     .records(&self.identity.uuid, &RecordQuery::default())?;
-                return Ok((self.sealer.tree(&rows)?, BTreeMap::new()));
+                return Ok((self.sealer().tree(&rows)?, BTreeMap::new()));
             }
             let ids: Vec<u32> = if deltas.len() > 256 {
                 Vec::new()
@@ -317,7 +405,7 @@ impl<'v> IdentityVault<'v> {
                 .records(&self.identity.uuid, &RecordQuery::default())
         })?;
         if let Some(head) = head
-            && self.sealer.commitment(&rows)? != head.commitment
+            && self.sealer().commitment(&rows)? != head.commitment
         {
             return Err(Error::Integrity(format!(
                 "rollback or deletion detected: the records of identity {:?} are not the set its head (sequence {}) commits to",
@@ -333,7 +421,7 @@ impl<'v> IdentityVault<'v> {
     fn epoch_holds(&self) -> Precondition {
         Precondition::IdentityEpoch {
             identity_uuid: self.identity.uuid.clone(),
-            key_epoch: self.sealer.epoch(),
+            key_epoch: self.sealer().epoch(),
         }
     }
 
@@ -361,7 +449,8 @@ impl<'v> IdentityVault<'v> {
             next_seq.set(self.with_head(&mut batch)?);
             Ok((batch, value))
         };
-        let (value, _) = transact(self.backend, with_head, |batch, c| match c {
+        let (value, _) = transact(self.backend, with_head, |batch, c| {
+            match c {
             Conflict::Precondition(i)
                 if matches!(
                     batch.preconditions.get(*i),
@@ -373,14 +462,15 @@ impl<'v> IdentityVault<'v> {
                         "identity {:?} was deleted",
                         self.identity.name
                     ))),
-                    Ok(Some(_)) => OnConflict::Fail(Error::Conflict(
-                        "the identity's key was rotated while this command ran; retry".into(),
+                    Ok(Some(_)) => OnConflict::Fail(Error::Unavailable(
+                        "the identity's key was rotated while this command ran; nothing was written, try again".into(),
                     )),
                     Err(e) => OnConflict::Fail(e),
                 }
             }
             Conflict::Duplicate(_) => OnConflict::Fail(duplicate()),
             Conflict::Precondition(_) | Conflict::Missing(_) => OnConflict::Retry,
+        }
         })?;
         self.note_seq(next_seq.get());
         Ok(value)
@@ -441,12 +531,12 @@ impl<'v> IdentityVault<'v> {
     }
 
     fn open_password(&self, row: &RecordRow) -> Result<PasswordEntry> {
-        let body: PasswordBody = self.sealer.open_row(row)?;
+        let body: PasswordBody = self.sealer().open_row(row)?;
         Ok(PasswordEntry::from_body(row.uuid.clone(), &body))
     }
 
     fn open_secret(&self, row: &RecordRow) -> Result<SecretEntry> {
-        let body: SecretBody = self.sealer.open_row(row)?;
+        let body: SecretBody = self.sealer().open_row(row)?;
         Ok(SecretEntry::from_body(row.uuid.clone(), &body))
     }
 
@@ -469,7 +559,7 @@ impl<'v> IdentityVault<'v> {
         domain: &str,
         username: Option<&str>,
     ) -> Result<Option<PasswordEntry>> {
-        let bi = self.sealer.blind_index(KIND_PASSWORD, domain);
+        let bi = self.sealer().blind_index(KIND_PASSWORD, domain);
         for row in self
             .backend
             .records_by_index(&self.identity.uuid, KIND_PASSWORD, &bi)?
@@ -498,80 +588,82 @@ impl<'v> IdentityVault<'v> {
         new: &NewPassword,
         if_exists: IfExists,
     ) -> Result<(PasswordEntry, bool)> {
-        let domain = names::clean_domain(&new.domain)?;
-        if new.password.expose().is_empty() {
-            return Err(Error::invalid("the password is empty"));
-        }
-        let username = new.username.clone().filter(|u| !u.is_empty());
-        for _ in 0..4 {
-            match (
-                self.password_named(&domain, username.as_deref())?,
-                if_exists,
-            ) {
-                (Some(e), IfExists::Conflict) => {
-                    return Err(Error::Conflict(format!(
-                        "a password for {domain} with {} exists already: {}",
-                        username
-                            .as_deref()
-                            .map_or("no username".to_string(), |u| format!("username {u:?}")),
-                        e.uuid
-                    )));
-                }
-                (Some(e), IfExists::Keep) => return Ok((e, false)),
-                (Some(e), IfExists::Update) => {
-                    let edit = PasswordEdit {
-                        password: Some(new.password.clone()),
-                        notes: new.notes.clone(),
-                        ..PasswordEdit::default()
-                    };
-                    return Ok((self.edit_password(&e.uuid, None, &edit)?, false));
-                }
-                (None, _) => {}
+        self.settled(|| {
+            let domain = names::clean_domain(&new.domain)?;
+            if new.password.expose().is_empty() {
+                return Err(Error::invalid("the password is empty"));
             }
-            let now = now_rfc3339()?;
-            let body = PasswordBody {
-                domain: domain.clone(),
-                username: username.clone(),
-                password: new.password.expose().to_string(),
-                notes: new.notes.clone().filter(|n| !n.is_empty()),
-                created_dt: now.clone(),
-                updated_dt: now,
-            };
-            let uuid = Uuid::new_v4().to_string();
-            let row = self.sealer.seal_row(&uuid, &body)?;
-            // Each attempt reads the head, then looks for the entry, and is
-            // guarded by that head: an entry created meanwhile fails the
-            // commit (and the next attempt finds it).
-            let appeared = std::cell::Cell::new(false);
-            let r = self.transact(
-                || {
-                    let (head, _) = self.current_head()?;
-                    if self.password_named(&domain, username.as_deref())?.is_some() {
-                        appeared.set(true);
-                        return Err(Error::Conflict("created meanwhile".into()));
+            let username = new.username.clone().filter(|u| !u.is_empty());
+            for _ in 0..4 {
+                match (
+                    self.password_named(&domain, username.as_deref())?,
+                    if_exists,
+                ) {
+                    (Some(e), IfExists::Conflict) => {
+                        return Err(Error::Conflict(format!(
+                            "a password for {domain} with {} exists already: {}",
+                            username
+                                .as_deref()
+                                .map_or("no username".to_string(), |u| format!("username {u:?}")),
+                            e.uuid
+                        )));
                     }
-                    let mut batch = self.batch();
-                    batch
-                        .require(Precondition::IdentityHead {
-                            identity_uuid: self.identity.uuid.clone(),
-                            head,
-                        })
-                        .write(Write::InsertRecord(row.clone()));
-                    Ok((batch, ()))
-                },
-                duplicate_record,
-            );
-            match r {
-                Ok(()) => return Ok((PasswordEntry::from_body(uuid, &body), true)),
-                // Created meanwhile: decide again, by `if_exists`.
-                Err(_) if appeared.get() => {}
-                Err(e) => return Err(e),
+                    (Some(e), IfExists::Keep) => return Ok((e, false)),
+                    (Some(e), IfExists::Update) => {
+                        let edit = PasswordEdit {
+                            password: Some(new.password.clone()),
+                            notes: new.notes.clone(),
+                            ..PasswordEdit::default()
+                        };
+                        return Ok((self.edit_password(&e.uuid, None, &edit)?, false));
+                    }
+                    (None, _) => {}
+                }
+                let now = now_rfc3339()?;
+                let body = PasswordBody {
+                    domain: domain.clone(),
+                    username: username.clone(),
+                    password: new.password.expose().to_string(),
+                    notes: new.notes.clone().filter(|n| !n.is_empty()),
+                    created_dt: now.clone(),
+                    updated_dt: now,
+                };
+                let uuid = Uuid::new_v4().to_string();
+                let row = self.sealer().seal_row(&uuid, &body)?;
+                // Each attempt reads the head, then looks for the entry, and is
+                // guarded by that head: an entry created meanwhile fails the
+                // commit (and the next attempt finds it).
+                let appeared = std::cell::Cell::new(false);
+                let r = self.transact(
+                    || {
+                        let (head, _) = self.current_head()?;
+                        if self.password_named(&domain, username.as_deref())?.is_some() {
+                            appeared.set(true);
+                            return Err(Error::Conflict("created meanwhile".into()));
+                        }
+                        let mut batch = self.batch();
+                        batch
+                            .require(Precondition::IdentityHead {
+                                identity_uuid: self.identity.uuid.clone(),
+                                head,
+                            })
+                            .write(Write::InsertRecord(row.clone()));
+                        Ok((batch, ()))
+                    },
+                    duplicate_record,
+                );
+                match r {
+                    Ok(()) => return Ok((PasswordEntry::from_body(uuid, &body), true)),
+                    // Created meanwhile: decide again, by `if_exists`.
+                    Err(_) if appeared.get() => {}
+                    Err(e) => return Err(e),
+                }
             }
-        }
-        Err(Error::Conflict(format!(
-            "the identity {:?} kept changing while a password was created; retry",
-            self.identity.name
-        )))
+            Err(Error::Conflict(format!(
+                "the identity {:?} kept changing while a password was created; retry",
+                self.identity.name
+            )))
+        })
     }
 
     /// Imports passwords, secrets and TOTP seeds in one transaction: an
@@ -584,123 +676,127 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// Storage and integrity errors (nothing is written then).
     pub fn import(&self, set: &ImportSet, dry_run: bool) -> Result<ImportReport> {
-        let mut skipped = Vec::new();
-        // Validate first: what fails is reported, not written.
-        let mut passwords: Vec<(String, Option<String>, &NewPassword)> = Vec::new();
-        for p in &set.passwords {
-            let item = format!("{} {}", p.domain, p.username.as_deref().unwrap_or(""))
-                .trim()
-                .to_string();
-            match names::clean_domain(&p.domain) {
-                Err(e) => skipped.push(skip(&item, &e)),
-                Ok(_) if p.password.expose().is_empty() => {
-                    skipped.push(skip(&item, &Error::invalid("the password is empty")));
-                }
-                Ok(d) => passwords.push((d, p.username.clone().filter(|u| !u.is_empty()), p)),
-            }
-        }
-        let mut secrets = Vec::new();
-        for (k, v, n) in &set.secrets {
-            match RecordName::secret(k) {
-                Err(e) => skipped.push(skip(k, &e)),
-                Ok(key) => secrets.push((key, v, n)),
-            }
-        }
-        let mut totps = Vec::new();
-        for (name, params) in &set.totps {
-            match params.validate().and_then(|()| RecordName::totp(name)) {
-                Err(e) => skipped.push(skip(name, &e)),
-                Ok(n) => totps.push((n, params)),
-            }
-        }
-        let build = || -> Result<(Batch, (usize, usize))> {
-            let now = now_rfc3339()?;
-            let mut batch = self.batch();
-            let mut plan = ImportPlan::default();
-            // One read of the identity's records, checked against its head
-            // once, for all three kinds.
-            let mut passwords_now = HashMap::new();
-            let mut named_now = HashMap::new();
-            for r in self.all_records_checked()? {
-                if r.kind == KIND_PASSWORD {
-                    let e = self.open_password(&r)?;
-                    passwords_now.insert((e.domain.clone(), e.username.clone()), (r, e));
-                } else {
-                    named_now.insert((r.kind, r.blind_index.clone()), r);
+        self.settled(|| {
+            let mut skipped = Vec::new();
+            // Validate first: what fails is reported, not written.
+            let mut passwords: Vec<(String, Option<String>, &NewPassword)> = Vec::new();
+            for p in &set.passwords {
+                let item = format!("{} {}", p.domain, p.username.as_deref().unwrap_or(""))
+                    .trim()
+                    .to_string();
+                match names::clean_domain(&p.domain) {
+                    Err(e) => skipped.push(skip(&item, &e)),
+                    Ok(_) if p.password.expose().is_empty() => {
+                        skipped.push(skip(&item, &Error::invalid("the password is empty")));
+                    }
+                    Ok(d) => passwords.push((d, p.username.clone().filter(|u| !u.is_empty()), p)),
                 }
             }
-            for (domain, username, p) in &passwords {
-                let key = (domain.clone(), username.clone());
-                let old = passwords_now
-                    .get(&key)
-                    .map(|(r, e)| (r, e.created_dt.clone()));
-                let slot_key = format!("{domain}\n{}", username.as_deref().unwrap_or(""));
-                let i = plan.slot(&mut batch, (KIND_PASSWORD, slot_key), old, &now);
-                let (uuid, created_dt) = plan.entry(i);
-                let body = PasswordBody {
-                    domain: domain.clone(),
-                    username: username.clone(),
-                    password: p.password.expose().to_string(),
-                    notes: p.notes.clone().filter(|n| !n.is_empty()),
-                    created_dt,
-                    updated_dt: now.clone(),
-                };
-                plan.set(i, self.sealer.seal_row(&uuid, &body)?);
+            let mut secrets = Vec::new();
+            for (k, v, n) in &set.secrets {
+                match RecordName::secret(k) {
+                    Err(e) => skipped.push(skip(k, &e)),
+                    Ok(key) => secrets.push((key, v, n)),
+                }
             }
-            for (key, v, n) in &secrets {
-                let k = &key.name;
-                let old = match self.filed(KIND_SECRET, key, |bi| named_now.get(&(KIND_SECRET, bi)))
-                {
-                    Some(r) => Some((r, self.open_secret(r)?)),
-                    None => None,
-                };
-                let old_notes = old.as_ref().and_then(|(_, e)| e.notes.clone());
-                let i = plan.slot(
-                    &mut batch,
-                    (KIND_SECRET, k.clone()),
-                    old.map(|(r, e)| (r, e.created_dt.clone())),
-                    &now,
-                );
-                let (uuid, created_dt) = plan.entry(i);
-                let body = SecretBody {
-                    key: k.clone(),
-                    value: v.expose().to_string(),
-                    notes: (*n).clone().filter(|n| !n.is_empty()).or(old_notes),
-                    created_dt,
-                    updated_dt: now.clone(),
-                };
-                plan.set(i, self.sealer.seal_row(&uuid, &body)?);
+            let mut totps = Vec::new();
+            for (name, params) in &set.totps {
+                match params.validate().and_then(|()| RecordName::totp(name)) {
+                    Err(e) => skipped.push(skip(name, &e)),
+                    Ok(n) => totps.push((n, params)),
+                }
             }
-            for (totp_name, params) in &totps {
-                let name = &totp_name.name;
-                let old =
-                    match self.filed(KIND_TOTP, totp_name, |bi| named_now.get(&(KIND_TOTP, bi))) {
+            let build = || -> Result<(Batch, (usize, usize))> {
+                let now = now_rfc3339()?;
+                let mut batch = self.batch();
+                let mut plan = ImportPlan::default();
+                // One read of the identity's records, checked against its head
+                // once, for all three kinds.
+                let mut passwords_now = HashMap::new();
+                let mut named_now = HashMap::new();
+                for r in self.all_records_checked()? {
+                    if r.kind == KIND_PASSWORD {
+                        let e = self.open_password(&r)?;
+                        passwords_now.insert((e.domain.clone(), e.username.clone()), (r, e));
+                    } else {
+                        named_now.insert((r.kind, r.blind_index.clone()), r);
+                    }
+                }
+                for (domain, username, p) in &passwords {
+                    let key = (domain.clone(), username.clone());
+                    let old = passwords_now
+                        .get(&key)
+                        .map(|(r, e)| (r, e.created_dt.clone()));
+                    let slot_key = format!("{domain}\n{}", username.as_deref().unwrap_or(""));
+                    let i = plan.slot(&mut batch, (KIND_PASSWORD, slot_key), old, &now);
+                    let (uuid, created_dt) = plan.entry(i);
+                    let body = PasswordBody {
+                        domain: domain.clone(),
+                        username: username.clone(),
+                        password: p.password.expose().to_string(),
+                        notes: p.notes.clone().filter(|n| !n.is_empty()),
+                        created_dt,
+                        updated_dt: now.clone(),
+                    };
+                    plan.set(i, self.sealer().seal_row(&uuid, &body)?);
+                }
+                for (key, v, n) in &secrets {
+                    let k = &key.name;
+                    let old = match self
+                        .filed(KIND_SECRET, key, |bi| named_now.get(&(KIND_SECRET, bi)))
+                    {
+                        Some(r) => Some((r, self.open_secret(r)?)),
+                        None => None,
+                    };
+                    let old_notes = old.as_ref().and_then(|(_, e)| e.notes.clone());
+                    let i = plan.slot(
+                        &mut batch,
+                        (KIND_SECRET, k.clone()),
+                        old.map(|(r, e)| (r, e.created_dt.clone())),
+                        &now,
+                    );
+                    let (uuid, created_dt) = plan.entry(i);
+                    let body = SecretBody {
+                        key: k.clone(),
+                        value: v.expose().to_string(),
+                        notes: (*n).clone().filter(|n| !n.is_empty()).or(old_notes),
+                        created_dt,
+                        updated_dt: now.clone(),
+                    };
+                    plan.set(i, self.sealer().seal_row(&uuid, &body)?);
+                }
+                for (totp_name, params) in &totps {
+                    let name = &totp_name.name;
+                    let old = match self
+                        .filed(KIND_TOTP, totp_name, |bi| named_now.get(&(KIND_TOTP, bi)))
+                    {
                         Some(r) => {
-                            let b: TotpBody = self.sealer.open_row(r)?;
+                            let b: TotpBody = self.sealer().open_row(r)?;
                             Some((r, b.created_dt.clone()))
                         }
                         None => None,
                     };
-                let i = plan.slot(&mut batch, (KIND_TOTP, name.clone()), old, &now);
-                let (uuid, created_dt) = plan.entry(i);
-                let body = totp_body(name, params, created_dt, now.clone());
-                plan.set(i, self.sealer.seal_row(&uuid, &body)?);
-            }
-            let counts = (plan.created, plan.updated);
-            batch.writes.extend(plan.writes.into_iter().flatten());
-            Ok((batch, counts))
-        };
-        let (created, updated) = if dry_run {
-            build()?.1
-        } else if passwords.is_empty() && secrets.is_empty() && totps.is_empty() {
-            (0, 0)
-        } else {
-            self.transact(build, duplicate_record)?
-        };
-        Ok(ImportReport {
-            created,
-            updated,
-            skipped,
+                    let i = plan.slot(&mut batch, (KIND_TOTP, name.clone()), old, &now);
+                    let (uuid, created_dt) = plan.entry(i);
+                    let body = totp_body(name, params, created_dt, now.clone());
+                    plan.set(i, self.sealer().seal_row(&uuid, &body)?);
+                }
+                let counts = (plan.created, plan.updated);
+                batch.writes.extend(plan.writes.into_iter().flatten());
+                Ok((batch, counts))
+            };
+            let (created, updated) = if dry_run {
+                build()?.1
+            } else if passwords.is_empty() && secrets.is_empty() && totps.is_empty() {
+                (0, 0)
+            } else {
+                self.transact(build, duplicate_record)?
+            };
+            Ok(ImportReport {
+                created,
+                updated,
+                skipped,
+            })
         })
     }
 
@@ -712,27 +808,33 @@ impl<'v> IdentityVault<'v> {
     /// [`Error::Integrity`] if the records are not the set the head commits
     /// to or any fails to open.
     pub fn export(&self) -> Result<ExportSet> {
-        let mut set = ExportSet::default();
-        for r in self.all_records_checked()? {
-            match r.kind {
-                KIND_PASSWORD => set.passwords.push(self.open_password(&r)?),
-                KIND_SECRET => set.secrets.push(self.open_secret(&r)?),
-                KIND_TOTP => {
-                    let body: TotpBody = self.sealer.open_row(&r)?;
-                    set.totps.push((
-                        TotpEntry::from_body(r.uuid.clone(), &body),
-                        params_of(&body)?,
-                    ));
+        self.settled(|| {
+            let mut set = ExportSet::default();
+            for r in self.all_records_checked()? {
+                match r.kind {
+                    KIND_PASSWORD => set.passwords.push(self.open_password(&r)?),
+                    KIND_SECRET => set.secrets.push(self.open_secret(&r)?),
+                    KIND_TOTP => {
+                        let body: TotpBody = self.sealer().open_row(&r)?;
+                        set.totps.push((
+                            TotpEntry::from_body(r.uuid.clone(), &body),
+                            params_of(&body)?,
+                        ));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        set.passwords.sort_by(|a, b| {
-            (&a.domain, &a.username, &a.created_dt).cmp(&(&b.domain, &b.username, &b.created_dt))
-        });
-        set.secrets.sort_by(|a, b| a.key.cmp(&b.key));
-        set.totps.sort_by(|a, b| a.0.name.cmp(&b.0.name));
-        Ok(set)
+            set.passwords.sort_by(|a, b| {
+                (&a.domain, &a.username, &a.created_dt).cmp(&(
+                    &b.domain,
+                    &b.username,
+                    &b.created_dt,
+                ))
+            });
+            set.secrets.sort_by(|a, b| a.key.cmp(&b.key));
+            set.totps.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+            Ok(set)
+        })
     }
 
     /// Every password entry of the identity, by domain then username.
@@ -740,15 +842,21 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::Integrity`] if any entry fails to open.
     pub fn passwords(&self) -> Result<Vec<PasswordEntry>> {
-        let mut out = self
-            .records_of_kind(KIND_PASSWORD)?
-            .iter()
-            .map(|r| self.open_password(r))
-            .collect::<Result<Vec<_>>>()?;
-        out.sort_by(|a, b| {
-            (&a.domain, &a.username, &a.created_dt).cmp(&(&b.domain, &b.username, &b.created_dt))
-        });
-        Ok(out)
+        self.settled(|| {
+            let mut out = self
+                .records_of_kind(KIND_PASSWORD)?
+                .iter()
+                .map(|r| self.open_password(r))
+                .collect::<Result<Vec<_>>>()?;
+            out.sort_by(|a, b| {
+                (&a.domain, &a.username, &a.created_dt).cmp(&(
+                    &b.domain,
+                    &b.username,
+                    &b.created_dt,
+                ))
+            });
+            Ok(out)
+        })
     }
 
     fn find_password_row(
@@ -766,7 +874,7 @@ impl<'v> IdentityVault<'v> {
             return Ok((row, entry));
         }
         let domain = names::clean_domain(selector)?;
-        let bi = self.sealer.blind_index(KIND_PASSWORD, &domain);
+        let bi = self.sealer().blind_index(KIND_PASSWORD, &domain);
         let mut matches = Vec::new();
         for row in self
             .backend
@@ -803,7 +911,7 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Ambiguous`] if several entries match.
     pub fn get_password(&self, selector: &str, username: Option<&str>) -> Result<PasswordEntry> {
-        self.find_password_row(selector, username).map(|(_, e)| e)
+        self.settled(|| self.find_password_row(selector, username).map(|(_, e)| e))
     }
 
     /// Changes a password entry, in one batch.
@@ -816,48 +924,52 @@ impl<'v> IdentityVault<'v> {
         username: Option<&str>,
         edit: &PasswordEdit,
     ) -> Result<PasswordEntry> {
-        let new_domain = edit
-            .domain
-            .as_deref()
-            .map(names::clean_domain)
-            .transpose()?;
-        if edit
-            .password
-            .as_ref()
-            .is_some_and(|p| p.expose().is_empty())
-        {
-            return Err(Error::invalid("the password is empty"));
-        }
-        self.transact(
-            || {
-                let (old_row, old) = self.find_password_row(selector, username)?;
-                let body = PasswordBody {
-                    domain: new_domain.clone().unwrap_or(old.domain.clone()),
-                    username: match &edit.username {
-                        Some(u) => Some(u.clone()).filter(|u| !u.is_empty()),
-                        None => old.username.clone(),
-                    },
-                    password: edit
-                        .password
-                        .as_ref()
-                        .unwrap_or(&old.password)
-                        .expose()
-                        .to_string(),
-                    notes: match &edit.notes {
-                        Some(n) => Some(n.clone()).filter(|n| !n.is_empty()),
-                        None => old.notes.clone(),
-                    },
-                    created_dt: old.created_dt.clone(),
-                    updated_dt: now_rfc3339()?,
-                };
-                let mut batch = self.batch();
-                batch
-                    .require(unchanged(&old_row))
-                    .write(Write::UpdateRecord(self.sealer.seal_row(&old.uuid, &body)?));
-                Ok((batch, PasswordEntry::from_body(old.uuid.clone(), &body)))
-            },
-            duplicate_record,
-        )
+        self.settled(|| {
+            let new_domain = edit
+                .domain
+                .as_deref()
+                .map(names::clean_domain)
+                .transpose()?;
+            if edit
+                .password
+                .as_ref()
+                .is_some_and(|p| p.expose().is_empty())
+            {
+                return Err(Error::invalid("the password is empty"));
+            }
+            self.transact(
+                || {
+                    let (old_row, old) = self.find_password_row(selector, username)?;
+                    let body = PasswordBody {
+                        domain: new_domain.clone().unwrap_or(old.domain.clone()),
+                        username: match &edit.username {
+                            Some(u) => Some(u.clone()).filter(|u| !u.is_empty()),
+                            None => old.username.clone(),
+                        },
+                        password: edit
+                            .password
+                            .as_ref()
+                            .unwrap_or(&old.password)
+                            .expose()
+                            .to_string(),
+                        notes: match &edit.notes {
+                            Some(n) => Some(n.clone()).filter(|n| !n.is_empty()),
+                            None => old.notes.clone(),
+                        },
+                        created_dt: old.created_dt.clone(),
+                        updated_dt: now_rfc3339()?,
+                    };
+                    let mut batch = self.batch();
+                    batch
+                        .require(unchanged(&old_row))
+                        .write(Write::UpdateRecord(
+                            self.sealer().seal_row(&old.uuid, &body)?,
+                        ));
+                    Ok((batch, PasswordEntry::from_body(old.uuid.clone(), &body)))
+                },
+                duplicate_record,
+            )
+        })
     }
 
     /// Deletes a password entry.
@@ -865,13 +977,15 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// As [`IdentityVault::get_password`].
     pub fn delete_password(&self, selector: &str, username: Option<&str>) -> Result<PasswordEntry> {
-        self.transact(
-            || {
-                let (row, entry) = self.find_password_row(selector, username)?;
-                Ok((self.delete_batch(&row), entry))
-            },
-            duplicate_record,
-        )
+        self.settled(|| {
+            self.transact(
+                || {
+                    let (row, entry) = self.find_password_row(selector, username)?;
+                    Ok((self.delete_batch(&row), entry))
+                },
+                duplicate_record,
+            )
+        })
     }
 
     fn delete_batch(&self, row: &RecordRow) -> Batch {
@@ -897,39 +1011,41 @@ impl<'v> IdentityVault<'v> {
         value: &SecretString,
         notes: Option<&str>,
     ) -> Result<(SecretEntry, bool)> {
-        let name = RecordName::secret(raw_key)?;
-        let key = &name.name;
-        self.transact(
-            || {
-                let now = now_rfc3339()?;
-                let bi = self.sealer.blind_index(KIND_SECRET, key);
-                let existing = self.named_rows(KIND_SECRET, &name)?;
-                let mut batch = self.batch();
-                let (uuid, created_dt, old_notes) =
-                    self.secret_slot(&mut batch, existing.first(), &bi, &now, || {
-                        Ok(Uuid::new_v4().to_string())
-                    })?;
-                let body = SecretBody {
-                    key: key.to_string(),
-                    value: value.expose().to_string(),
-                    notes: match notes {
-                        Some(n) => Some(n.to_string()).filter(|n| !n.is_empty()),
-                        None => old_notes,
-                    },
-                    created_dt,
-                    updated_dt: now,
-                };
-                let row = self.sealer.seal_row(&uuid, &body)?;
-                let created = existing.is_empty();
-                batch.write(if created {
-                    Write::InsertRecord(row)
-                } else {
-                    Write::UpdateRecord(row)
-                });
-                Ok((batch, (SecretEntry::from_body(uuid, &body), created)))
-            },
-            duplicate_record,
-        )
+        self.settled(|| {
+            let name = RecordName::secret(raw_key)?;
+            let key = &name.name;
+            self.transact(
+                || {
+                    let now = now_rfc3339()?;
+                    let bi = self.sealer().blind_index(KIND_SECRET, key);
+                    let existing = self.named_rows(KIND_SECRET, &name)?;
+                    let mut batch = self.batch();
+                    let (uuid, created_dt, old_notes) =
+                        self.secret_slot(&mut batch, existing.first(), &bi, &now, || {
+                            Ok(Uuid::new_v4().to_string())
+                        })?;
+                    let body = SecretBody {
+                        key: key.to_string(),
+                        value: value.expose().to_string(),
+                        notes: match notes {
+                            Some(n) => Some(n.to_string()).filter(|n| !n.is_empty()),
+                            None => old_notes,
+                        },
+                        created_dt,
+                        updated_dt: now,
+                    };
+                    let row = self.sealer().seal_row(&uuid, &body)?;
+                    let created = existing.is_empty();
+                    batch.write(if created {
+                        Write::InsertRecord(row)
+                    } else {
+                        Write::UpdateRecord(row)
+                    });
+                    Ok((batch, (SecretEntry::from_body(uuid, &body), created)))
+                },
+                duplicate_record,
+            )
+        })
     }
 
     /// Sets many secrets in one batch (an import): each key is created or
@@ -939,69 +1055,74 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::InvalidInput`] for a bad key, before anything is written.
     pub fn import_secrets(&self, entries: &[(String, SecretString)]) -> Result<usize> {
-        let entries = entries
-            .iter()
-            .map(|(k, v)| Ok((RecordName::secret(k)?, v)))
-            .collect::<Result<Vec<_>>>()?;
-        const PER_RECORD: usize = 16 + 24;
-        self.transact(
-            || {
-                // One OS random draw for every record's uuid and nonce,
-                // instead of two system calls per record; a fresh draw for
-                // each attempt, so no nonce ever seals twice.
-                let mut random = Zeroizing::new(vec![0u8; entries.len() * PER_RECORD]);
-                random_bytes(&mut random)?;
-                let now = now_rfc3339()?;
-                // One read of the identity's secrets instead of a lookup per
-                // key; only the rows an import replaces are opened.
-                let existing: HashMap<Vec<u8>, RecordRow> = self
-                    .records_of_kind(KIND_SECRET)?
-                    .into_iter()
-                    .map(|r| (r.blind_index.clone(), r))
-                    .collect();
-                // The last value of each key, in first-seen order.
-                let mut latest: HashMap<&str, usize> = HashMap::new();
-                let mut order = Vec::new();
-                for (i, (key, _)) in entries.iter().enumerate() {
-                    if latest.insert(key.name.as_str(), i).is_none() {
-                        order.push(key.name.as_str());
+        self.settled(|| {
+            let entries = entries
+                .iter()
+                .map(|(k, v)| Ok((RecordName::secret(k)?, v)))
+                .collect::<Result<Vec<_>>>()?;
+            const PER_RECORD: usize = 16 + 24;
+            self.transact(
+                || {
+                    // One OS random draw for every record's uuid and nonce,
+                    // instead of two system calls per record; a fresh draw for
+                    // each attempt, so no nonce ever seals twice.
+                    let mut random = Zeroizing::new(vec![0u8; entries.len() * PER_RECORD]);
+                    random_bytes(&mut random)?;
+                    let now = now_rfc3339()?;
+                    // One read of the identity's secrets instead of a lookup per
+                    // key; only the rows an import replaces are opened.
+                    let existing: HashMap<Vec<u8>, RecordRow> = self
+                        .records_of_kind(KIND_SECRET)?
+                        .into_iter()
+                        .map(|r| (r.blind_index.clone(), r))
+                        .collect();
+                    // The last value of each key, in first-seen order.
+                    let mut latest: HashMap<&str, usize> = HashMap::new();
+                    let mut order = Vec::new();
+                    for (i, (key, _)) in entries.iter().enumerate() {
+                        if latest.insert(key.name.as_str(), i).is_none() {
+                            order.push(key.name.as_str());
+                        }
                     }
-                }
-                let mut batch = self.batch();
-                let mut created = 0;
-                for (key, r) in order.iter().zip(random.chunks_exact(PER_RECORD)) {
-                    let (name, value) = &entries[latest[key]];
-                    let (id_bytes, nonce) = r.split_at(16);
-                    let nonce: &[u8; 24] = nonce.try_into().map_err(|_| Error::Crypto("nonce"))?;
-                    let bi = self.sealer.blind_index(KIND_SECRET, key);
-                    let old = self.filed(KIND_SECRET, name, |bi| existing.get(&bi));
-                    if old.is_none() {
-                        created += 1;
+                    let mut batch = self.batch();
+                    let mut created = 0;
+                    for (key, r) in order.iter().zip(random.chunks_exact(PER_RECORD)) {
+                        let (name, value) = &entries[latest[key]];
+                        let (id_bytes, nonce) = r.split_at(16);
+                        let nonce: &[u8; 24] =
+                            nonce.try_into().map_err(|_| Error::Crypto("nonce"))?;
+                        let bi = self.sealer().blind_index(KIND_SECRET, key);
+                        let old = self.filed(KIND_SECRET, name, |bi| existing.get(&bi));
+                        if old.is_none() {
+                            created += 1;
+                        }
+                        let (uuid, created_dt, notes) =
+                            self.secret_slot(&mut batch, old, &bi, &now, || {
+                                let id: [u8; 16] =
+                                    id_bytes.try_into().map_err(|_| Error::Crypto("uuid"))?;
+                                Ok(uuid::Builder::from_random_bytes(id).into_uuid().to_string())
+                            })?;
+                        let body = SecretBody {
+                            key: key.to_string(),
+                            value: value.expose().to_string(),
+                            notes,
+                            created_dt,
+                            updated_dt: now.clone(),
+                        };
+                        let row = self
+                            .sealer()
+                            .seal_row_with_nonce(&uuid, &body, Some(nonce))?;
+                        batch.write(if old.is_some() {
+                            Write::UpdateRecord(row)
+                        } else {
+                            Write::InsertRecord(row)
+                        });
                     }
-                    let (uuid, created_dt, notes) =
-                        self.secret_slot(&mut batch, old, &bi, &now, || {
-                            let id: [u8; 16] =
-                                id_bytes.try_into().map_err(|_| Error::Crypto("uuid"))?;
-                            Ok(uuid::Builder::from_random_bytes(id).into_uuid().to_string())
-                        })?;
-                    let body = SecretBody {
-                        key: key.to_string(),
-                        value: value.expose().to_string(),
-                        notes,
-                        created_dt,
-                        updated_dt: now.clone(),
-                    };
-                    let row = self.sealer.seal_row_with_nonce(&uuid, &body, Some(nonce))?;
-                    batch.write(if old.is_some() {
-                        Write::UpdateRecord(row)
-                    } else {
-                        Write::InsertRecord(row)
-                    });
-                }
-                Ok((batch, created))
-            },
-            duplicate_record,
-        )
+                    Ok((batch, created))
+                },
+                duplicate_record,
+            )
+        })
     }
 
     /// What a secret write keeps of the secret's previous row — uuid,
@@ -1041,7 +1162,7 @@ impl<'v> IdentityVault<'v> {
             let rows = self.backend.records_by_index(
                 &self.identity.uuid,
                 kind,
-                &self.sealer.blind_index(kind, form),
+                &self.sealer().blind_index(kind, form),
             )?;
             if !rows.is_empty() {
                 return Ok(rows);
@@ -1059,7 +1180,7 @@ impl<'v> IdentityVault<'v> {
         get: impl Fn(Vec<u8>) -> Option<&'m V>,
     ) -> Option<&'m V> {
         name.forms()
-            .find_map(|form| get(self.sealer.blind_index(kind, form).to_vec()))
+            .find_map(|form| get(self.sealer().blind_index(kind, form).to_vec()))
     }
 
     /// The row of a uniquely named kind (secret, TOTP): by its normalised
@@ -1102,7 +1223,7 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn get_secret(&self, selector: &str) -> Result<SecretEntry> {
-        self.find_secret_row(selector).map(|(_, e)| e)
+        self.settled(|| self.find_secret_row(selector).map(|(_, e)| e))
     }
 
     /// Every secret of the identity, by key.
@@ -1110,13 +1231,15 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::Integrity`] if any secret fails to open.
     pub fn secrets(&self) -> Result<Vec<SecretEntry>> {
-        let mut out = self
-            .records_of_kind(KIND_SECRET)?
-            .iter()
-            .map(|r| self.open_secret(r))
-            .collect::<Result<Vec<_>>>()?;
-        out.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(out)
+        self.settled(|| {
+            let mut out = self
+                .records_of_kind(KIND_SECRET)?
+                .iter()
+                .map(|r| self.open_secret(r))
+                .collect::<Result<Vec<_>>>()?;
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
     }
 
     /// Deletes a secret by key or uuid.
@@ -1124,13 +1247,15 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn delete_secret(&self, selector: &str) -> Result<SecretEntry> {
-        self.transact(
-            || {
-                let (row, e) = self.find_secret_row(selector)?;
-                Ok((self.delete_batch(&row), e))
-            },
-            duplicate_record,
-        )
+        self.settled(|| {
+            self.transact(
+                || {
+                    let (row, e) = self.find_secret_row(selector)?;
+                    Ok((self.delete_batch(&row), e))
+                },
+                duplicate_record,
+            )
+        })
     }
 
     // ---- TOTP ----
@@ -1143,7 +1268,7 @@ impl<'v> IdentityVault<'v> {
                 || Err(self.not_found(format!("no TOTP named {selector:?}"))),
                 Ok,
             )?;
-        let b = self.sealer.open_row(&row)?;
+        let b = self.sealer().open_row(&row)?;
         Ok((row, b))
     }
 
@@ -1172,56 +1297,58 @@ impl<'v> IdentityVault<'v> {
         params: &TotpParams,
         if_exists: IfExists,
     ) -> Result<(TotpEntry, bool)> {
-        params.validate()?;
-        let raw_name = name
-            .or(params.issuer.as_deref())
-            .ok_or_else(|| Error::invalid("give the TOTP a name (the URI has no issuer)"))?;
-        let totp_name = RecordName::totp(raw_name)?;
-        let name = totp_name.name.clone();
-        let bi = self.sealer.blind_index(KIND_TOTP, &name);
-        if if_exists == IfExists::Keep
-            && let Ok(e) = self.get_totp(&name)
-        {
-            return Ok((e, false));
-        }
-        self.transact(
-            || {
-                let now = now_rfc3339()?;
-                let existing = self.named_rows(KIND_TOTP, &totp_name)?.pop();
-                let mut batch = self.batch();
-                let (uuid, created_dt, created) = match (&existing, if_exists) {
-                    // (Keep found it before; one created meanwhile conflicts)
-                    (Some(row), IfExists::Conflict | IfExists::Keep) => {
-                        return Err(Error::Conflict(format!(
-                            "a TOTP named {name:?} exists already: {}",
-                            row.uuid
-                        )));
-                    }
-                    (Some(row), IfExists::Update) => {
-                        let old: TotpBody = self.sealer.open_row(row)?;
-                        batch.require(unchanged(row));
-                        (row.uuid.clone(), old.created_dt.clone(), false)
-                    }
-                    (None, _) => {
-                        batch.require(Precondition::NameFree {
-                            identity_uuid: self.identity.uuid.clone(),
-                            kind: KIND_TOTP,
-                            blind_index: bi.to_vec(),
-                        });
-                        (Uuid::new_v4().to_string(), now.clone(), true)
-                    }
-                };
-                let body = totp_body(&name, params, created_dt, now);
-                let row = self.sealer.seal_row(&uuid, &body)?;
-                batch.write(if created {
-                    Write::InsertRecord(row)
-                } else {
-                    Write::UpdateRecord(row)
-                });
-                Ok((batch, (TotpEntry::from_body(uuid, &body), created)))
-            },
-            || Error::Conflict(format!("a TOTP named {name:?} exists already")),
-        )
+        self.settled(|| {
+            params.validate()?;
+            let raw_name = name
+                .or(params.issuer.as_deref())
+                .ok_or_else(|| Error::invalid("give the TOTP a name (the URI has no issuer)"))?;
+            let totp_name = RecordName::totp(raw_name)?;
+            let name = totp_name.name.clone();
+            let bi = self.sealer().blind_index(KIND_TOTP, &name);
+            if if_exists == IfExists::Keep
+                && let Ok(e) = self.get_totp(&name)
+            {
+                return Ok((e, false));
+            }
+            self.transact(
+                || {
+                    let now = now_rfc3339()?;
+                    let existing = self.named_rows(KIND_TOTP, &totp_name)?.pop();
+                    let mut batch = self.batch();
+                    let (uuid, created_dt, created) = match (&existing, if_exists) {
+                        // (Keep found it before; one created meanwhile conflicts)
+                        (Some(row), IfExists::Conflict | IfExists::Keep) => {
+                            return Err(Error::Conflict(format!(
+                                "a TOTP named {name:?} exists already: {}",
+                                row.uuid
+                            )));
+                        }
+                        (Some(row), IfExists::Update) => {
+                            let old: TotpBody = self.sealer().open_row(row)?;
+                            batch.require(unchanged(row));
+                            (row.uuid.clone(), old.created_dt.clone(), false)
+                        }
+                        (None, _) => {
+                            batch.require(Precondition::NameFree {
+                                identity_uuid: self.identity.uuid.clone(),
+                                kind: KIND_TOTP,
+                                blind_index: bi.to_vec(),
+                            });
+                            (Uuid::new_v4().to_string(), now.clone(), true)
+                        }
+                    };
+                    let body = totp_body(&name, params, created_dt, now);
+                    let row = self.sealer().seal_row(&uuid, &body)?;
+                    batch.write(if created {
+                        Write::InsertRecord(row)
+                    } else {
+                        Write::UpdateRecord(row)
+                    });
+                    Ok((batch, (TotpEntry::from_body(uuid, &body), created)))
+                },
+                || Error::Conflict(format!("a TOTP named {name:?} exists already")),
+            )
+        })
     }
 
     /// Every TOTP enrolment (no seeds), by name.
@@ -1229,16 +1356,18 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::Integrity`] if any fails to open.
     pub fn totps(&self) -> Result<Vec<TotpEntry>> {
-        let mut out = self
-            .records_of_kind(KIND_TOTP)?
-            .iter()
-            .map(|r| {
-                let body: TotpBody = self.sealer.open_row(r)?;
-                Ok(TotpEntry::from_body(r.uuid.clone(), &body))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        self.settled(|| {
+            let mut out = self
+                .records_of_kind(KIND_TOTP)?
+                .iter()
+                .map(|r| {
+                    let body: TotpBody = self.sealer().open_row(r)?;
+                    Ok(TotpEntry::from_body(r.uuid.clone(), &body))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(out)
+        })
     }
 
     /// One TOTP enrolment's parameters (no seed), by name or uuid.
@@ -1246,8 +1375,10 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn get_totp(&self, selector: &str) -> Result<TotpEntry> {
-        let (row, body) = self.find_totp_row(selector)?;
-        Ok(TotpEntry::from_body(row.uuid, &body))
+        self.settled(|| {
+            let (row, body) = self.find_totp_row(selector)?;
+            Ok(TotpEntry::from_body(row.uuid, &body))
+        })
     }
 
     /// The enrolment's `otpauth://` URI. It contains the seed.
@@ -1255,10 +1386,12 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn totp_uri(&self, selector: &str) -> Result<SecretString> {
-        let (_, body) = self.find_totp_row(selector)?;
-        Ok(SecretString::new(
-            params_of(&body)?.to_uri_named(Some(&body.name)).to_string(),
-        ))
+        self.settled(|| {
+            let (_, body) = self.find_totp_row(selector)?;
+            Ok(SecretString::new(
+                params_of(&body)?.to_uri_named(Some(&body.name)).to_string(),
+            ))
+        })
     }
 
     /// Deletes a TOTP enrolment by name or uuid.
@@ -1266,14 +1399,16 @@ impl<'v> IdentityVault<'v> {
     /// # Errors
     /// [`Error::NotFound`] if there is none.
     pub fn delete_totp(&self, selector: &str) -> Result<TotpEntry> {
-        self.transact(
-            || {
-                let (row, body) = self.find_totp_row(selector)?;
-                let entry = TotpEntry::from_body(row.uuid.clone(), &body);
-                Ok((self.delete_batch(&row), entry))
-            },
-            duplicate_record,
-        )
+        self.settled(|| {
+            self.transact(
+                || {
+                    let (row, body) = self.find_totp_row(selector)?;
+                    let entry = TotpEntry::from_body(row.uuid.clone(), &body);
+                    Ok((self.delete_batch(&row), entry))
+                },
+                duplicate_record,
+            )
+        })
     }
 
     /// The code for `at` (default: now, by the system clock); see
@@ -1305,7 +1440,7 @@ impl<'v> IdentityVault<'v> {
         at: Option<u64>,
         min_validity: Option<u64>,
     ) -> Result<TotpCode> {
-        let (_, body) = self.find_totp_row(selector)?;
+        let (_, body) = self.settled(|| self.find_totp_row(selector))?;
         let params = params_of(&body)?;
         let now = match at {
             Some(t) => t,
@@ -1498,7 +1633,7 @@ mod tests {
             || {
                 let mut b = iv.batch();
                 b.write(Write::InsertRecord(
-                    iv.sealer.seal_row(&Uuid::new_v4().to_string(), &old)?,
+                    iv.sealer().seal_row(&Uuid::new_v4().to_string(), &old)?,
                 ));
                 Ok((b, ()))
             },

@@ -164,8 +164,8 @@ impl RecordSealer {
         let epoch = u32::from_be_bytes(bytes[8..12].try_into().map_err(|_| bad())?);
         let commitment: [u8; 32] = bytes[12..44].try_into().map_err(|_| bad())?;
         if epoch > self.epoch {
-            return Err(Error::Conflict(
-                "the identity's key was rotated while this command ran; retry".into(),
+            return Err(Error::Unavailable(
+                "the identity's key was rotated while this command ran; nothing was written, try again".into(),
             ));
         }
         if epoch != self.epoch {
@@ -245,8 +245,8 @@ impl RecordSealer {
     fn decrypt(&self, row: &RecordRow) -> Result<Zeroizing<Vec<u8>>> {
         let what = || Error::tampered(format!("record {}", row.uuid));
         if row.key_epoch > self.epoch && row.identity_uuid == self.identity_uuid {
-            return Err(Error::Conflict(
-                "the identity's key was rotated while this command ran; retry".into(),
+            return Err(Error::Unavailable(
+                "the identity's key was rotated while this command ran; nothing was written, try again".into(),
             ));
         }
         if row.identity_uuid != self.identity_uuid {

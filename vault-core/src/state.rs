@@ -234,21 +234,37 @@ impl VaultState {
     }
 
     /// The identity with this uuid, its signature checked.
+    ///
+    /// The row and the vault head are two reads: when they disagree and the
+    /// row has changed since (a rotation or deletion committed between
+    /// them), both are read again.
     pub(crate) fn identity(&self, uuid: &str) -> Result<Option<IdentityRow>> {
-        let row = self.backend.identity(uuid)?;
-        match &row {
-            Some(r) => self.verify_identity(r)?,
-            None => {
-                let id = uuid_bytes(uuid)?;
-                self.against_head(|h| match h.identities.contains_key(&id) {
-                    true => Err(Error::Integrity(format!(
-                        "identity {uuid} is in the vault head but missing: deleted by the store"
-                    ))),
-                    false => Ok(()),
-                })?;
+        let mut row = self.backend.identity(uuid)?;
+        for n in 0.. {
+            let checked = match &row {
+                Some(r) => self.verify_identity(r),
+                None => {
+                    let id = uuid_bytes(uuid)?;
+                    self.against_head(|h| match h.identities.contains_key(&id) {
+                        true => Err(Error::Integrity(format!(
+                            "identity {uuid} is in the vault head but missing: deleted by the store"
+                        ))),
+                        false => Ok(()),
+                    })
+                }
+            };
+            match checked {
+                Err(Error::Integrity(_)) if n < 8 => {
+                    let again = self.backend.identity(uuid)?;
+                    if again == row {
+                        return checked.map(|()| row);
+                    }
+                    row = again;
+                }
+                _ => return checked.map(|()| row),
             }
         }
-        Ok(row)
+        unreachable!("the loop returns")
     }
 
     /// Every identity, signatures checked, and exactly the set the vault
@@ -449,13 +465,13 @@ pub(crate) fn transact<T>(
             },
         }
     }
-    Err(Error::Conflict(
-        "the vault kept changing under concurrent writers; try again".into(),
+    Err(Error::Unavailable(
+        "the vault stayed busy with concurrent writers; nothing was written, try again".into(),
     ))
 }
 
 /// Sleeps a random time below `2^min(n, 6)` milliseconds.
-fn backoff(n: u32) -> Result<()> {
+pub(crate) fn backoff(n: u32) -> Result<()> {
     let mut b = [0u8; 2];
     random_bytes(&mut b)?;
     let cap = 1u64 << n.min(6);

@@ -105,6 +105,41 @@ fn identity_ctx<'a>(
     }
 }
 
+/// An identity's key, unwrapped under the root key and bound to the row's
+/// metadata and epoch.
+fn unwrap_identity_key(
+    state: &VaultState,
+    root_key: &SecretKey,
+    row: &IdentityRow,
+) -> Result<SecretKey> {
+    let id = uuid_bytes(&row.uuid)?;
+    envelope::open(
+        root_key,
+        &identity_ctx(&state.vault_id, &id, row),
+        &row.wrapped_key,
+    )
+    .and_then(|pt| SecretKey::from_slice(&pt))
+    .ok_or_else(|| Error::tampered(format!("the key of identity {:?}", row.name)))
+}
+
+/// Opens an identity's records with its key as it is stored now,
+/// unwrapped under the root key.
+fn open_as_owner<'v>(
+    state: &'v VaultState,
+    root_key: &SecretKey,
+    identity: &Identity,
+) -> Result<IdentityVault<'v>> {
+    let row = state
+        .identity(&identity.uuid)?
+        .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))?;
+    let ik = unwrap_identity_key(state, root_key, &row)?;
+    let key = WrappedKey {
+        key_epoch: row.key_epoch,
+        wrapped: row.wrapped_key.clone(),
+    };
+    Ok(IdentityVault::new(state, &row, &ik)?.with_wrapped_key(key))
+}
+
 impl<'v> Unlocked<'v> {
     /// The owner's view with this root key. A vault made before signing
     /// gets its owner key here: the header, every identity and every grant
@@ -346,14 +381,7 @@ impl<'v> Unlocked<'v> {
 
     /// Unwraps a row's identity key under the root key.
     pub(crate) fn identity_key(&self, row: &IdentityRow) -> Result<SecretKey> {
-        let id = uuid_bytes(&row.uuid)?;
-        envelope::open(
-            &self.root_key,
-            &identity_ctx(&self.state.vault_id, &id, row),
-            &row.wrapped_key,
-        )
-        .and_then(|pt| SecretKey::from_slice(&pt))
-        .ok_or_else(|| Error::tampered(format!("the key of identity {:?}", row.name)))
+        unwrap_identity_key(self.state, &self.root_key, row)
     }
 
     /// Opens an identity's records with its key, unwrapped under the root key.
@@ -362,16 +390,10 @@ impl<'v> Unlocked<'v> {
     /// [`Error::NotFound`] if the identity is gone; [`Error::Integrity`] if
     /// its wrapped key or metadata was altered.
     pub fn open_identity(&self, identity: &Identity) -> Result<IdentityVault<'v>> {
-        let row = self
-            .state
-            .identity(&identity.uuid)?
-            .ok_or_else(|| Error::NotFound(format!("no identity {}", identity.uuid)))?;
-        let ik = self.identity_key(&row)?;
-        let key = WrappedKey {
-            key_epoch: row.key_epoch,
-            wrapped: row.wrapped_key.clone(),
-        };
-        Ok(IdentityVault::new(self.state, &row, &ik)?.with_wrapped_key(key))
+        let (state, root_key, identity) = (self.state, self.root_key.clone(), identity.clone());
+        let open = move || open_as_owner(state, &root_key, &identity);
+        let iv = open()?;
+        Ok(iv.with_reopen(Box::new(open)))
     }
 
     /// Creates a session: a random token whose key seals the root key.
@@ -1108,22 +1130,53 @@ mod tests {
         assert_eq!(read_all(&u.open_identity(&id).unwrap()).len(), 4);
     }
 
+    /// A handle opened before a rotation follows it: its writes are
+    /// sealed under the new epoch, its reads find records re-filed under
+    /// the new key's blind indexes; an agent whose grant the rotation
+    /// removed gets nothing more from its old handle.
     #[test]
-    fn stale_identity_vault_cannot_write_after_rotation() {
+    fn identity_vault_opened_before_a_rotation_follows_it() {
         let dir = tempfile::tempdir().unwrap();
         let v = setup(&dir);
         let u = v.unlock(&pass("pw")).unwrap();
+        let (kept, revoked) = (
+            AgentSecretKey::generate().unwrap(),
+            AgentSecretKey::generate().unwrap(),
+        );
+        u.grant("alice", &kept.public(), None).unwrap();
+        u.grant("alice", &revoked.public(), None).unwrap();
         let id = v.find_identity("alice").unwrap();
         let stale = u.open_identity(&id).unwrap();
+        let stale_agent = v.open_identity_as_agent(&kept, &id).unwrap();
+        let stale_revoked = v.open_identity_as_agent(&revoked, &id).unwrap();
         u.rotate_identity("alice", &RotateOptions::default())
             .unwrap();
-        let e = stale.set_secret("NEW", &"x".into(), None).unwrap_err();
-        assert!(matches!(e, Error::Conflict(_)), "{e}");
+        assert_eq!(stale.get_secret("K1").unwrap().value.expose(), "v1");
+        stale.set_secret("NEW", &"x".into(), None).unwrap();
+        assert_eq!(stale_agent.get_secret("NEW").unwrap().value.expose(), "x");
+        stale_agent.set_secret("K2", &"y".into(), None).unwrap();
+        let options = RotateOptions {
+            revoke: Some(&revoked.public()),
+            ..RotateOptions::default()
+        };
+        u.rotate_identity("alice", &options).unwrap();
         assert!(matches!(
-            stale.get_secret("K1"),
-            Err(Error::NotFound(_)) | Err(Error::Conflict(_))
+            stale_revoked.get_secret("K1"),
+            Err(Error::Denied(_))
         ));
-        assert_eq!(read_all(&u.open_identity(&id).unwrap()).len(), 5);
+        assert!(matches!(
+            stale_revoked.set_secret("K9", &"z".into(), None),
+            Err(Error::Denied(_))
+        ));
+        let rows = u
+            .state
+            .backend
+            .records(&id.uuid, &RecordQuery::default())
+            .unwrap();
+        assert_eq!(rows.len(), 6);
+        assert!(rows.iter().all(|r| r.key_epoch == 3), "{rows:?}");
+        assert_eq!(read_all(&u.open_identity(&id).unwrap()).len(), 6);
+        assert_eq!(stale.get_secret("K2").unwrap().value.expose(), "y");
     }
 
     #[test]

@@ -112,3 +112,128 @@ fn concurrent_identity_use() {
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 }
+
+/// `ravi` with `args` on a credential other than the passphrase: a session
+/// token (`RAVI_SESSION`) or an agent key file.
+fn with_credential(env: &Env, var: &str, value: &std::ffi::OsStr, args: &[&str]) -> Run {
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE").env(var, value).args(args);
+    run_command(&mut c)
+}
+
+/// While one process rotates an identity's key at least 200 times, 4
+/// readers and 4 writers (half on a session token, half on an agent key
+/// whose grant each rotation re-wraps) work on it: no read of an existing
+/// record says "not found", no command fails (no exit 6 either), and every
+/// acknowledged write reads back.
+#[test]
+fn reads_and_writes_stay_correct_while_the_key_rotates() {
+    const ROTATIONS: usize = 200;
+    let (env, _) = Env::with_identity("busy");
+    for i in 0..10 {
+        env.run(&["secrets", "set", &format!("SEED_{i}"), &format!("seed-{i}")])
+            .ok();
+    }
+    env.run(&["totp", "add", "example.org", "--secret", "JBSWY3DPEHPK3PXP"])
+        .ok();
+    let (key_file, public) = env.keygen("agent.key");
+    env.run(&["identity", "grant", "busy", "--to", &public])
+        .ok();
+    let token = env
+        .run(&["unlock", "--ttl", "1h"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    let credentials = [
+        ("RAVI_SESSION", std::ffi::OsString::from(&token)),
+        ("RAVI_AGENT_KEY_FILE", key_file.clone().into_os_string()),
+    ];
+
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let failures = std::sync::Mutex::new(Vec::<String>::new());
+    let written = std::sync::Mutex::new(Vec::<(String, String)>::new());
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    let last_epoch = std::sync::atomic::AtomicU64::new(0);
+    let fail = |who: &str, r: &Run| {
+        failures
+            .lock()
+            .unwrap()
+            .push(format!("{who}: exit {} {}", r.code, r.stderr.trim()));
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for _ in 0..ROTATIONS {
+                let (var, value) = &credentials[0];
+                let r =
+                    with_credential(&env, var, value, &["identity", "rotate", "busy", "--json"]);
+                if r.code != 0 {
+                    fail("rotate", &r);
+                } else {
+                    let epoch = r.json()["key_epoch"].as_u64().unwrap();
+                    last_epoch.store(epoch, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        for reader in 0..4 {
+            let (var, value) = &credentials[reader % 2];
+            let (done, reads, fail) = (&done, &reads, &fail);
+            let env = &env;
+            s.spawn(move || {
+                let mut i = 0;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    i += 1;
+                    let key = format!("SEED_{}", (i + reader) % 10);
+                    let r = if i % 5 == 0 {
+                        with_credential(env, var, value, &["totp", "code", "example.org"])
+                    } else {
+                        with_credential(env, var, value, &["secrets", "get", &key])
+                    };
+                    reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if r.code != 0 {
+                        fail(&format!("reader {reader} ({var})"), &r);
+                    } else if i % 5 != 0 && r.stdout.trim() != format!("seed-{}", (i + reader) % 10)
+                    {
+                        fail(&format!("reader {reader} read {:?}", r.stdout), &r);
+                    }
+                }
+            });
+        }
+        for writer in 0..4 {
+            let (var, value) = &credentials[writer % 2];
+            let (done, written, fail) = (&done, &written, &fail);
+            let env = &env;
+            s.spawn(move || {
+                let mut i = 0;
+                while !done.load(std::sync::atomic::Ordering::SeqCst) && i < 150 {
+                    i += 1;
+                    let (key, val) = (format!("W{writer}_{i}"), format!("value-{writer}-{i}"));
+                    let r = with_credential(env, var, value, &["secrets", "set", &key, &val]);
+                    if r.code == 0 {
+                        written.lock().unwrap().push((key, val));
+                    } else {
+                        fail(&format!("writer {writer} ({var})"), &r);
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    let not_found = failures.iter().filter(|f| f.contains("exit 3")).count();
+    let conflicts = failures.iter().filter(|f| f.contains("exit 6")).count();
+    assert!(
+        failures.is_empty(),
+        "{} failures ({not_found} not found, {conflicts} exit 6) over {} reads: {:#?}",
+        failures.len(),
+        reads.into_inner(),
+        &failures[..failures.len().min(20)]
+    );
+    assert_eq!(last_epoch.into_inner(), 1 + ROTATIONS as u64);
+    let written = written.into_inner().unwrap();
+    assert!(written.len() >= 40, "only {} writes", written.len());
+    for (key, val) in &written {
+        let r = env.run(&["secrets", "get", key]).ok();
+        assert_eq!(&r.stdout.trim(), val, "{key}");
+    }
+}
