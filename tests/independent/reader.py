@@ -69,13 +69,36 @@ def ub(u):
     return uuid.UUID(u).bytes
 
 
-def unpad(p):
-    """SPEC 5."""
+def padme(n):
+    """SPEC 5, version 0x02: Padme size of a plaintext of n bytes."""
+    size = max(256, n + 4)
+    e = size.bit_length() - 1
+    s = e.bit_length()
+    mask = (1 << (e - s)) - 1
+    return (size + mask) & ~mask
+
+
+def unpad(p, version=1):
+    """SPEC 5: power-of-two buckets in version 0x01, Padme in 0x02."""
     (n,) = struct.unpack(">I", p[:4])
-    bucket = max(64, 1 << (n + 4 - 1).bit_length())
-    if len(p) != bucket or 4 + n > len(p) or any(p[4 + n:]):
+    size = max(64, 1 << (n + 4 - 1).bit_length()) if version == 1 else padme(n)
+    if len(p) != size or 4 + n > len(p) or any(p[4 + n:]):
         raise AuthError("bad padding")
     return p[4:4 + n]
+
+
+def open_record(key, fields, env):
+    """SPEC 3-5: a record envelope of version 0x01 or 0x02; the version
+    byte is also the first AD field."""
+    version = env[0] if env else 0
+    if version not in (1, 2) or len(env) < 41:
+        raise AuthError("bad envelope")
+    a = ad(bytes([version]), *fields)
+    try:
+        padded = crypto_aead_xchacha20poly1305_ietf_decrypt(env[25:], a, env[1:25], key)
+    except Exception as e:  # nacl raises CryptoError
+        raise AuthError("envelope failed to open") from e
+    return unpad(padded, version)
 
 
 def derive_kek(passphrase, row):
@@ -141,9 +164,9 @@ def open_records(db, vault_id, ident, ik):
     rows = db.execute("SELECT * FROM records WHERE identity_uuid = ? ORDER BY uuid", (ident["uuid"],)).fetchall()
     verify_head(vault_id, ident, ik, rows)
     for r in rows:
-        a = ad(VERSION, b"ravi/v1/record", vault_id, ub(ident["uuid"]), bytes([r["kind"]]),
-               ub(r["uuid"]), struct.pack(">I", r["key_epoch"]))
-        body = json.loads(unpad(open_envelope(sk, a, r["ciphertext"])))
+        fields = (b"ravi/v1/record", vault_id, ub(ident["uuid"]), bytes([r["kind"]]),
+                  ub(r["uuid"]), struct.pack(">I", r["key_epoch"]))
+        body = json.loads(open_record(sk, fields, r["ciphertext"]))
         name = body[KIND_NAME_FIELD[r["kind"]]]
         index = hmac.new(bk, bytes([r["kind"]]) + name.encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(index, r["blind_index"]):

@@ -25,28 +25,22 @@ fn record_ctx() -> SealContext<'static> {
     }
 }
 
-/// Opens arbitrary bytes as a record envelope under a fixed key; anything
-/// that opens is unpadded.
+/// Opens arbitrary bytes as a record envelope (either version) under a
+/// fixed key, padding checked.
 pub fn envelope_open(data: &[u8]) {
-    if let Some(pt) = envelope::open(&SecretKey::from_bytes(KEY), &record_ctx(), data) {
-        let _ = envelope::unpad(&pt);
-    }
+    let _ = envelope::open_record(&SecretKey::from_bytes(KEY), &record_ctx(), data);
 }
 
-/// Seals the input (padded) and opens it again: must give the input back.
+/// Seals the input as a record (Padmé) and opens it again: must give the
+/// input back.
 pub fn seal_open_roundtrip(data: &[u8]) {
     let key = SecretKey::from_bytes(KEY);
-    let Ok(padded) = envelope::pad(data) else {
+    let Ok(sealed) = envelope::seal_record(&key, &record_ctx(), data, Some(&[7; 24])) else {
         return;
     };
-    let sealed = envelope::seal_with_nonce(&key, &[7; 24], &record_ctx(), &padded)
-        .expect("sealing a bounded plaintext cannot fail");
-    let opened = envelope::open(&key, &record_ctx(), &sealed).expect("a fresh envelope opens");
-    assert_eq!(
-        envelope::unpad(&opened),
-        Some(data),
-        "round trip changed the data"
-    );
+    let opened =
+        envelope::open_record(&key, &record_ctx(), &sealed).expect("a fresh envelope opens");
+    assert_eq!(&opened[..], data, "round trip changed the data");
 }
 
 /// The fixed agent key the grant target opens with.
@@ -210,8 +204,7 @@ pub const TARGETS: &[(&str, Entry)] = &[
 /// the oracle for the `ok_` and `fail_` vectors in `tests/data/`.
 pub const CHECKS: &[(&str, Check)] = &[
     ("envelope_open", |d| {
-        envelope::open(&SecretKey::from_bytes(KEY), &record_ctx(), d)
-            .is_some_and(|pt| envelope::unpad(&pt).is_some())
+        envelope::open_record(&SecretKey::from_bytes(KEY), &record_ctx(), d).is_some()
     }),
     ("grant_open", |d| {
         d.len() >= 32
@@ -293,6 +286,24 @@ pub fn generated_vectors() -> Vec<(&'static str, String, Vec<u8>)> {
     bad_pad[60] = 1;
     let bp = envelope::seal_with_nonce(&key, &[0x25; 24], &record_ctx(), &bad_pad).expect("seal");
     out.push(("envelope_open", "fail_nonzero_padding.bin".into(), bp));
+    // Version 0x02 (Padmé): a record as written now; its version byte
+    // turned back to 0x01; and an authentic v2 envelope whose padding is a
+    // power-of-two bucket rather than the Padmé size.
+    let json = [&b"{\"key\":\"k\",\"value\":\""[..], &[b'v'; 42], b"\"}"].concat();
+    let v2 = envelope::seal_record(&key, &record_ctx(), &json, Some(&[0x26; 24])).expect("seal");
+    out.push(("envelope_open", "ok_record_padme.bin".into(), v2.clone()));
+    let mut down = v2.clone();
+    down[0] = 1;
+    out.push(("envelope_open", "fail_padme_as_version_1.bin".into(), down));
+    let ad = record_ctx().associated_data_of(envelope::ENVELOPE_VERSION_PADME);
+    let pow2 = envelope::pad(&json).expect("small");
+    let ct = crate::primitives::aead_seal(&KEY, &[0x27; 24], &ad, &pow2).expect("seal");
+    let wrong_size = [&[envelope::ENVELOPE_VERSION_PADME][..], &[0x27; 24], &ct].concat();
+    out.push((
+        "envelope_open",
+        "fail_padme_bucket_size.bin".into(),
+        wrong_size,
+    ));
 
     let ik = SecretKey::from_bytes([0x11; 32]);
     if let Ok((eph, wrapped)) = agent::wrap_to_agent(&fuzz_agent().public(), &grant_ctx(), &ik) {

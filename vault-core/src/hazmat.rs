@@ -4,8 +4,8 @@
 //! application never needs it. Only with the `hazmat` feature.
 
 pub use crate::envelope::{
-    ENVELOPE_VERSION, PAD_MIN_BUCKET, SealContext, open, pad, padded_len, seal, seal_with_nonce,
-    unpad,
+    ENVELOPE_VERSION, ENVELOPE_VERSION_PADME, PAD_MIN_BUCKET, RecordPlaintext, SealContext, open,
+    open_record, pad, padded_len, padme_len, seal, seal_record, seal_with_nonce, unpad,
 };
 pub use crate::keys::{
     LABEL_INDEX_KEY, LABEL_RECORD, LABEL_SEAL_KEY, LABEL_WRAP_GRANT, LABEL_WRAP_IDENTITY_KEY,

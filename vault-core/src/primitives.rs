@@ -3,7 +3,7 @@
 //! Each wraps one RustCrypto implementation; nothing here is hand-rolled.
 
 use chacha20poly1305::XChaCha20Poly1305;
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInOut, KeyInit, Payload};
 use hmac::{Hmac, Mac};
 use rand::TryRng;
 use sha2::Sha256;
@@ -43,6 +43,35 @@ pub(crate) fn aead_seal(
             },
         )
         .map_err(|_| Error::Crypto("XChaCha20-Poly1305 encryption"))
+}
+
+/// XChaCha20-Poly1305 encryption of `buf` in place; returns the tag.
+pub(crate) fn aead_seal_in_place(
+    key: &[u8; KEY_LEN],
+    nonce: &[u8; NONCE_LEN],
+    ad: &[u8],
+    buf: &mut [u8],
+) -> Result<[u8; TAG_LEN]> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .encrypt_inout_detached(nonce.into(), ad, buf.into())
+        .map(Into::into)
+        .map_err(|_| Error::Crypto("XChaCha20-Poly1305 encryption"))
+}
+
+/// XChaCha20-Poly1305 decryption of `buf` in place against `tag`. `None`
+/// when authentication fails (`buf` is then still ciphertext).
+pub(crate) fn aead_open_in_place(
+    key: &[u8; KEY_LEN],
+    nonce: &[u8; NONCE_LEN],
+    ad: &[u8],
+    buf: &mut [u8],
+    tag: &[u8; TAG_LEN],
+) -> Option<()> {
+    let cipher = XChaCha20Poly1305::new(key.into());
+    cipher
+        .decrypt_inout_detached(nonce.into(), ad, buf.into(), tag.into())
+        .ok()
 }
 
 /// XChaCha20-Poly1305 decryption. `None` when authentication fails; the

@@ -202,7 +202,6 @@ impl RecordSealer {
         nonce: Option<&[u8; NONCE_LEN]>,
     ) -> Result<RecordRow> {
         let record_id = uuid_bytes(uuid)?;
-        let padded = envelope::pad(json)?;
         let ctx = SealContext::Record {
             vault_id: &self.vault_id,
             identity_id: &self.identity_id,
@@ -216,10 +215,7 @@ impl RecordSealer {
             kind,
             blind_index: self.blind_index(kind, name).to_vec(),
             key_epoch: self.epoch,
-            ciphertext: match nonce {
-                Some(n) => envelope::seal_with_nonce(&self.keys.seal, n, &ctx, &padded)?,
-                None => envelope::seal(&self.keys.seal, &ctx, &padded)?,
-            },
+            ciphertext: envelope::seal_record(&self.keys.seal, &ctx, json, nonce)?,
         })
     }
 
@@ -242,7 +238,7 @@ impl RecordSealer {
 
     /// Decrypts a row to its JSON plaintext after checking it belongs to this
     /// identity and epoch. The caller still checks the name (blind index).
-    fn decrypt(&self, row: &RecordRow) -> Result<Zeroizing<Vec<u8>>> {
+    fn decrypt(&self, row: &RecordRow) -> Result<envelope::RecordPlaintext> {
         let what = || Error::tampered(format!("record {}", row.uuid));
         if row.key_epoch > self.epoch && row.identity_uuid == self.identity_uuid {
             return Err(Error::Unavailable(
@@ -268,10 +264,7 @@ impl RecordSealer {
             record_id: &record_id,
             epoch: row.key_epoch,
         };
-        let padded = envelope::open(&self.keys.seal, &ctx, &row.ciphertext).ok_or_else(what)?;
-        Ok(Zeroizing::new(
-            envelope::unpad(&padded).ok_or_else(what)?.to_vec(),
-        ))
+        envelope::open_record(&self.keys.seal, &ctx, &row.ciphertext).ok_or_else(what)
     }
 
     /// Checks a decrypted record's name against the row's blind index.

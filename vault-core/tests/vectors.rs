@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use vault_core::fuzz_entry::{CHECKS, TARGETS};
-use vault_core::hazmat::{SealContext, key_from_bytes, pad, seal_with_nonce};
+use vault_core::hazmat::{
+    SealContext, key_from_bytes, open_record, pad, seal_record, seal_with_nonce,
+};
 use vault_core::{TotpAlgorithm, TotpParams};
 
 fn root() -> PathBuf {
@@ -155,6 +157,16 @@ fn kat_envelope_and_key_wrap() {
         data_encoding::HEXLOWER.encode(&env),
         v["envelope"].as_str().unwrap()
     );
+    // Version 0x02 (Padmé), same key, nonce, context and plaintext.
+    let v2 = json("envelope_record_padme_golden.json");
+    let plaintext = v2["plaintext"].as_str().unwrap().as_bytes();
+    let env2 = seal_record(&key, &ctx, plaintext, Some(&nonce(&v2["nonce"]))).unwrap();
+    assert_eq!(
+        data_encoding::HEXLOWER.encode(&env2),
+        v2["envelope"].as_str().unwrap()
+    );
+    assert_eq!(&open_record(&key, &ctx, &env2).unwrap()[..], plaintext);
+    assert_eq!(&open_record(&key, &ctx, &env).unwrap()[..], plaintext);
 
     let w = json("identity_key_wrap_golden.json");
     let rk = key_from_bytes(hex32(&w["root_key"]));

@@ -89,20 +89,44 @@ fn no_plaintext_at_rest() {
     }
 }
 
-/// Stored sizes reveal a padding bucket, not a length.
+/// Stored sizes reveal a Padmé size class, not a length: short values of
+/// different lengths are one size (the 256-byte floor), values of 1000,
+/// 1010 and 1024 bytes are one size, and that size is not the doubling of
+/// power-of-two buckets but at most 12 % over the JSON. Every record is
+/// written as envelope version 0x02.
 #[test]
 fn ciphertext_sizes_are_bucketed() {
     let (env, _) = Env::with_identity("pad");
     env.run(&["secrets", "set", "a", "x"]).ok();
     env.run(&["secrets", "set", "b", "xxxxxxxxxxxx"]).ok();
-    let sizes: Vec<i64> = env
+    env.run(&["secrets", "set", "c", &"y".repeat(1000)]).ok();
+    env.run(&["secrets", "set", "d", &"y".repeat(1010)]).ok();
+    env.run(&["secrets", "set", "e", &"z".repeat(1024)]).ok();
+    let rows: Vec<(usize, u8)> = env
         .db()
-        .prepare("SELECT length(ciphertext) FROM records")
+        .prepare("SELECT length(ciphertext), substr(ciphertext, 1, 1) FROM records")
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map([], |r| {
+            Ok((r.get::<_, i64>(0)? as usize, r.get::<_, Vec<u8>>(1)?[0]))
+        })
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(sizes.len(), 2);
-    assert_eq!(sizes[0], sizes[1]);
+    let sizes: std::collections::BTreeMap<usize, usize> =
+        rows.iter()
+            .fold(std::collections::BTreeMap::new(), |mut m, (len, _)| {
+                *m.entry(*len).or_insert(0) += 1;
+                m
+            });
+    assert!(rows.iter().all(|(_, v)| *v == 2), "{rows:?}");
+    // {a, b} at the 256-byte floor, {c, d, e} one size
+    let largest = *sizes.keys().last().unwrap();
+    assert_eq!(
+        sizes.into_iter().collect::<Vec<_>>(),
+        [(256 + 41, 2), (largest, 3)]
+    );
+    // the JSON around a 1024-byte value is about 100 bytes; 41 bytes of
+    // version, nonce and tag
+    assert!(largest - 41 < (1024 + 130) * 112 / 100, "{largest}");
+    assert!(largest < 2048, "{largest}");
 }
