@@ -300,3 +300,46 @@ impl RecordSealer {
         self.seal_json(row.kind, &row.uuid, &name, &json, None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::SecretBody;
+
+    const VAULT: [u8; 16] = [0xaa; 16];
+    const IDENT: &str = "bbbbbbbb-bbbb-4bbb-bbbb-bbbbbbbbbbbb";
+    const RECORD: &str = "cccccccc-cccc-4ccc-8ccc-cccccccccccc";
+
+    /// A record written before Padmé (envelope 0x01, power-of-two bucket)
+    /// opens, and re-sealing it for a rotation writes envelope 0x02.
+    #[test]
+    fn version_1_records_open_and_rotation_upgrades_them() {
+        let old = RecordSealer::new(VAULT, IDENT, 1, &SecretKey::from_bytes([1; 32])).unwrap();
+        let body = SecretBody {
+            key: "K".into(),
+            value: "v".into(),
+            notes: None,
+            created_dt: "2026-01-01T00:00:00Z".into(),
+            updated_dt: "2026-01-01T00:00:00Z".into(),
+        };
+        let mut row = old.seal_row(RECORD, &body).unwrap();
+        assert_eq!(row.ciphertext[0], envelope::ENVELOPE_VERSION_PADME);
+        let json = serde_json::to_vec(&body).unwrap();
+        let ctx = SealContext::Record {
+            vault_id: &VAULT,
+            identity_id: &uuid_bytes(IDENT).unwrap(),
+            kind: SecretBody::KIND,
+            record_id: &uuid_bytes(RECORD).unwrap(),
+            epoch: 1,
+        };
+        row.ciphertext =
+            envelope::seal(&old.keys.seal, &ctx, &envelope::pad(&json).unwrap()).unwrap();
+        assert_eq!(row.ciphertext[0], envelope::ENVELOPE_VERSION);
+        assert_eq!(old.open_row::<SecretBody>(&row).unwrap().value, "v");
+        let new = RecordSealer::new(VAULT, IDENT, 2, &SecretKey::from_bytes([2; 32])).unwrap();
+        let rotated = new.reseal(&old, &row).unwrap();
+        assert_eq!(rotated.ciphertext[0], envelope::ENVELOPE_VERSION_PADME);
+        assert_eq!(rotated.key_epoch, 2);
+        assert_eq!(new.open_row::<SecretBody>(&rotated).unwrap().value, "v");
+    }
+}
