@@ -64,6 +64,19 @@ fn exit_code(class: ErrorClass) -> u8 {
 }
 
 fn main() -> ExitCode {
+    // `ravi --version` alone answers before the command-line parser is
+    // built (its whole command tree is most of a bare start-up's work),
+    // with the text clap prints for it.
+    {
+        let mut args = std::env::args_os().skip(1);
+        if let (Some(a), None) = (args.next(), args.next())
+            && (a == "--version" || a == "-V")
+        {
+            use std::io::Write;
+            let _ = writeln!(std::io::stdout(), "ravi {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+    }
     // Beyond a file-size limit (RLIMIT_FSIZE) the kernel sends SIGXFSZ,
     // whose default action kills the process mid-write. With a handler the
     // write fails with EFBIG instead: SQLite rolls the transaction back and

@@ -184,7 +184,12 @@ fn usage_errors_and_help() {
     // a missing subcommand prints help but is still a usage error
     let r = env.run(&["identity"]).fails(EXIT_INVALID);
     assert!(r.stderr.contains("Usage"));
-    env.run(&["--version"]).ok();
+    // `--version` alone is answered before the parser is built, with the
+    // text the parser prints for it (as in `--json --version`)
+    let short = env.run(&["--version"]).ok().stdout;
+    assert_eq!(short, format!("ravi {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(env.run(&["-V"]).ok().stdout, short);
+    assert_eq!(env.run(&["--json", "--version"]).ok().stdout, short);
 }
 
 /// A config.json that is a FIFO, a device or a huge file is refused
