@@ -315,7 +315,7 @@ def main():
     args = p.parse_args()
     db = sqlite3.connect("file:%s?mode=ro" % args.vault, uri=True)
     db.row_factory = sqlite3.Row
-    if db.execute("PRAGMA user_version").fetchone()[0] != 3:
+    if db.execute("PRAGMA user_version").fetchone()[0] not in (3, 4):
         raise SystemExit("unsupported schema version")
     verify_owner_signatures(db, args.owner_key)
     if args.agent_key_file:

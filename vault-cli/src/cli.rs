@@ -206,6 +206,29 @@ impl Output {
         self.streamed = true;
     }
 
+    /// A listing written to stdout as it is serialised, without a JSON
+    /// document or text copy of the whole of it in memory: a JSON array,
+    /// or one `line` per item (nothing for none).
+    fn stream_list<T: serde::Serialize>(
+        &mut self,
+        items: &[T],
+        line: impl Fn(&T) -> String,
+    ) -> Result<()> {
+        self.streamed();
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+        let written = if self.json {
+            serde_json::to_writer(&mut w, items)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(w))
+        } else {
+            items.iter().try_for_each(|i| writeln!(w, "{}", line(i)))
+        };
+        written.and_then(|()| w.flush()).map_err(|e| Error::Io {
+            context: "cannot write standard output".into(),
+            source: e,
+        })
+    }
+
     fn flush(self) -> ExitCode {
         let mut stdout = std::io::stdout().lock();
         let res = if self.streamed {

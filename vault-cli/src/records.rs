@@ -106,27 +106,14 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
             }
         }
         PasswordsCommand::List => {
-            let all = iv.passwords()?;
-            let text = all
-                .iter()
-                .map(|p| {
-                    format!(
-                        "{}\t{}\t{}",
-                        p.domain,
-                        p.username.as_deref().unwrap_or("-"),
-                        p.uuid
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
-            out.emit(
-                Value::Array(
-                    all.iter()
-                        .map(|p| password_json(p, false))
-                        .collect::<Result<_>>()?,
-                ),
-                text,
-            );
+            out.stream_list(&iv.password_listing()?, |p| {
+                format!(
+                    "{}\t{}\t{}",
+                    p.domain,
+                    p.username.as_deref().unwrap_or("-"),
+                    p.uuid
+                )
+            })?;
         }
         PasswordsCommand::Get { selector, username } => {
             let e = iv.get_password(selector, username.as_deref())?;
@@ -217,20 +204,7 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
             out.emit(secret_json(&e, true)?, e.value.expose());
         }
         SecretsCommand::List => {
-            let all = iv.secrets()?;
-            let text = all
-                .iter()
-                .map(|s| format!("{}\t{}", s.key, s.uuid))
-                .collect::<Vec<_>>()
-                .join("\n");
-            out.emit(
-                Value::Array(
-                    all.iter()
-                        .map(|s| secret_json(s, false))
-                        .collect::<Result<_>>()?,
-                ),
-                text,
-            );
+            out.stream_list(&iv.secret_listing()?, |s| format!("{}\t{}", s.key, s.uuid))?;
         }
         SecretsCommand::Delete { selector } => {
             let e = iv.delete_secret(selector)?;

@@ -20,8 +20,8 @@ use crate::names::{self, RecordName};
 use crate::primitives::random_bytes;
 use crate::records::{
     ExportSet, IfExists, ImportReport, ImportSet, KIND_PASSWORD, KIND_SECRET, KIND_TOTP,
-    NewPassword, PasswordBody, PasswordEdit, PasswordEntry, SecretBody, SecretEntry, Skipped,
-    TotpBody, TotpEntry,
+    NewPassword, PasswordBody, PasswordEdit, PasswordEntry, PasswordListing, SecretBody,
+    SecretEntry, SecretListing, Skipped, TotpBody, TotpEntry,
 };
 use crate::recovery::WrappedKey;
 use crate::sealer::{Head, RecordSealer, xor_into};
@@ -521,6 +521,137 @@ impl<'v> IdentityVault<'v> {
             Ok(_) => Error::NotFound(message.into()),
             Err(e) => e,
         }
+    }
+
+    /// Reads every record of the identity page by page (uuid order, no
+    /// page held after it is seen), under one head, and checks the whole
+    /// set against the head's commitment: `visit` gets each page's records
+    /// of `kind` and adds what it keeps to a fresh `T` (a change of the head
+    /// between pages starts over with a new one). Memory is one page of
+    /// rows, the bucket values, and what `visit` keeps.
+    fn paged_checked<T>(
+        &self,
+        kind: u8,
+        init: impl Fn() -> T,
+        visit: impl Fn(&mut T, &[&RecordRow]) -> Result<()>,
+    ) -> Result<T> {
+        const PAGE: usize = 4096;
+        let (_, head, (buckets, kept)) = self.under_one_head(|_| {
+            let mut buckets: BTreeMap<u16, [u8; 32]> = BTreeMap::new();
+            let mut kept = init();
+            let mut after = None;
+            loop {
+                let rows = self.backend.records(
+                    &self.identity.uuid,
+                    &RecordQuery {
+                        after: after.take(),
+                        limit: Some(PAGE),
+                        ..RecordQuery::default()
+                    },
+                )?;
+                for (b, v) in self.sealer().bucket_values(&rows)? {
+                    xor_into(buckets.entry(b).or_insert([0; 32]), &v);
+                }
+                let wanted: Vec<&RecordRow> = rows.iter().filter(|r| r.kind == kind).collect();
+                visit(&mut kept, &wanted)?;
+                match rows.last() {
+                    Some(last) if rows.len() == PAGE => after = Some(last.uuid.clone()),
+                    _ => return Ok((buckets, kept)),
+                }
+            }
+        })?;
+        if let Some(head) = head
+            && Tree::from_buckets(&buckets).root() != head.commitment
+        {
+            return Err(Error::Integrity(format!(
+                "rollback or deletion detected: the records of identity {:?} are not the set its head (sequence {}) commits to",
+                self.identity.name, head.seq
+            )));
+        }
+        Ok(kept)
+    }
+
+    /// Opens `rows` with `open`, on every core when there are enough of
+    /// them to pay for the threads; the results in the order of `rows`.
+    fn open_all<T: Send>(
+        &self,
+        rows: &[&RecordRow],
+        open: impl Fn(&RecordSealer, &RecordRow) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        const PER_THREAD: usize = 512;
+        let sealer = self.sealer();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZero::get)
+            .min(rows.len() / PER_THREAD)
+            .max(1);
+        if threads == 1 {
+            return rows.iter().map(|r| open(&sealer, r)).collect();
+        }
+        let chunk = rows.len().div_ceil(threads);
+        let (sealer, open) = (&*sealer, &open);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = rows
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .map(|r| open(sealer, r))
+                            .collect::<Result<Vec<T>>>()
+                    })
+                })
+                .collect();
+            let mut out = Vec::with_capacity(rows.len());
+            for p in parts {
+                out.extend(p.join().map_err(|_| Error::Crypto("opening records"))??);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every secret without its value, by key: the identity's records read
+    /// page by page and checked against its head as a whole, each secret
+    /// opened (in parallel where that pays) and its value dropped at once.
+    ///
+    /// # Errors
+    /// [`Error::Integrity`] if the records are not the set the head commits
+    /// to or any fails to open.
+    pub fn secret_listing(&self) -> Result<Vec<SecretListing>> {
+        self.settled(|| {
+            let mut out = self.paged_checked(KIND_SECRET, Vec::new, |out, rows| {
+                out.extend(self.open_all(rows, |sealer, r| {
+                    let body: SecretBody = sealer.open_row(r)?;
+                    Ok(SecretListing::from_body(r.uuid.clone(), &body))
+                })?);
+                Ok(())
+            })?;
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+    }
+
+    /// Every password entry without its password, by domain then username
+    /// (as [`IdentityVault::secret_listing`]).
+    ///
+    /// # Errors
+    /// As [`IdentityVault::secret_listing`].
+    pub fn password_listing(&self) -> Result<Vec<PasswordListing>> {
+        self.settled(|| {
+            let mut out = self.paged_checked(KIND_PASSWORD, Vec::new, |out, rows| {
+                out.extend(self.open_all(rows, |sealer, r| {
+                    let body: PasswordBody = sealer.open_row(r)?;
+                    Ok(PasswordListing::from_body(r.uuid.clone(), &body))
+                })?);
+                Ok(())
+            })?;
+            out.sort_by(|a, b| {
+                (&a.domain, &a.username, &a.created_dt).cmp(&(
+                    &b.domain,
+                    &b.username,
+                    &b.created_dt,
+                ))
+            });
+            Ok(out)
+        })
     }
 
     /// The records of one kind, the whole set checked against the head.

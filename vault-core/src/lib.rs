@@ -74,7 +74,7 @@ pub use model::{
 };
 pub use records::{
     ExportSet, IfExists, ImportReport, ImportSet, NewPassword, PasswordEdit, PasswordEntry,
-    SecretEntry, Skipped, TotpEntry,
+    PasswordListing, SecretEntry, SecretListing, Skipped, TotpEntry,
 };
 pub use recovery::{ClientMemory, Forgetful, RotateOptions, WrappedKey};
 pub use secret::SecretString;

@@ -118,6 +118,31 @@ pub struct SecretEntry {
     pub updated_dt: String,
 }
 
+impl SecretListing {
+    pub(crate) fn from_body(uuid: String, b: &SecretBody) -> Self {
+        SecretListing {
+            created_dt: b.created_dt.clone(),
+            key: b.key.clone(),
+            notes: b.notes.clone(),
+            updated_dt: b.updated_dt.clone(),
+            uuid,
+        }
+    }
+}
+
+impl PasswordListing {
+    pub(crate) fn from_body(uuid: String, b: &PasswordBody) -> Self {
+        PasswordListing {
+            created_dt: b.created_dt.clone(),
+            domain: b.domain.clone(),
+            notes: b.notes.clone(),
+            updated_dt: b.updated_dt.clone(),
+            username: b.username.clone(),
+            uuid,
+        }
+    }
+}
+
 impl SecretEntry {
     pub(crate) fn from_body(uuid: String, b: &SecretBody) -> Self {
         SecretEntry {
@@ -186,6 +211,40 @@ pub(crate) struct TotpBody {
     pub account: Option<String>,
     pub created_dt: String,
     pub updated_dt: String,
+}
+
+/// A secret as a listing shows it: everything but the value (fields in
+/// the order their JSON keys sort).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SecretListing {
+    /// Creation time (RFC 3339 UTC).
+    pub created_dt: String,
+    /// Its key (unique per identity).
+    pub key: String,
+    /// Free-form notes.
+    pub notes: Option<String>,
+    /// Last change (RFC 3339 UTC).
+    pub updated_dt: String,
+    /// The secret's uuid.
+    pub uuid: String,
+}
+
+/// A password entry as a listing shows it: everything but the password
+/// (fields in the order their JSON keys sort).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PasswordListing {
+    /// Creation time (RFC 3339 UTC).
+    pub created_dt: String,
+    /// The registrable domain it is filed under.
+    pub domain: String,
+    /// Free-form notes.
+    pub notes: Option<String>,
+    /// Last change (RFC 3339 UTC).
+    pub updated_dt: String,
+    /// The username, if any.
+    pub username: Option<String>,
+    /// The entry's uuid.
+    pub uuid: String,
 }
 
 /// A TOTP enrolment as shown to callers: parameters, never the seed.

@@ -548,6 +548,7 @@ fn schema_v1_is_migrated() {
              ALTER TABLE identities DROP COLUMN head;
              ALTER TABLE vault DROP COLUMN vault_head;
              DROP TABLE tree_nodes;
+             DROP INDEX records_by_identity;
              PRAGMA user_version = 1;",
         )
         .unwrap();
@@ -561,7 +562,7 @@ fn schema_v1_is_migrated() {
         .db()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 3);
+    assert_eq!(v, 4);
     let info = env.run(&["vault", "info", "--json"]).ok().json();
     let owner = info["owner_public_key"].as_str().unwrap().to_string();
     assert!(owner.starts_with("raviowner1"));

@@ -22,7 +22,7 @@ use super::{
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a process waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -96,6 +96,11 @@ CREATE TABLE tree_nodes (
     hash          BLOB    NOT NULL,
     PRIMARY KEY (identity_uuid, node)
 ) WITHOUT ROWID;
+"#,
+    // An identity's records in uuid order without sorting them: listings
+    // read them page by page.
+    r#"
+CREATE INDEX records_by_identity ON records(identity_uuid, uuid);
 "#,
 ];
 
