@@ -549,7 +549,8 @@ impl<'v> IdentityVault<'v> {
                         ..RecordQuery::default()
                     },
                 )?;
-                for (b, v) in self.sealer().bucket_values(&rows)? {
+                let parts = self.in_parallel(&rows, |sealer, chunk| sealer.bucket_values(chunk))?;
+                for (b, v) in parts.into_iter().flatten() {
                     xor_into(buckets.entry(b).or_insert([0; 32]), &v);
                 }
                 let wanted: Vec<&RecordRow> = rows.iter().filter(|r| r.kind == kind).collect();
@@ -571,41 +572,48 @@ impl<'v> IdentityVault<'v> {
         Ok(kept)
     }
 
-    /// Opens `rows` with `open`, on every core when there are enough of
-    /// them to pay for the threads; the results in the order of `rows`.
-    fn open_all<T: Send>(
+    /// Runs `f` over `items` in chunks, one per core when there are enough
+    /// items to pay for the threads; the chunks' results in order.
+    fn in_parallel<I: Sync, T: Send>(
         &self,
-        rows: &[&RecordRow],
-        open: impl Fn(&RecordSealer, &RecordRow) -> Result<T> + Sync,
+        items: &[I],
+        f: impl Fn(&RecordSealer, &[I]) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
         const PER_THREAD: usize = 512;
         let sealer = self.sealer();
         let threads = std::thread::available_parallelism()
             .map_or(1, std::num::NonZero::get)
-            .min(rows.len() / PER_THREAD)
+            .min(items.len() / PER_THREAD)
             .max(1);
         if threads == 1 {
-            return rows.iter().map(|r| open(&sealer, r)).collect();
+            return Ok(vec![f(&sealer, items)?]);
         }
-        let chunk = rows.len().div_ceil(threads);
-        let (sealer, open) = (&*sealer, &open);
+        let (sealer, f) = (&*sealer, &f);
         std::thread::scope(|s| {
-            let parts: Vec<_> = rows
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        part.iter()
-                            .map(|r| open(sealer, r))
-                            .collect::<Result<Vec<T>>>()
-                    })
-                })
+            let parts: Vec<_> = items
+                .chunks(items.len().div_ceil(threads))
+                .map(|chunk| s.spawn(move || f(sealer, chunk)))
                 .collect();
-            let mut out = Vec::with_capacity(rows.len());
-            for p in parts {
-                out.extend(p.join().map_err(|_| Error::Crypto("opening records"))??);
-            }
-            Ok(out)
+            parts
+                .into_iter()
+                .map(|p| p.join().map_err(|_| Error::Crypto("a worker thread"))?)
+                .collect()
         })
+    }
+
+    /// Opens `rows` with `open` (in parallel where that pays), in order.
+    fn open_all<T: Send>(
+        &self,
+        rows: &[&RecordRow],
+        open: impl Fn(&RecordSealer, &RecordRow) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let parts = self.in_parallel(rows, |sealer, chunk| {
+            chunk
+                .iter()
+                .map(|r| open(sealer, r))
+                .collect::<Result<Vec<T>>>()
+        })?;
+        Ok(parts.into_iter().flatten().collect())
     }
 
     /// Every secret without its value, by key: the identity's records read
