@@ -311,3 +311,71 @@ fn file_size_limit_is_an_error_not_a_signal() {
     assert_eq!(env.run(&["secrets", "get", "K"]).ok().stdout.trim(), "kept");
     env.run(&["secrets", "get", "BIG"]).fails(EXIT_NOT_FOUND);
 }
+
+/// Read commands work on a vault whose directory is read-only and that
+/// has no `-wal`/`-shm` beside it (as a copy of the file alone, or a
+/// read-only filesystem); a write says why it cannot be done (exit 1) and
+/// nothing is created in the directory. As root (which ignores permission
+/// bits) the commands run as `nobody` through setpriv.
+#[cfg(unix)]
+#[test]
+fn reads_work_on_a_read_only_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let (env, _) = Env::with_identity("alice");
+    env.run(&["secrets", "set", "K", "v1"]).ok();
+    env.run(&["totp", "add", "example.org", "--secret", "JBSWY3DPEHPK3PXP"])
+        .ok();
+    let token = env.run(&["unlock"]).ok().stdout.trim().to_string();
+    let dir = env.vault.parent().unwrap().to_path_buf();
+    for suffix in ["-wal", "-shm"] {
+        let mut p = env.vault.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if root {
+        let status = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(env.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    std::fs::set_permissions(&env.vault, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let run = |args: &[&str]| {
+        let mut c = if root {
+            let mut c = env.command_for(std::path::Path::new("setpriv"));
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+                .arg(ravi_bin());
+            c
+        } else {
+            env.command()
+        };
+        c.env_remove("RAVI_PASSPHRASE")
+            .env("RAVI_SESSION", &token)
+            .args(args);
+        run_command(&mut c)
+    };
+    assert_eq!(run(&["secrets", "get", "K"]).ok().stdout.trim(), "v1");
+    assert!(run(&["secrets", "list"]).ok().stdout.contains("K\t"));
+    assert_eq!(
+        run(&["totp", "code", "example.org", "--at", "59"])
+            .ok()
+            .stdout
+            .trim(),
+        "996554"
+    );
+    let e = run(&["secrets", "set", "K2", "v2"]).fails(EXIT_INTERNAL);
+    assert!(e.stderr.contains("read-only"), "{}", e.stderr);
+    let entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
