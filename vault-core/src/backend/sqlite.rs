@@ -995,10 +995,7 @@ impl Backend for SqliteBackend {
         blind_index: &[u8],
     ) -> Result<Vec<RecordRow>> {
         self.query_all(
-            &format!(
-                "SELECT {RECORD_COLS} FROM records
-                 WHERE identity_uuid = ?1 AND kind = ?2 AND blind_index = ?3 ORDER BY uuid"
-            ),
+            &records_by_index_sql(),
             params![identity_uuid, kind, blind_index],
             record_row,
         )
@@ -1118,6 +1115,16 @@ fn bucket_records_sql() -> String {
     )
 }
 
+/// The records filed under a blind index. The index is named: for the
+/// ORDER BY the planner would otherwise walk every record of the identity
+/// in `records_by_identity` (a `secrets get` read the whole file).
+fn records_by_index_sql() -> String {
+    format!(
+        "SELECT {RECORD_COLS} FROM records INDEXED BY records_by_name
+         WHERE identity_uuid = ?1 AND kind = ?2 AND blind_index = ?3 ORDER BY uuid"
+    )
+}
+
 /// An identity's records, optionally of one kind and after a uuid.
 fn identity_records_sql() -> String {
     format!(
@@ -1145,6 +1152,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         SqliteBackend::create(&dir.path().join("v.db"), &header()).unwrap();
         Files(dir)
+    }
+
+    /// The record queries' plans: a lookup by name through
+    /// `records_by_name`, a listing page and a bucket in uuid order without
+    /// sorting (no temporary B-tree, no full walk of the identity).
+    #[test]
+    fn record_queries_use_their_indexes() {
+        let files = harness();
+        let b = SqliteBackend::open(&files.0.path().join("v.db")).unwrap();
+        let plan = |sql: &str| {
+            let mut stmt = b
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let n = stmt.parameter_count();
+            let rows = stmt
+                .query_map(
+                    rusqlite::params_from_iter(std::iter::repeat_n("x", n)),
+                    |r| r.get::<_, String>(3),
+                )
+                .unwrap();
+            rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+        };
+        let by_index = plan(&records_by_index_sql());
+        assert!(by_index.contains("INDEX records_by_name"), "{by_index}");
+        let listing = plan(&identity_records_sql());
+        assert!(listing.contains("INDEX records_by_identity"), "{listing}");
+        assert!(!listing.contains("TEMP B-TREE"), "{listing}");
+        let bucket = plan(&bucket_records_sql());
+        assert!(!bucket.contains("TEMP B-TREE"), "{bucket}");
     }
 
     #[test]
