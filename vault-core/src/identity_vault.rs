@@ -625,14 +625,17 @@ impl<'v> IdentityVault<'v> {
     /// to or any fails to open.
     pub fn secret_listing(&self) -> Result<Vec<SecretListing>> {
         self.settled(|| {
-            let mut out = self.paged_checked(KIND_SECRET, Vec::new, |out, rows| {
-                out.extend(self.open_all(rows, |sealer, r| {
+            let pages = self.paged_checked(KIND_SECRET, Vec::new, |pages, rows| {
+                pages.push(self.open_all(rows, |sealer, r| {
                     let body: SecretBody = sealer.open_row(r)?;
                     Ok(SecretListing::from_body(r.uuid.clone(), &body))
                 })?);
                 Ok(())
             })?;
-            out.sort_by(|a, b| a.key.cmp(&b.key));
+            let mut out = concat_pages(pages);
+            // (keys are unique: an unstable sort orders them the same,
+            // without a buffer of half the listing)
+            out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
             Ok(out)
         })
     }
@@ -644,18 +647,22 @@ impl<'v> IdentityVault<'v> {
     /// As [`IdentityVault::secret_listing`].
     pub fn password_listing(&self) -> Result<Vec<PasswordListing>> {
         self.settled(|| {
-            let mut out = self.paged_checked(KIND_PASSWORD, Vec::new, |out, rows| {
-                out.extend(self.open_all(rows, |sealer, r| {
+            let pages = self.paged_checked(KIND_PASSWORD, Vec::new, |pages, rows| {
+                pages.push(self.open_all(rows, |sealer, r| {
                     let body: PasswordBody = sealer.open_row(r)?;
                     Ok(PasswordListing::from_body(r.uuid.clone(), &body))
                 })?);
                 Ok(())
             })?;
-            out.sort_by(|a, b| {
-                (&a.domain, &a.username, &a.created_dt).cmp(&(
+            let mut out = concat_pages(pages);
+            // (ties broken by uuid, the order the rows are read in, as the
+            // stable sort did)
+            out.sort_unstable_by(|a, b| {
+                (&a.domain, &a.username, &a.created_dt, &a.uuid).cmp(&(
                     &b.domain,
                     &b.username,
                     &b.created_dt,
+                    &b.uuid,
                 ))
             });
             Ok(out)
@@ -1595,6 +1602,17 @@ impl<'v> IdentityVault<'v> {
         };
         totp::code_for(&body.name, &params, t)
     }
+}
+
+/// The pages of a listing in one vector of exactly their length, each page
+/// dropped as it is moved (a vector grown by doubling holds up to twice the
+/// listing while it grows).
+fn concat_pages<T>(pages: Vec<Vec<T>>) -> Vec<T> {
+    let mut out = Vec::with_capacity(pages.iter().map(Vec::len).sum());
+    for page in pages {
+        out.extend(page);
+    }
+    out
 }
 
 /// The error of a record insert whose unique name is taken.
