@@ -20,8 +20,8 @@ use crate::names::{self, RecordName};
 use crate::primitives::random_bytes;
 use crate::records::{
     ExportSet, IfExists, ImportReport, ImportSet, KIND_PASSWORD, KIND_SECRET, KIND_TOTP,
-    NewPassword, PasswordBody, PasswordEdit, PasswordEntry, PasswordListing, SecretBody,
-    SecretEntry, SecretListing, Skipped, TotpBody, TotpEntry,
+    NewPassword, PasswordBody, PasswordEdit, PasswordEntry, PasswordListing, RecordBody,
+    SecretBody, SecretEntry, SecretListing, Skipped, TotpBody, TotpEntry,
 };
 use crate::recovery::WrappedKey;
 use crate::sealer::{Head, RecordSealer, xor_into};
@@ -616,56 +616,53 @@ impl<'v> IdentityVault<'v> {
         Ok(parts.into_iter().flatten().collect())
     }
 
-    /// Every secret without its value, by key: the identity's records read
-    /// page by page and checked against its head as a whole, each secret
-    /// opened (in parallel where that pays) and its value dropped at once.
+    /// The listing of every record of body type `B`, made by `make` as
+    /// each is opened (in parallel where that pays; the body, secret
+    /// included, dropped at once), from the identity's records read page by
+    /// page and checked against its head as a whole; sorted by `order`
+    /// (unstably: `order` must be total).
+    fn listing<B: RecordBody, T: Send>(
+        &self,
+        make: impl Fn(String, &B) -> T + Sync,
+        order: impl Fn(&T, &T) -> std::cmp::Ordering,
+    ) -> Result<Vec<T>> {
+        self.settled(|| {
+            let pages = self.paged_checked(B::KIND, Vec::new, |pages, rows| {
+                pages.push(self.open_all(rows, |sealer, r| {
+                    Ok(make(r.uuid.clone(), &sealer.open_row::<B>(r)?))
+                })?);
+                Ok(())
+            })?;
+            let mut out = concat_pages(pages);
+            out.sort_unstable_by(&order);
+            Ok(out)
+        })
+    }
+
+    /// Every secret without its value, by key (keys are unique).
     ///
     /// # Errors
     /// [`Error::Integrity`] if the records are not the set the head commits
     /// to or any fails to open.
     pub fn secret_listing(&self) -> Result<Vec<SecretListing>> {
-        self.settled(|| {
-            let pages = self.paged_checked(KIND_SECRET, Vec::new, |pages, rows| {
-                pages.push(self.open_all(rows, |sealer, r| {
-                    let body: SecretBody = sealer.open_row(r)?;
-                    Ok(SecretListing::from_body(r.uuid.clone(), &body))
-                })?);
-                Ok(())
-            })?;
-            let mut out = concat_pages(pages);
-            // (keys are unique: an unstable sort orders them the same,
-            // without a buffer of half the listing)
-            out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-            Ok(out)
+        self.listing(SecretListing::from_body, |a: &SecretListing, b| {
+            a.key.cmp(&b.key)
         })
     }
 
-    /// Every password entry without its password, by domain then username
-    /// (as [`IdentityVault::secret_listing`]).
+    /// Every password entry without its password, by domain, username and
+    /// creation time (then uuid, the order the rows are read in).
     ///
     /// # Errors
     /// As [`IdentityVault::secret_listing`].
     pub fn password_listing(&self) -> Result<Vec<PasswordListing>> {
-        self.settled(|| {
-            let pages = self.paged_checked(KIND_PASSWORD, Vec::new, |pages, rows| {
-                pages.push(self.open_all(rows, |sealer, r| {
-                    let body: PasswordBody = sealer.open_row(r)?;
-                    Ok(PasswordListing::from_body(r.uuid.clone(), &body))
-                })?);
-                Ok(())
-            })?;
-            let mut out = concat_pages(pages);
-            // (ties broken by uuid, the order the rows are read in, as the
-            // stable sort did)
-            out.sort_unstable_by(|a, b| {
-                (&a.domain, &a.username, &a.created_dt, &a.uuid).cmp(&(
-                    &b.domain,
-                    &b.username,
-                    &b.created_dt,
-                    &b.uuid,
-                ))
-            });
-            Ok(out)
+        self.listing(PasswordListing::from_body, |a: &PasswordListing, b| {
+            (&a.domain, &a.username, &a.created_dt, &a.uuid).cmp(&(
+                &b.domain,
+                &b.username,
+                &b.created_dt,
+                &b.uuid,
+            ))
         })
     }
 
