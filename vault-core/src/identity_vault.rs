@@ -590,13 +590,24 @@ impl<'v> IdentityVault<'v> {
         }
         let (sealer, f) = (&*sealer, &f);
         std::thread::scope(|s| {
+            // A chunk whose thread cannot be started (a process or thread
+            // limit) runs here instead.
             let parts: Vec<_> = items
                 .chunks(items.len().div_ceil(threads))
-                .map(|chunk| s.spawn(move || f(sealer, chunk)))
+                .map(|chunk| {
+                    std::thread::Builder::new()
+                        .spawn_scoped(s, move || f(sealer, chunk))
+                        .map_err(|_| chunk)
+                })
                 .collect();
             parts
                 .into_iter()
-                .map(|p| p.join().map_err(|_| Error::Crypto("a worker thread"))?)
+                .map(|p| match p {
+                    Ok(handle) => handle
+                        .join()
+                        .map_err(|_| Error::Crypto("a worker thread"))?,
+                    Err(chunk) => f(sealer, chunk),
+                })
                 .collect()
         })
     }
