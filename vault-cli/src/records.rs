@@ -109,9 +109,9 @@ pub fn passwords(iv: &IdentityVault<'_>, c: &PasswordsCommand, out: &mut Output)
             out.stream_list(&iv.password_listing()?, |p| {
                 format!(
                     "{}\t{}\t{}",
-                    p.domain,
-                    p.username.as_deref().unwrap_or("-"),
-                    p.uuid
+                    p.domain(),
+                    p.username().unwrap_or("-"),
+                    p.uuid()
                 )
             })?;
         }
@@ -204,7 +204,9 @@ pub fn secrets(iv: &IdentityVault<'_>, c: &SecretsCommand, out: &mut Output) -> 
             out.emit(secret_json(&e, true)?, e.value.expose());
         }
         SecretsCommand::List => {
-            out.stream_list(&iv.secret_listing()?, |s| format!("{}\t{}", s.key, s.uuid))?;
+            out.stream_list(&iv.secret_listing()?, |s| {
+                format!("{}\t{}", s.key(), s.uuid())
+            })?;
         }
         SecretsCommand::Delete { selector } => {
             let e = iv.delete_secret(selector)?;

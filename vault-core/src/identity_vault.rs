@@ -537,7 +537,8 @@ impl<'v> IdentityVault<'v> {
     ) -> Result<T> {
         const PAGE: usize = 4096;
         let (_, head, (buckets, kept)) = self.under_one_head(|_| {
-            let mut buckets: BTreeMap<u16, [u8; 32]> = BTreeMap::new();
+            // every bucket's value, dense (2 MiB), for the root at the end
+            let mut buckets = vec![[0u8; 32]; 1 << 16];
             let mut kept = init();
             let mut after = None;
             loop {
@@ -551,7 +552,7 @@ impl<'v> IdentityVault<'v> {
                 )?;
                 let parts = self.in_parallel(&rows, |sealer, chunk| sealer.bucket_values(chunk))?;
                 for (b, v) in parts.into_iter().flatten() {
-                    xor_into(buckets.entry(b).or_insert([0; 32]), &v);
+                    xor_into(&mut buckets[usize::from(b)], &v);
                 }
                 let wanted: Vec<&RecordRow> = rows.iter().filter(|r| r.kind == kind).collect();
                 visit(&mut kept, &wanted)?;
@@ -562,7 +563,7 @@ impl<'v> IdentityVault<'v> {
             }
         })?;
         if let Some(head) = head
-            && Tree::from_buckets(&buckets).root() != head.commitment
+            && Tree::root_of_all(&buckets) != head.commitment
         {
             return Err(Error::Integrity(format!(
                 "rollback or deletion detected: the records of identity {:?} are not the set its head (sequence {}) commits to",
@@ -657,7 +658,7 @@ impl<'v> IdentityVault<'v> {
     /// to or any fails to open.
     pub fn secret_listing(&self) -> Result<Vec<SecretListing>> {
         self.listing(SecretListing::from_body, |a: &SecretListing, b| {
-            a.key.cmp(&b.key)
+            a.key().cmp(b.key())
         })
     }
 
@@ -668,11 +669,11 @@ impl<'v> IdentityVault<'v> {
     /// As [`IdentityVault::secret_listing`].
     pub fn password_listing(&self) -> Result<Vec<PasswordListing>> {
         self.listing(PasswordListing::from_body, |a: &PasswordListing, b| {
-            (&a.domain, &a.username, &a.created_dt, &a.uuid).cmp(&(
-                &b.domain,
-                &b.username,
-                &b.created_dt,
-                &b.uuid,
+            (a.domain(), a.username(), a.created_dt(), a.uuid()).cmp(&(
+                b.domain(),
+                b.username(),
+                b.created_dt(),
+                b.uuid(),
             ))
         })
     }

@@ -112,6 +112,16 @@ impl Tree {
         t
     }
 
+    /// The root of a whole tree given as every bucket's value, in order
+    /// (65,536 of them), computed level by level without keeping the nodes.
+    pub(crate) fn root_of_all(buckets: &[[u8; 32]]) -> [u8; 32] {
+        let mut level: Vec<[u8; 32]> = buckets.chunks(FANOUT as usize).map(combine).collect();
+        while level.len() > 1 {
+            level = level.chunks(FANOUT as usize).map(combine).collect();
+        }
+        level.first().copied().unwrap_or(ZERO)
+    }
+
     pub(crate) fn get(&self, id: u32) -> [u8; 32] {
         self.nodes.get(&id).copied().unwrap_or(ZERO)
     }
@@ -256,5 +266,27 @@ mod tests {
             0xabcd
         );
         assert!(bucket_of("zz").is_err());
+    }
+
+    #[test]
+    fn root_of_all_buckets_is_the_trees_root() {
+        let mut dense = vec![ZERO; 1 << 16];
+        let mut sparse = BTreeMap::new();
+        assert_eq!(
+            Tree::root_of_all(&dense),
+            Tree::from_buckets(&sparse).root()
+        );
+        for (i, b) in [0u16, 1, 15, 16, 4095, 4096, 40_000, 65_535]
+            .into_iter()
+            .enumerate()
+        {
+            let v = [u8::try_from(i).unwrap() + 1; 32];
+            dense[usize::from(b)] = v;
+            sparse.insert(b, v);
+            assert_eq!(
+                Tree::root_of_all(&dense),
+                Tree::from_buckets(&sparse).root()
+            );
+        }
     }
 }
