@@ -380,6 +380,10 @@ impl TotpParams {
         }
         if self.algorithm == TotpAlgorithm::Steam {
             uri.push_str("&encoder=steam");
+            // Steam Guard's step is 30 s; another one given is kept.
+            if self.period != 30 {
+                uri.push_str(&format!("&period={}", self.period));
+            }
         } else {
             uri.push_str(&format!(
                 "&algorithm={}&digits={}&period={}",
