@@ -13,15 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-10000}
 
-need=()
-for t in hyperfine pass gpg oathtool; do command -v "$t" >/dev/null || need+=("$t"); done
-if [ ${#need[@]} -gt 0 ]; then
-    pkgs=()
-    for t in "${need[@]}"; do case $t in gpg) pkgs+=(gnupg) ;; *) pkgs+=("$t") ;; esac; done
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-fi
+. benches/apt.sh
+need hyperfine=hyperfine pass=pass gpg=gnupg oathtool=oathtool
 
 cargo build -q --release -p vault-cli
 cargo build -q --release -p ravi-benches --example populate

@@ -75,17 +75,22 @@ fn skip(set: &mut Vec<Skipped>, item: impl Into<String>, reason: impl Into<Strin
     });
 }
 
+/// The lines of a line-based format that hold something, trimmed, with
+/// their (0-based) numbers: blank lines and `#` comments are skipped.
+fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .map(str::trim)
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+}
+
 fn parse(format: Format, text: &str) -> Result<(ImportSet, Vec<Skipped>)> {
     let mut set = ImportSet::default();
     let mut skipped = Vec::new();
     match format {
         Format::KeepassXml => keepass_xml(text, &mut set, &mut skipped)?,
         Format::OtpauthMigration => {
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
+            for (n, line) in content_lines(text) {
                 match migration::decode(line) {
                     Ok(list) => {
                         for (i, entry) in list.into_iter().enumerate() {
@@ -152,11 +157,7 @@ fn parse(format: Format, text: &str) -> Result<(ImportSet, Vec<Skipped>)> {
             }
         }
         Format::Dotenv => {
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
+            for (n, line) in content_lines(text) {
                 let line = line.strip_prefix("export ").unwrap_or(line);
                 let Some((k, v)) = line.split_once('=') else {
                     skip(&mut skipped, format!("line {}", n + 1), "not NAME=VALUE");
@@ -172,11 +173,7 @@ fn parse(format: Format, text: &str) -> Result<(ImportSet, Vec<Skipped>)> {
             }
         }
         Format::Otpauth => {
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
+            for (n, line) in content_lines(text) {
                 match TotpParams::from_uri(line) {
                     Ok(p) => match p.issuer.clone().or_else(|| p.account.clone()) {
                         Some(name) => set.totps.push((name, p)),

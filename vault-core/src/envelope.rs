@@ -282,6 +282,17 @@ pub fn padded_len(len: usize) -> usize {
     (len + 4).next_power_of_two().max(PAD_MIN_BUCKET)
 }
 
+/// A record plaintext above 1 MiB is refused before it is padded.
+fn check_record_len(plaintext: &[u8]) -> Result<()> {
+    if plaintext.len() > MAX_RECORD_LEN {
+        return Err(Error::invalid(format!(
+            "record too large ({} bytes; the limit is {MAX_RECORD_LEN})",
+            plaintext.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Pads a record plaintext as version `0x01` envelopes did:
 /// `len u32be || plaintext || zeros` to its power-of-two bucket. Records
 /// are now written by [`seal_record`]; this stays for vectors and tests.
@@ -290,12 +301,7 @@ pub fn padded_len(len: usize) -> usize {
 /// [`Error::InvalidInput`] if the plaintext exceeds 1 MiB.
 #[cfg(any(test, feature = "hazmat"))]
 pub fn pad(plaintext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-    if plaintext.len() > MAX_RECORD_LEN {
-        return Err(Error::invalid(format!(
-            "record too large ({} bytes; the limit is {MAX_RECORD_LEN})",
-            plaintext.len()
-        )));
-    }
+    check_record_len(plaintext)?;
     let mut out = Zeroizing::new(Vec::with_capacity(padded_len(plaintext.len())));
     let len = u32::try_from(plaintext.len()).expect("bounded by MAX_RECORD_LEN");
     out.extend_from_slice(&len.to_be_bytes());
@@ -349,12 +355,7 @@ pub fn seal_record(
     plaintext: &[u8],
     nonce: Option<&[u8; NONCE_LEN]>,
 ) -> Result<Vec<u8>> {
-    if plaintext.len() > MAX_RECORD_LEN {
-        return Err(Error::invalid(format!(
-            "record too large ({} bytes; the limit is {MAX_RECORD_LEN})",
-            plaintext.len()
-        )));
-    }
+    check_record_len(plaintext)?;
     let mut drawn = [0u8; NONCE_LEN];
     let nonce = match nonce {
         Some(n) => n,

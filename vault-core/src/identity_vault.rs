@@ -400,19 +400,10 @@ impl<'v> IdentityVault<'v> {
     /// Every record of the identity, checked against the head's commitment:
     /// a deleted, added, older or swapped record is a rollback.
     fn all_records_checked(&self) -> Result<Vec<RecordRow>> {
-        let (_, head, rows) = self.under_one_head(|_| {
-            self.backend
-                .records(&self.identity.uuid, &RecordQuery::default())
-        })?;
-        if let Some(head) = head
-            && self.sealer().commitment(&rows)? != head.commitment
-        {
-            return Err(Error::Integrity(format!(
-                "rollback or deletion detected: the records of identity {:?} are not the set its head (sequence {}) commits to",
-                self.identity.name, head.seq
-            )));
-        }
-        Ok(rows)
+        self.paged_checked(None, Vec::new, |all, rows| {
+            all.extend(rows);
+            Ok(())
+        })
     }
 
     /// The precondition of every write: the identity still exists and its
@@ -531,14 +522,18 @@ impl<'v> IdentityVault<'v> {
     /// rows, the bucket values, and what `visit` keeps.
     fn paged_checked<T>(
         &self,
-        kind: u8,
+        kind: Option<u8>,
         init: impl Fn() -> T,
-        visit: impl Fn(&mut T, &[&RecordRow]) -> Result<()>,
+        visit: impl Fn(&mut T, Vec<RecordRow>) -> Result<()>,
     ) -> Result<T> {
         const PAGE: usize = 4096;
-        let (_, head, (buckets, kept)) = self.under_one_head(|_| {
+        let (_, head, (buckets, kept)) = self.under_one_head(|has_head| {
             // every bucket's value, dense (2 MiB), for the root at the end
-            let mut buckets = vec![[0u8; 32]; 1 << 16];
+            let mut buckets = if has_head {
+                vec![[0u8; 32]; 1 << 16]
+            } else {
+                Vec::new()
+            };
             let mut kept = init();
             let mut after = None;
             loop {
@@ -550,15 +545,25 @@ impl<'v> IdentityVault<'v> {
                         ..RecordQuery::default()
                     },
                 )?;
-                let parts = self.in_parallel(&rows, |sealer, chunk| sealer.bucket_values(chunk))?;
-                for (b, v) in parts.into_iter().flatten() {
-                    xor_into(&mut buckets[usize::from(b)], &v);
+                if has_head {
+                    let parts =
+                        self.in_parallel(&rows, |sealer, chunk| sealer.bucket_values(chunk))?;
+                    for (b, v) in parts.into_iter().flatten() {
+                        xor_into(&mut buckets[usize::from(b)], &v);
+                    }
                 }
-                let wanted: Vec<&RecordRow> = rows.iter().filter(|r| r.kind == kind).collect();
-                visit(&mut kept, &wanted)?;
-                match rows.last() {
-                    Some(last) if rows.len() == PAGE => after = Some(last.uuid.clone()),
-                    _ => return Ok((buckets, kept)),
+                let next = (rows.len() == PAGE)
+                    .then(|| rows.last().map(|r| r.uuid.clone()))
+                    .flatten();
+                visit(
+                    &mut kept,
+                    rows.into_iter()
+                        .filter(|r| kind.is_none_or(|k| r.kind == k))
+                        .collect(),
+                )?;
+                match next {
+                    Some(last) => after = Some(last),
+                    None => return Ok((buckets, kept)),
                 }
             }
         })?;
@@ -616,7 +621,7 @@ impl<'v> IdentityVault<'v> {
     /// Opens `rows` with `open` (in parallel where that pays), in order.
     fn open_all<T: Send>(
         &self,
-        rows: &[&RecordRow],
+        rows: &[RecordRow],
         open: impl Fn(&RecordSealer, &RecordRow) -> Result<T> + Sync,
     ) -> Result<Vec<T>> {
         let parts = self.in_parallel(rows, |sealer, chunk| {
@@ -639,8 +644,8 @@ impl<'v> IdentityVault<'v> {
         order: impl Fn(&T, &T) -> std::cmp::Ordering,
     ) -> Result<Vec<T>> {
         self.settled(|| {
-            let pages = self.paged_checked(B::KIND, Vec::new, |pages, rows| {
-                pages.push(self.open_all(rows, |sealer, r| {
+            let pages = self.paged_checked(Some(B::KIND), Vec::new, |pages, rows| {
+                pages.push(self.open_all(&rows, |sealer, r| {
                     Ok(make(r.uuid.clone(), &sealer.open_row::<B>(r)?))
                 })?);
                 Ok(())
@@ -1724,20 +1729,14 @@ fn unchanged(row: &RecordRow) -> Precondition {
 mod tests {
     use super::*;
     use crate::clock::test_clock::TestClock;
-    use crate::model::NewIdentity;
-    use crate::vault::test_support::{pass, test_vault};
+    use crate::vault::test_support::{new_identity, pass, test_vault};
 
     #[test]
     fn min_validity_waits_on_the_clock() {
         let dir = tempfile::tempdir().unwrap();
         let v = test_vault(&dir);
         let u = v.unlock(&pass("pw")).unwrap();
-        let id = u
-            .create_identity(&NewIdentity {
-                name: "t".into(),
-                ..Default::default()
-            })
-            .unwrap();
+        let id = new_identity(&u, "t");
         let iv = u.open_identity(&id).unwrap();
         let params = TotpParams::from_uri(
             "otpauth://totp/Ex:a?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=Ex",
@@ -1764,12 +1763,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let v = test_vault(&dir);
         let u = v.unlock(&pass("pw")).unwrap();
-        let id = u
-            .create_identity(&NewIdentity {
-                name: "t".into(),
-                ..Default::default()
-            })
-            .unwrap();
+        let id = new_identity(&u, "t");
         let iv = u.open_identity(&id).unwrap();
         let (nfc, nfd) = ("caf\u{e9}", "cafe\u{301}");
         // Two spellings, one key.

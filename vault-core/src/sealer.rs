@@ -124,11 +124,6 @@ impl RecordSealer {
         Ok(Tree::from_buckets(&self.bucket_values(rows)?))
     }
 
-    /// The commitment to a whole record set: its tree's root.
-    pub(crate) fn commitment(&self, rows: &[RecordRow]) -> Result<[u8; 32]> {
-        Ok(self.tree(rows)?.root())
-    }
-
     fn head_mac(&self, seq: u64, commitment: &[u8; 32]) -> [u8; 32] {
         hmac_sha256(
             self.keys.head.expose(),

@@ -406,6 +406,15 @@ pub(crate) mod test_support {
         };
         Vault::init(&dir.path().join("v.db"), &pass("pw"), &opts).unwrap()
     }
+
+    /// A new identity named `name` (its inbox from the name).
+    pub(crate) fn new_identity(u: &crate::Unlocked<'_>, name: &str) -> crate::Identity {
+        u.create_identity(&crate::NewIdentity {
+            name: name.into(),
+            ..Default::default()
+        })
+        .unwrap()
+    }
 }
 
 #[cfg(test)]

@@ -5,21 +5,17 @@ use std::process::Command;
 
 use crate::common::*;
 
-/// `age -d -i IDENTITY FILE`: the plaintext.
-fn age_decrypt(identity: &std::path::Path, file: &std::path::Path) -> Vec<u8> {
-    let out = Command::new("age")
-        .arg("-d")
-        .arg("-i")
-        .arg(identity)
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+/// `age -d -i IDENTITY FILE`: the plaintext (UTF-8: JSON or CSV).
+fn age_decrypt(identity: &std::path::Path, file: &std::path::Path) -> String {
+    run_command(
+        Command::new("age")
+            .arg("-d")
+            .arg("-i")
+            .arg(identity)
+            .arg(file),
+    )
+    .ok()
+    .stdout
 }
 
 pub fn age_decrypts_an_export() {
@@ -42,23 +38,10 @@ pub fn age_decrypts_an_export() {
     )
     .ok();
     let identity = env.work.join("key.txt");
-    let out = Command::new("age-keygen")
-        .arg("-o")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("age-keygen")
-        .arg("-y")
-        .arg(&identity)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let recipient = String::from_utf8(out.stdout).unwrap();
+    run_command(Command::new("age-keygen").arg("-o").arg(&identity)).ok();
+    let recipient = run_command(Command::new("age-keygen").arg("-y").arg(&identity))
+        .ok()
+        .stdout;
     let file = env.work.join("export.age");
     let r = env
         .run(&[
@@ -76,7 +59,7 @@ pub fn age_decrypts_an_export() {
     assert!(sealed.starts_with(b"age-encryption.org/v1\n"));
     assert!(!contains(&sealed, b"sk-age-canary") && !contains(&sealed, b"pw-age-canary"));
     let plain = age_decrypt(&identity, &file);
-    let doc: serde_json::Value = serde_json::from_slice(&plain).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&plain).unwrap();
     assert_eq!(doc["format"], "ravi-export");
     assert_eq!(doc["secrets"][0]["value"], "sk-age-canary");
     assert_eq!(doc["passwords"][0]["password"], "pw-age-canary");
@@ -85,7 +68,7 @@ pub fn age_decrypts_an_export() {
     let r = env
         .run_stdin(
             &["import", "json", "-", "--identity", "bob", "--json"],
-            std::str::from_utf8(&plain).unwrap(),
+            &plain,
         )
         .ok()
         .json();
@@ -104,7 +87,7 @@ pub fn age_decrypts_an_export() {
     let piped = env.work.join("export.csv.age");
     std::fs::write(&piped, &out.stdout).unwrap();
     assert_eq!(
-        String::from_utf8(age_decrypt(&identity, &piped)).unwrap(),
+        age_decrypt(&identity, &piped),
         "domain,username,password,notes,totp\nexample.com,me,pw-age-canary,,\n"
     );
 }

@@ -24,6 +24,10 @@ use crate::error::{Error, Result};
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = 4;
 
+/// The oldest schema a read-only opening reads without migrating: version
+/// 4 only adds an index to it.
+const READ_ONLY_MIN_VERSION: i64 = 3;
+
 /// Writes beyond which a batch gets a bigger page cache (see `commit`).
 const BIG_BATCH: usize = 1000;
 
@@ -179,7 +183,8 @@ fn is_foreign_key_violation(e: &rusqlite::Error) -> bool {
 pub struct SqliteBackend {
     conn: Connection,
     path: PathBuf,
-    /// This connection committed a change: it checkpoints when dropped.
+    /// This connection committed a change since it last emptied the log:
+    /// it checkpoints when dropped.
     wrote: std::cell::Cell<bool>,
 }
 
@@ -318,8 +323,7 @@ impl SqliteBackend {
                 path.display()
             )));
         }
-        // Version 3 differs only by an index: it reads as it is.
-        if read_only && version < 3 {
+        if read_only && version < READ_ONLY_MIN_VERSION {
             return Err(read_only_error(path));
         }
         let mut b = SqliteBackend::configure(conn, path, read_only)?;
@@ -457,13 +461,18 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found> {
 
 /// `file:PATH?immutable=1`, the path percent-encoded where URI syntax needs.
 fn immutable_uri(path: &Path) -> std::path::PathBuf {
-    use std::os::unix::ffi::OsStrExt;
     const SET: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
         .add(b'%')
         .add(b'?')
         .add(b'#')
         .add(b' ');
-    let encoded = percent_encoding::percent_encode(path.as_os_str().as_bytes(), SET).to_string();
+    #[cfg(unix)]
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    #[cfg(not(unix))]
+    let lossy = path.to_string_lossy();
+    #[cfg(not(unix))]
+    let bytes = lossy.as_bytes();
+    let encoded = percent_encoding::percent_encode(bytes, SET).to_string();
     std::path::PathBuf::from(format!("file:{encoded}?immutable=1"))
 }
 
@@ -843,9 +852,17 @@ impl SqliteBackend {
             let _ = self
                 .conn
                 .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-            let _ = self
+            // (its first column is 1 when something was in the way)
+            let emptied = self
                 .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .is_ok_and(|busy| busy == 0);
+            if emptied {
+                // (nothing left for the drop to do)
+                self.wrote.set(false);
+            }
             let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
         }
     }
