@@ -1820,4 +1820,38 @@ mod tests {
             "new"
         );
     }
+
+    /// A listing spans pages (more than 4096 records): a record the store
+    /// hides in a later page is caught by the whole-set check, and the
+    /// listing is whole and sorted when nothing is hidden.
+    #[test]
+    fn a_listing_over_pages_is_checked_as_a_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = test_vault(&dir);
+        let u = v.unlock(&pass("pw")).unwrap();
+        let iv = u.open_identity(&new_identity(&u, "t")).unwrap();
+        let batch: Vec<(String, SecretString)> = (0..5000)
+            .map(|i| (format!("K{i:05}"), SecretString::from("v")))
+            .collect();
+        iv.import_secrets(&batch).unwrap();
+        let listing = iv.secret_listing().unwrap();
+        assert_eq!(listing.len(), 5000);
+        assert!(listing.windows(2).all(|w| w[0].key() < w[1].key()));
+        assert!(iv.password_listing().unwrap().is_empty());
+        // the store drops the last record in uuid order (the second page)
+        let rows = iv
+            .backend
+            .records(&iv.identity.uuid, &RecordQuery::default())
+            .unwrap();
+        let last = rows.last().unwrap();
+        let mut hide = Batch::new();
+        hide.write(Write::DeleteRecord {
+            identity_uuid: last.identity_uuid.clone(),
+            kind: last.kind,
+            uuid: last.uuid.clone(),
+        });
+        iv.backend.commit(&hide).unwrap();
+        assert!(matches!(iv.secret_listing(), Err(Error::Integrity(_))));
+        assert!(matches!(iv.password_listing(), Err(Error::Integrity(_))));
+    }
 }

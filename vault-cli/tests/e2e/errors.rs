@@ -377,5 +377,23 @@ fn reads_work_on_a_read_only_directory() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
+    // A schema too old to read without migrating it: exit 1, saying so,
+    // and the file as it was.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&env.vault, std::fs::Permissions::from_mode(0o644)).unwrap();
+    env.db()
+        .execute_batch("PRAGMA journal_mode = DELETE; PRAGMA user_version = 2;")
+        .unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let mut p = env.vault.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    let before = std::fs::read(&env.vault).unwrap();
+    std::fs::set_permissions(&env.vault, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let e = run(&["secrets", "get", "K"]).fails(EXIT_INTERNAL);
+    assert!(e.stderr.contains("too old"), "{}", e.stderr);
+    assert_eq!(std::fs::read(&env.vault).unwrap(), before);
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
