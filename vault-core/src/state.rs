@@ -24,6 +24,9 @@ use crate::vault_head::VaultHead;
 /// concurrent writer before giving up.
 const MAX_ATTEMPTS: u32 = 64;
 
+/// How many of those attempts run without keeping other writers out.
+const OPTIMISTIC_ATTEMPTS: u32 = 4;
+
 /// The shared state of an opened vault. The header and owner key are
 /// replaced only by the owner's own commits (a passphrase change, the
 /// upgrade of a vault made before signing).
@@ -449,21 +452,49 @@ pub(crate) enum OnConflict {
 /// Runs `attempt` (read, then build a batch and the value to return) and
 /// commits its batch; a conflict goes to `on_conflict`, which decides
 /// between a fresh attempt (after a short jittered pause) and an error.
+/// After [`OPTIMISTIC_ATTEMPTS`] conflicts the attempt runs with other
+/// writers kept out where the store can do that
+/// ([`Backend::commit_exclusive`]), so a big batch (a rotation) is not
+/// starved by a stream of small ones.
 pub(crate) fn transact<T>(
     backend: &dyn Backend,
     mut attempt: impl FnMut() -> Result<(Batch, T)>,
     mut on_conflict: impl FnMut(&Batch, &Conflict) -> OnConflict,
 ) -> Result<(T, Changes)> {
     for n in 0..MAX_ATTEMPTS {
-        let (batch, value) = attempt()?;
-        match backend.commit(&batch) {
+        let mut built = None;
+        let committed = if n < OPTIMISTIC_ATTEMPTS {
+            let (batch, value) = attempt()?;
+            let committed = backend.commit(&batch);
+            built = Some((batch, value));
+            committed
+        } else {
+            backend.commit_exclusive(&mut || {
+                let (batch, value) = attempt()?;
+                let copy = batch.clone();
+                built = Some((batch, value));
+                Ok(copy)
+            })
+        };
+        let Some((batch, value)) = built else {
+            // (a store that committed, or failed, without building)
+            return Err(committed.err().map_or_else(
+                || Error::Storage("the store committed a batch it did not build".into()),
+                |e| match e {
+                    CommitError::Failed(e) => e,
+                    CommitError::Conflict(c) => Error::Storage(format!("{c:?}").into()),
+                },
+            ));
+        };
+        match committed {
             Ok(changes) => return Ok((value, changes)),
             Err(CommitError::Failed(e)) => return Err(e),
             Err(CommitError::Conflict(c)) => match on_conflict(&batch, &c) {
                 OnConflict::Fail(e) => return Err(e),
-                OnConflict::Retry => backoff(n)?,
+                OnConflict::Retry => {}
             },
         }
+        backoff(n)?;
     }
     Err(Error::Unavailable(
         "the vault stayed busy with concurrent writers; nothing was written, try again".into(),

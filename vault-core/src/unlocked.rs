@@ -1029,7 +1029,7 @@ fn wrap_identity_key(
 mod tests {
     use super::*;
     use crate::agent::AgentSecretKey;
-    use crate::backend::FAIL_AFTER_WRITES;
+    use crate::backend::{Backend, CommitError, FAIL_AFTER_WRITES};
     use crate::vault::Vault;
     use crate::vault::test_support::{pass, test_vault};
 
@@ -1182,6 +1182,121 @@ mod tests {
         assert!(rows.iter().all(|r| r.key_epoch == 3), "{rows:?}");
         assert_eq!(read_all(&u.open_identity(&id).unwrap()).len(), 6);
         assert_eq!(stale.get_secret("K2").unwrap().value.expose(), "y");
+    }
+
+    /// A store where another writer always commits first: every ordinary
+    /// commit of a rotation loses its head precondition. Everything else
+    /// goes to the SQLite file underneath.
+    #[derive(Debug)]
+    struct Contested {
+        inner: crate::backend::SqliteBackend,
+        lost: std::rc::Rc<std::cell::Cell<u32>>,
+    }
+
+    impl Backend for Contested {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn header(&self) -> Result<VaultRow> {
+            self.inner.header()
+        }
+        fn identities(&self) -> Result<Vec<IdentityRow>> {
+            self.inner.identities()
+        }
+        fn identity(&self, uuid: &str) -> Result<Option<IdentityRow>> {
+            self.inner.identity(uuid)
+        }
+        fn identity_by_name(&self, name: &str) -> Result<Option<IdentityRow>> {
+            self.inner.identity_by_name(name)
+        }
+        fn grants(&self, identity_uuid: &str) -> Result<Vec<crate::backend::GrantRow>> {
+            self.inner.grants(identity_uuid)
+        }
+        fn grant_for(
+            &self,
+            identity_uuid: &str,
+            recipient: &[u8],
+        ) -> Result<Option<crate::backend::GrantRow>> {
+            self.inner.grant_for(identity_uuid, recipient)
+        }
+        fn record(
+            &self,
+            identity_uuid: &str,
+            kind: u8,
+            uuid: &str,
+        ) -> Result<Option<crate::backend::RecordRow>> {
+            self.inner.record(identity_uuid, kind, uuid)
+        }
+        fn records_by_index(
+            &self,
+            identity_uuid: &str,
+            kind: u8,
+            blind_index: &[u8],
+        ) -> Result<Vec<crate::backend::RecordRow>> {
+            self.inner
+                .records_by_index(identity_uuid, kind, blind_index)
+        }
+        fn records(
+            &self,
+            identity_uuid: &str,
+            query: &RecordQuery,
+        ) -> Result<Vec<crate::backend::RecordRow>> {
+            self.inner.records(identity_uuid, query)
+        }
+        fn tree_nodes(&self, identity_uuid: &str, ids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>> {
+            self.inner.tree_nodes(identity_uuid, ids)
+        }
+        fn session(&self, session_id: &str) -> Result<Option<crate::backend::SessionRow>> {
+            self.inner.session(session_id)
+        }
+        fn commit(
+            &self,
+            batch: &Batch,
+        ) -> std::result::Result<crate::backend::Changes, CommitError> {
+            let head = batch
+                .preconditions
+                .iter()
+                .position(|p| matches!(p, Precondition::IdentityHead { .. }));
+            let rotation = batch
+                .writes
+                .iter()
+                .any(|w| matches!(w, Write::SetIdentityKey { .. }));
+            match head {
+                Some(i) if rotation => {
+                    self.lost.set(self.lost.get() + 1);
+                    Err(CommitError::Conflict(Conflict::Precondition(i)))
+                }
+                _ => self.inner.commit(batch),
+            }
+        }
+        fn commit_exclusive(
+            &self,
+            build: &mut dyn FnMut() -> Result<Batch>,
+        ) -> std::result::Result<crate::backend::Changes, CommitError> {
+            self.inner.commit_exclusive(build)
+        }
+    }
+
+    /// A rotation that keeps losing to other writers is not starved: after
+    /// a few lost attempts it is built and committed with writers kept out.
+    #[test]
+    fn a_rotation_outrun_by_other_writers_gets_through() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(setup(&dir));
+        let lost = std::rc::Rc::new(std::cell::Cell::new(0));
+        let store = Contested {
+            inner: crate::backend::SqliteBackend::open(&dir.path().join("v.db")).unwrap(),
+            lost: lost.clone(),
+        };
+        let v = Vault::with_backend(Box::new(store)).unwrap();
+        let u = v.unlock(&pass("pw")).unwrap();
+        let rotation = u
+            .rotate_identity("alice", &RotateOptions::default())
+            .unwrap();
+        assert_eq!((rotation.key_epoch, rotation.records_resealed), (2, 5));
+        let id = v.find_identity("alice").unwrap();
+        assert_eq!(read_all(&u.open_identity(&id).unwrap()).len(), 5);
+        assert_eq!(lost.get(), 4);
     }
 
     #[test]

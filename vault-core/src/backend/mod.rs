@@ -499,6 +499,24 @@ pub trait Backend: std::fmt::Debug {
     /// [`CommitError::Conflict`] with the failing precondition or write;
     /// [`CommitError::Failed`] if the store fails.
     fn commit(&self, batch: &Batch) -> Result<Changes, CommitError>;
+
+    /// Builds a batch with `build` (which reads through this backend) and
+    /// commits it, with other writers kept out from the first read to the
+    /// commit where the store can do that: a writer that keeps losing its
+    /// preconditions to a stream of others' commits (a rotation of a busy
+    /// identity) then gets through. The default builds and commits as
+    /// [`Backend::commit`] does.
+    ///
+    /// # Errors
+    /// As [`Backend::commit`]; an error of `build` as
+    /// [`CommitError::Failed`], nothing committed.
+    fn commit_exclusive(
+        &self,
+        build: &mut dyn FnMut() -> crate::Result<Batch>,
+    ) -> Result<Changes, CommitError> {
+        let batch = build()?;
+        self.commit(&batch)
+    }
 }
 
 #[cfg(test)]

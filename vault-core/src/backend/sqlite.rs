@@ -868,14 +868,21 @@ impl SqliteBackend {
     }
 
     /// One batch in one `BEGIN IMMEDIATE` transaction: applied whole, or
-    /// rolled back.
-    fn commit_batch(&self, batch: &Batch) -> std::result::Result<Changes, CommitError> {
+    /// rolled back. `build` runs inside the transaction, so what it reads
+    /// cannot change before the batch is applied.
+    fn commit_batch<B: std::borrow::Borrow<Batch>>(
+        &self,
+        build: impl FnOnce() -> Result<B>,
+    ) -> std::result::Result<Changes, CommitError> {
         self.conn.execute_batch("BEGIN IMMEDIATE").db()?;
-        match self.commit_in(batch) {
-            Ok(changes) => match self.conn.execute_batch("COMMIT") {
+        let applied = build()
+            .map_err(CommitError::Failed)
+            .and_then(|batch| Ok((self.commit_in(batch.borrow())?, batch)));
+        match applied {
+            Ok((changes, batch)) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => {
                     self.wrote.set(true);
-                    if batch.writes.iter().any(retires_secrets) {
+                    if batch.borrow().writes.iter().any(retires_secrets) {
                         self.checkpoint_truncate();
                     }
                     Ok(changes)
@@ -892,6 +899,21 @@ impl SqliteBackend {
                 Err(e)
             }
         }
+    }
+
+    /// Runs `f` with a page cache of up to 128 MiB (allocated as used) when
+    /// `big`, and the default again after.
+    fn with_cache<T>(&self, big: bool, f: impl FnOnce() -> T) -> Result<T> {
+        if big {
+            self.conn
+                .execute_batch("PRAGMA cache_size = -131072")
+                .db()?;
+        }
+        let result = f();
+        if big {
+            let _ = self.conn.execute_batch("PRAGMA cache_size = -2000");
+        }
+        Ok(result)
     }
 
     fn commit_in(&self, batch: &Batch) -> std::result::Result<Changes, CommitError> {
@@ -1102,20 +1124,18 @@ impl Backend for SqliteBackend {
         // A big batch (a rotation, a bulk import) touches more pages than
         // the default 2 MiB page cache holds: SQLite would read the same
         // pages from the file again and again while it holds the write
-        // lock. It gets up to 128 MiB for the batch (allocated as used), and
-        // the default again after. Rotating 100,000 records: writers of
-        // other identities wait 1.2 s instead of 2.2 s.
+        // lock. Rotating 100,000 records: writers of other identities wait
+        // 1.2 s instead of 2.2 s.
         let big = batch.writes.len() > BIG_BATCH;
-        if big {
-            self.conn
-                .execute_batch("PRAGMA cache_size = -131072")
-                .db()?;
-        }
-        let result = self.commit_batch(batch);
-        if big {
-            let _ = self.conn.execute_batch("PRAGMA cache_size = -2000");
-        }
-        result
+        self.with_cache(big, || self.commit_batch(|| Ok(batch)))?
+    }
+
+    fn commit_exclusive(
+        &self,
+        build: &mut dyn FnMut() -> Result<Batch>,
+    ) -> std::result::Result<Changes, CommitError> {
+        // (its size is known only once built: the cache grows as used)
+        self.with_cache(true, || self.commit_batch(build))?
     }
 }
 
@@ -1199,6 +1219,40 @@ mod tests {
         assert!(!listing.contains("TEMP B-TREE"), "{listing}");
         let bucket = plan(&bucket_records_sql());
         assert!(!bucket.contains("TEMP B-TREE"), "{bucket}");
+    }
+
+    /// While an exclusive commit builds its batch, another process cannot
+    /// start a write; a build that fails commits nothing and lets writers
+    /// in again.
+    #[test]
+    fn an_exclusive_commit_keeps_writers_out_while_it_builds() {
+        let files = harness();
+        let path = files.0.path().join("v.db");
+        let b = SqliteBackend::open(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.busy_timeout(Duration::ZERO).unwrap();
+        let try_write = || {
+            let begun = other.execute_batch("BEGIN IMMEDIATE");
+            if begun.is_ok() {
+                other.execute_batch("ROLLBACK").unwrap();
+            }
+            begun.is_ok()
+        };
+        assert!(try_write());
+        let mut kept_out = None;
+        b.commit_exclusive(&mut || {
+            kept_out = Some(!try_write());
+            Ok(Batch::new())
+        })
+        .unwrap();
+        assert_eq!(kept_out, Some(true));
+        assert!(try_write());
+        let failed = b.commit_exclusive(&mut || Err(Error::Conflict("no".into())));
+        assert!(matches!(
+            failed,
+            Err(CommitError::Failed(Error::Conflict(_)))
+        ));
+        assert!(try_write());
     }
 
     #[test]
