@@ -283,11 +283,12 @@ fn cwd() -> Result<PathBuf> {
 /// (pinning it on first use).
 fn open_vault(g: &GlobalArgs) -> Result<Vault> {
     let store = remote::store(g)?;
+    let cfg = config_dir()?;
+    vault_core::remember_signatures_in(Box::new(seen::Verified::new(&cfg)));
     let vault = store.open()?;
     if let remote::Store::Local(path) = &store {
         warn_if_others_can_write(path);
     }
-    let cfg = config_dir()?;
     pins::check(&vault, &cfg, agent_key_path(g).as_deref())?;
     // The vault head against the newest this client saw: remembered value
     // first, then the head read again.

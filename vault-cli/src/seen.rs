@@ -11,7 +11,14 @@
 //! newest key as wrapped under the root key (`EPOCH:HEX`, ciphertext only),
 //! with which `ravi identity rotate` recovers records a store left sealed
 //! under a key it no longer serves (SPEC §4d).
+//!
+//! `<config dir>/state/verified`: the digests of owner signatures this
+//! client has verified (32 bytes each, appended, the newest
+//! [`VERIFIED_KEPT`] kept), so that a signature met again — the header, the
+//! vault head, an identity row, read by every command — is not verified
+//! again (SPEC §4a).
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -207,6 +214,99 @@ impl ClientMemory for Memory<'_> {
     }
 }
 
+/// How many digests `state/verified` keeps (it is cut to the newest half
+/// when it grows past this).
+pub const VERIFIED_KEPT: usize = 256;
+
+/// The file-backed [`vault_core::SignatureMemory`] of this client: read on
+/// first use, appended to under an exclusive lock when a signature is
+/// verified for the first time. A file that cannot be read or written is
+/// no memory (every signature is verified), never an error.
+pub struct Verified {
+    path: PathBuf,
+    known: std::sync::Mutex<Option<HashSet<[u8; 32]>>>,
+}
+
+impl Verified {
+    /// The memory kept under `config_dir`.
+    pub fn new(config_dir: &Path) -> Self {
+        Verified {
+            path: config_dir.join("state").join("verified"),
+            known: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn read(path: &Path) -> Vec<[u8; 32]> {
+        let mut bytes = Vec::new();
+        if let Ok(f) = File::open(path)
+            && f.lock_shared().is_ok()
+        {
+            let limit = u64::try_from(2 * VERIFIED_KEPT * 32).unwrap_or(u64::MAX);
+            let _ = (&f).take(limit).read_to_end(&mut bytes);
+        }
+        // (a torn last entry, from a crash in an append, is left out)
+        bytes
+            .chunks_exact(32)
+            .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+            .collect()
+    }
+
+    fn append(&self, digest: &[u8; 32]) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            vault_core::ensure_private_dir(dir).map_err(std::io::Error::other)?;
+        }
+        let mut opts = OpenOptions::new();
+        opts.read(true).append(true).create(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(&self.path)?;
+        f.lock()?;
+        let len = f.metadata()?.len();
+        if len % 32 != 0 || len >= u64::try_from(VERIFIED_KEPT * 32).unwrap_or(u64::MAX) {
+            // Keep the newest half (whole entries only), then append.
+            let kept: Vec<u8> = Self::read_locked(&mut f)?
+                .rchunks_exact(32)
+                .take(VERIFIED_KEPT / 2)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .flatten()
+                .copied()
+                .collect();
+            f.set_len(0)?;
+            f.write_all(&kept)?;
+        }
+        f.write_all(digest)
+    }
+
+    fn read_locked(f: &mut File) -> std::io::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        f.seek(SeekFrom::Start(0))?;
+        f.read_to_end(&mut bytes)?;
+        bytes.truncate(bytes.len() - bytes.len() % 32);
+        Ok(bytes)
+    }
+}
+
+impl vault_core::SignatureMemory for Verified {
+    fn contains(&self, digest: &[u8; 32]) -> bool {
+        let Ok(mut known) = self.known.lock() else {
+            return false;
+        };
+        known
+            .get_or_insert_with(|| Self::read(&self.path).into_iter().collect())
+            .contains(digest)
+    }
+
+    fn insert(&self, digest: [u8; 32]) {
+        if let Ok(mut known) = self.known.lock()
+            && known.get_or_insert_with(HashSet::new).insert(digest)
+        {
+            let _ = self.append(&digest);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +361,36 @@ mod tests {
             newest_key(dir.path(), v, i),
             Err(Error::InvalidInput(_))
         ));
+    }
+
+    /// Digests survive the process, a torn last entry is left out, and
+    /// the file keeps the newest entries once it is full.
+    #[test]
+    fn verified_signatures_are_remembered() {
+        use vault_core::SignatureMemory;
+        let dir = tempfile::tempdir().unwrap();
+        let m = Verified::new(dir.path());
+        assert!(!m.contains(&[1; 32]));
+        m.insert([1; 32]);
+        m.insert([2; 32]);
+        let again = Verified::new(dir.path());
+        assert!(again.contains(&[1; 32]) && again.contains(&[2; 32]));
+        let p = dir.path().join("state").join("verified");
+        let mut f = OpenOptions::new().append(true).open(&p).unwrap();
+        f.write_all(&[3; 20]).unwrap();
+        let torn = Verified::new(dir.path());
+        assert!(torn.contains(&[2; 32]) && !torn.contains(&[3; 32]));
+        for i in 0..=VERIFIED_KEPT {
+            let mut d = [0xee; 32];
+            d[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            torn.insert(d);
+        }
+        let len = std::fs::metadata(&p).unwrap().len();
+        assert_eq!(len % 32, 0);
+        assert!(len <= (VERIFIED_KEPT * 32) as u64, "{len}");
+        let last = Verified::new(dir.path());
+        let mut newest = [0xee; 32];
+        newest[..8].copy_from_slice(&(VERIFIED_KEPT as u64).to_be_bytes());
+        assert!(last.contains(&newest) && !last.contains(&[1; 32]));
     }
 }

@@ -35,6 +35,9 @@ pub const LABEL_SIG_IDENTITY: &str = "ravi/v1/sig/identity";
 pub const LABEL_SIG_VAULT_HEAD: &str = "ravi/v1/sig/vault-head";
 /// Label of the owner's signature on a grant.
 pub const LABEL_SIG_GRANT: &str = "ravi/v1/sig/grant";
+/// Domain separation of the digests a client keeps of owner signatures it
+/// verified (SPEC §4a).
+pub const LABEL_VERIFIED: &str = "ravi/v1/verified-signature";
 /// HKDF info of the record seal key derived from an identity key.
 pub const LABEL_SEAL_KEY: &str = "ravi/v1/identity/seal-key";
 /// HKDF info of the blind-index key derived from an identity key.

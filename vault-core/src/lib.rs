@@ -79,7 +79,7 @@ pub use records::{
 pub use recovery::{ClientMemory, Forgetful, RotateOptions, WrappedKey};
 pub use secret::SecretString;
 pub use session::{DEFAULT_TTL, MAX_TTL, SessionToken, parse_ttl};
-pub use signing::OwnerPublicKey;
+pub use signing::{OwnerPublicKey, SignatureMemory, remember_signatures_in};
 pub use totp::{TotpAlgorithm, TotpCode, TotpParams};
 pub use unlocked::{Adoption, NewSession, Unlocked};
 pub use vault::Vault;

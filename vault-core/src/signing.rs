@@ -15,17 +15,67 @@ use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 use crate::error::{Error, Result};
 use crate::keys::{
-    LABEL_SIG_GRANT, LABEL_SIG_HEADER, LABEL_SIG_IDENTITY, LABEL_SIG_VAULT_HEAD, SecretKey,
+    LABEL_SIG_GRANT, LABEL_SIG_HEADER, LABEL_SIG_IDENTITY, LABEL_SIG_VAULT_HEAD, LABEL_VERIFIED,
+    SecretKey,
 };
+use sha2::Digest;
 
 /// Bech32 human-readable part of owner public keys.
 pub const OWNER_HRP: &str = "raviowner";
 /// Length of an Ed25519 signature.
 pub const SIGNATURE_LEN: usize = 64;
 
-/// The vault owner's Ed25519 public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct OwnerPublicKey([u8; 32]);
+/// The vault owner's Ed25519 public key (kept decompressed: each
+/// verification would otherwise decompress it again).
+#[derive(Clone, Copy)]
+pub struct OwnerPublicKey([u8; 32], VerifyingKey);
+
+impl PartialEq for OwnerPublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
+impl Eq for OwnerPublicKey {}
+
+impl std::hash::Hash for OwnerPublicKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
+
+/// Where a client keeps the digests of owner signatures it has verified in
+/// earlier runs (its private state, beside its pins): a signature met again
+/// is not verified again. A digest (SPEC §4a) covers the public key, the
+/// whole signed message and the signature, so it stands for one exact
+/// verification that succeeded; whoever can write this memory can make the
+/// client skip a verification, as whoever can write its pins can make it
+/// trust another owner.
+pub trait SignatureMemory: Send + Sync {
+    /// Whether this digest was remembered.
+    fn contains(&self, digest: &[u8; 32]) -> bool;
+    /// Remembers the digest of a signature just verified.
+    fn insert(&self, digest: [u8; 32]);
+}
+
+static SIGNATURE_MEMORY: std::sync::OnceLock<Box<dyn SignatureMemory>> = std::sync::OnceLock::new();
+
+/// Lets every owner-signature check of this process use `memory`. Set once:
+/// a second call returns `false` and changes nothing.
+pub fn remember_signatures_in(memory: Box<dyn SignatureMemory>) -> bool {
+    SIGNATURE_MEMORY.set(memory).is_ok()
+}
+
+/// The digest a [`SignatureMemory`] keeps for `signature` by `key` on
+/// `message`: SHA-256 over the label and each part, length-prefixed.
+fn verified_digest(key: &[u8; 32], message: &[u8], signature: &[u8; SIGNATURE_LEN]) -> [u8; 32] {
+    let mut h = sha2::Sha256::new();
+    for part in [LABEL_VERIFIED.as_bytes(), key, message, signature] {
+        h.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
+}
 
 impl OwnerPublicKey {
     /// Parses `raviowner1…`, checking the Bech32 checksum and that the bytes
@@ -44,8 +94,8 @@ impl OwnerPublicKey {
             return Err(bad());
         }
         let bytes: [u8; 32] = data.try_into().map_err(|_| bad())?;
-        VerifyingKey::from_bytes(&bytes).map_err(|_| bad())?;
-        Ok(OwnerPublicKey(bytes))
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| bad())?;
+        Ok(OwnerPublicKey(bytes, key))
     }
 
     /// From stored bytes.
@@ -55,8 +105,8 @@ impl OwnerPublicKey {
     pub(crate) fn from_stored(bytes: &[u8]) -> Result<Self> {
         let bad = || Error::Integrity("the vault's owner key is malformed".into());
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| bad())?;
-        VerifyingKey::from_bytes(&bytes).map_err(|_| bad())?;
-        Ok(OwnerPublicKey(bytes))
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| bad())?;
+        Ok(OwnerPublicKey(bytes, key))
     }
 
     /// The raw 32 bytes.
@@ -64,12 +114,28 @@ impl OwnerPublicKey {
         &self.0
     }
 
-    /// Checks `signature` on `msg` (RFC 8032 strict verification).
+    /// Checks `signature` on `msg` (RFC 8032 strict verification), unless
+    /// the process's [`SignatureMemory`] remembers this very one verified.
     ///
     /// # Errors
     /// [`Error::Integrity`] naming `what` if it does not verify.
     pub(crate) fn verify(
         &self,
+        msg: &Signed<'_>,
+        signature: Option<&[u8]>,
+        what: &str,
+    ) -> Result<()> {
+        self.verify_with(
+            SIGNATURE_MEMORY.get().map(AsRef::as_ref),
+            msg,
+            signature,
+            what,
+        )
+    }
+
+    fn verify_with(
+        &self,
+        memory: Option<&dyn SignatureMemory>,
         msg: &Signed<'_>,
         signature: Option<&[u8]>,
         what: &str,
@@ -83,9 +149,20 @@ impl OwnerPublicKey {
             .ok_or_else(forged)?
             .try_into()
             .map_err(|_| forged())?;
-        let key = VerifyingKey::from_bytes(&self.0).map_err(|_| forged())?;
-        key.verify_strict(&msg.message(), &ed25519_dalek::Signature::from_bytes(&sig))
-            .map_err(|_| forged())
+        let message = msg.message();
+        let digest = memory.map(|_| verified_digest(&self.0, &message, &sig));
+        if let (Some(m), Some(d)) = (memory, &digest)
+            && m.contains(d)
+        {
+            return Ok(());
+        }
+        self.1
+            .verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig))
+            .map_err(|_| forged())?;
+        if let (Some(m), Some(d)) = (memory, digest) {
+            m.insert(d);
+        }
+        Ok(())
     }
 }
 
@@ -136,7 +213,8 @@ impl OwnerKey {
     }
 
     pub(crate) fn public(&self) -> OwnerPublicKey {
-        OwnerPublicKey(self.0.verifying_key().to_bytes())
+        let key = self.0.verifying_key();
+        OwnerPublicKey(key.to_bytes(), key)
     }
 
     /// The owner's signature on `msg`.
@@ -322,6 +400,65 @@ mod tests {
         }
         let other = OwnerKey::from_seed(&SecretKey::from_bytes([0x0f; 32])).public();
         assert!(other.verify(&identity("alice"), Some(&sig), "x").is_err());
+    }
+
+    #[derive(Default)]
+    struct Remembered(std::sync::Mutex<Vec<[u8; 32]>>);
+
+    impl SignatureMemory for Remembered {
+        fn contains(&self, digest: &[u8; 32]) -> bool {
+            self.0.lock().unwrap().contains(digest)
+        }
+        fn insert(&self, digest: [u8; 32]) {
+            self.0.lock().unwrap().push(digest);
+        }
+    }
+
+    /// A signature verified once is remembered and not verified again; a
+    /// failed one is not remembered; what is remembered for one (key,
+    /// message, signature) vouches for nothing else.
+    #[test]
+    fn remembered_signatures_skip_only_themselves() {
+        let k = key();
+        let sig = k.sign(&identity("alice"));
+        let pk = k.public();
+        let m = Remembered::default();
+        pk.verify_with(Some(&m), &identity("alice"), Some(&sig), "x")
+            .unwrap();
+        assert_eq!(m.0.lock().unwrap().len(), 1);
+        let mut forged = sig.clone();
+        forged[0] ^= 1;
+        for bad in [
+            pk.verify_with(Some(&m), &identity("mallory"), Some(&sig), "x"),
+            pk.verify_with(Some(&m), &identity("alice"), Some(&forged), "x"),
+        ] {
+            assert!(matches!(bad, Err(Error::Integrity(_))));
+        }
+        let other = OwnerKey::from_seed(&SecretKey::from_bytes([0x0f; 32])).public();
+        assert!(
+            other
+                .verify_with(Some(&m), &identity("alice"), Some(&sig), "x")
+                .is_err()
+        );
+        assert_eq!(m.0.lock().unwrap().len(), 1);
+        // The remembered digest is taken at its word: this one stands for a
+        // forged signature, and verifying it succeeds without Ed25519.
+        let planted = Remembered::default();
+        planted.insert(verified_digest(
+            pk.as_bytes(),
+            &identity("mallory").message(),
+            &forged.clone().try_into().unwrap(),
+        ));
+        pk.verify_with(Some(&planted), &identity("mallory"), Some(&forged), "x")
+            .unwrap();
+        assert_eq!(
+            verified_digest(
+                pk.as_bytes(),
+                &identity("alice").message(),
+                &sig.clone().try_into().unwrap()
+            ),
+            m.0.lock().unwrap()[0]
+        );
     }
 
     #[test]

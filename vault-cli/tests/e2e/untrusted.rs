@@ -834,3 +834,47 @@ fn damaged_client_state_is_an_input_error() {
     .fails(EXIT_INVALID);
     assert_eq!(std::fs::read_to_string(&not_a_key).unwrap(), "hello\n");
 }
+
+/// The client remembers the owner signatures it verified
+/// (`state/verified`, SPEC 4a) so that later commands skip them, but a row
+/// the store edits afterwards is a different message: it is verified, and
+/// refused. A damaged memory is no memory, never an error.
+#[test]
+fn remembered_signatures_vouch_for_nothing_the_store_changes() {
+    let (env, _, _) = setup();
+    let memory = env.config_dir.join("state").join("verified");
+    let read = || std::fs::read(&memory).unwrap();
+    env.run(&["secrets", "get", "K"]).ok();
+    let first = read();
+    assert!(
+        !first.is_empty() && first.len() % 32 == 0,
+        "{}",
+        first.len()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&memory).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+    }
+    // Reading again verifies nothing new: the memory is not written.
+    env.run(&["secrets", "get", "K"]).ok();
+    env.run(&["identity", "show"]).ok();
+    assert_eq!(read(), first);
+    // Torn and garbage entries: still works, every signature checked.
+    std::fs::write(&memory, [0x5a; 70]).unwrap();
+    env.run(&["secrets", "get", "K"]).ok();
+    assert_eq!(read().len() % 32, 0);
+    // The store edits a signed row after the client remembered it.
+    env.db()
+        .execute(
+            "UPDATE identities SET inbox = 'attacker@evil.example' WHERE name = 'alice'",
+            [],
+        )
+        .unwrap();
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE").args(["identity", "show"]);
+    let r = run_command(&mut c);
+    assert_eq!(r.code, EXIT_INTEGRITY, "{}", r.stderr);
+    assert!(!r.stdout.contains("attacker"));
+}
