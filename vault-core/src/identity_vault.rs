@@ -400,10 +400,15 @@ impl<'v> IdentityVault<'v> {
     /// Every record of the identity, checked against the head's commitment:
     /// a deleted, added, older or swapped record is a rollback.
     fn all_records_checked(&self) -> Result<Vec<RecordRow>> {
-        self.paged_checked(None, Vec::new, |all, rows| {
-            all.extend(rows);
-            Ok(())
-        })
+        self.paged_checked(
+            None,
+            Vec::new,
+            |_, rows| Ok(rows),
+            |all, rows| {
+                all.extend(rows);
+                Ok(())
+            },
+        )
     }
 
     /// The precondition of every write: the identity still exists and its
@@ -516,56 +521,102 @@ impl<'v> IdentityVault<'v> {
 
     /// Reads every record of the identity page by page (uuid order, no
     /// page held after it is seen), under one head, and checks the whole
-    /// set against the head's commitment: `visit` gets each page's records
-    /// of `kind` and adds what it keeps to a fresh `T` (a change of the head
-    /// between pages starts over with a new one). Memory is one page of
-    /// rows, the bucket values, and what `visit` keeps.
-    fn paged_checked<T>(
+    /// set against the head's commitment. Each page's records of `kind` go
+    /// to `open` on a worker thread (with the page's leaves), while the next
+    /// page is read from the store; `visit` then adds what `open` made to a
+    /// fresh `T` (a change of the head between pages starts over with a new
+    /// one). Memory is two pages of rows, the bucket values, and what
+    /// `visit` keeps.
+    fn paged_checked<T, U: Send>(
         &self,
         kind: Option<u8>,
         init: impl Fn() -> T,
-        visit: impl Fn(&mut T, Vec<RecordRow>) -> Result<()>,
+        open: impl Fn(&RecordSealer, Vec<RecordRow>) -> Result<U> + Sync,
+        visit: impl Fn(&mut T, U) -> Result<()>,
     ) -> Result<T> {
         const PAGE: usize = 4096;
+        let sealer = self.sealer();
+        let sealer: &RecordSealer = &sealer;
         let (_, head, (buckets, kept)) = self.under_one_head(|has_head| {
-            // every bucket's value, dense (2 MiB), for the root at the end
-            let mut buckets = if has_head {
-                vec![[0u8; 32]; 1 << 16]
-            } else {
-                Vec::new()
+            // One page's work: its leaves (summed per bucket), then `open`.
+            let work = |rows: Vec<RecordRow>| -> Result<(Vec<(u16, [u8; 32])>, U)> {
+                let leaves = if has_head {
+                    in_parallel(sealer, &rows, |sealer, chunk| sealer.bucket_values(chunk))?
+                        .into_iter()
+                        .flatten()
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let rows = rows
+                    .into_iter()
+                    .filter(|r| kind.is_none_or(|k| r.kind == k))
+                    .collect();
+                Ok((leaves, open(sealer, rows)?))
             };
-            let mut kept = init();
-            let mut after = None;
-            loop {
-                let rows = self.backend.records(
-                    &self.identity.uuid,
-                    &RecordQuery {
-                        after: after.take(),
-                        limit: Some(PAGE),
-                        ..RecordQuery::default()
-                    },
-                )?;
-                if has_head {
-                    let parts =
-                        self.in_parallel(&rows, |sealer, chunk| sealer.bucket_values(chunk))?;
-                    for (b, v) in parts.into_iter().flatten() {
+            let work = &work;
+            std::thread::scope(|s| {
+                // every bucket's value, dense (2 MiB), for the root at the end
+                let mut buckets = if has_head {
+                    vec![[0u8; 32]; 1 << 16]
+                } else {
+                    Vec::new()
+                };
+                let mut kept = init();
+                let mut merge = |done: Result<(Vec<(u16, [u8; 32])>, U)>| -> Result<()> {
+                    let (leaves, made) = done?;
+                    for (b, v) in leaves {
                         xor_into(&mut buckets[usize::from(b)], &v);
                     }
+                    visit(&mut kept, made)
+                };
+                // The worker takes one page at a time; without a worker (a
+                // thread limit) each page is done here once read.
+                let (to_worker, pages) = std::sync::mpsc::sync_channel::<Vec<RecordRow>>(1);
+                let (done, results) = std::sync::mpsc::channel();
+                let worker = std::thread::Builder::new()
+                    .spawn_scoped(s, move || {
+                        for rows in pages {
+                            if done.send(work(rows)).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .is_ok();
+                let lost = || Error::Crypto("a worker thread");
+                let (mut after, mut in_flight) = (None, false);
+                loop {
+                    let rows = self.backend.records(
+                        &self.identity.uuid,
+                        &RecordQuery {
+                            after: after.take(),
+                            limit: Some(PAGE),
+                            ..RecordQuery::default()
+                        },
+                    )?;
+                    let next = (rows.len() == PAGE)
+                        .then(|| rows.last().map(|r| r.uuid.clone()))
+                        .flatten();
+                    if in_flight {
+                        merge(results.recv().map_err(|_| lost())?)?;
+                    }
+                    if worker {
+                        to_worker.send(rows).map_err(|_| lost())?;
+                        in_flight = true;
+                    } else {
+                        merge(work(rows))?;
+                    }
+                    match next {
+                        Some(last) => after = Some(last),
+                        None => break,
+                    }
                 }
-                let next = (rows.len() == PAGE)
-                    .then(|| rows.last().map(|r| r.uuid.clone()))
-                    .flatten();
-                visit(
-                    &mut kept,
-                    rows.into_iter()
-                        .filter(|r| kind.is_none_or(|k| r.kind == k))
-                        .collect(),
-                )?;
-                match next {
-                    Some(last) => after = Some(last),
-                    None => return Ok((buckets, kept)),
+                drop(to_worker);
+                if in_flight {
+                    merge(results.recv().map_err(|_| lost())?)?;
                 }
-            }
+                Ok((buckets, kept))
+            })
         })?;
         if let Some(head) = head
             && Tree::root_of_all(&buckets) != head.commitment
@@ -576,61 +627,6 @@ impl<'v> IdentityVault<'v> {
             )));
         }
         Ok(kept)
-    }
-
-    /// Runs `f` over `items` in chunks, one per core when there are enough
-    /// items to pay for the threads; the chunks' results in order.
-    fn in_parallel<I: Sync, T: Send>(
-        &self,
-        items: &[I],
-        f: impl Fn(&RecordSealer, &[I]) -> Result<T> + Sync,
-    ) -> Result<Vec<T>> {
-        const PER_THREAD: usize = 512;
-        let sealer = self.sealer();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZero::get)
-            .min(items.len() / PER_THREAD)
-            .max(1);
-        if threads == 1 {
-            return Ok(vec![f(&sealer, items)?]);
-        }
-        let (sealer, f) = (&*sealer, &f);
-        std::thread::scope(|s| {
-            // A chunk whose thread cannot be started (a process or thread
-            // limit) runs here instead.
-            let parts: Vec<_> = items
-                .chunks(items.len().div_ceil(threads))
-                .map(|chunk| {
-                    std::thread::Builder::new()
-                        .spawn_scoped(s, move || f(sealer, chunk))
-                        .map_err(|_| chunk)
-                })
-                .collect();
-            parts
-                .into_iter()
-                .map(|p| match p {
-                    Ok(handle) => handle
-                        .join()
-                        .map_err(|_| Error::Crypto("a worker thread"))?,
-                    Err(chunk) => f(sealer, chunk),
-                })
-                .collect()
-        })
-    }
-
-    /// Opens `rows` with `open` (in parallel where that pays), in order.
-    fn open_all<T: Send>(
-        &self,
-        rows: &[RecordRow],
-        open: impl Fn(&RecordSealer, &RecordRow) -> Result<T> + Sync,
-    ) -> Result<Vec<T>> {
-        let parts = self.in_parallel(rows, |sealer, chunk| {
-            chunk
-                .iter()
-                .map(|r| open(sealer, r))
-                .collect::<Result<Vec<T>>>()
-        })?;
-        Ok(parts.into_iter().flatten().collect())
     }
 
     /// The listing of every record of body type `B`, made by `make` as
@@ -644,12 +640,19 @@ impl<'v> IdentityVault<'v> {
         order: impl Fn(&T, &T) -> std::cmp::Ordering,
     ) -> Result<Vec<T>> {
         self.settled(|| {
-            let pages = self.paged_checked(Some(B::KIND), Vec::new, |pages, rows| {
-                pages.push(self.open_all(&rows, |sealer, r| {
-                    Ok(make(r.uuid.clone(), &sealer.open_row::<B>(r)?))
-                })?);
-                Ok(())
-            })?;
+            let pages = self.paged_checked(
+                Some(B::KIND),
+                Vec::new,
+                |sealer, rows| {
+                    open_all(sealer, &rows, |sealer, r| {
+                        Ok(make(r.uuid.clone(), &sealer.open_row::<B>(r)?))
+                    })
+                },
+                |pages, page| {
+                    pages.push(page);
+                    Ok(())
+                },
+            )?;
             let mut out = concat_pages(pages);
             out.sort_unstable_by(&order);
             Ok(out)
@@ -1616,6 +1619,60 @@ impl<'v> IdentityVault<'v> {
         };
         totp::code_for(&body.name, &params, t)
     }
+}
+
+/// Runs `f` over `items` in chunks, one per core when there are enough
+/// items to pay for the threads; the chunks' results in order.
+fn in_parallel<I: Sync, T: Send>(
+    sealer: &RecordSealer,
+    items: &[I],
+    f: impl Fn(&RecordSealer, &[I]) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    const PER_THREAD: usize = 512;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZero::get)
+        .min(items.len() / PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return Ok(vec![f(sealer, items)?]);
+    }
+    let f = &f;
+    std::thread::scope(|s| {
+        // A chunk whose thread cannot be started (a process or thread
+        // limit) runs here instead.
+        let parts: Vec<_> = items
+            .chunks(items.len().div_ceil(threads))
+            .map(|chunk| {
+                std::thread::Builder::new()
+                    .spawn_scoped(s, move || f(sealer, chunk))
+                    .map_err(|_| chunk)
+            })
+            .collect();
+        parts
+            .into_iter()
+            .map(|p| match p {
+                Ok(handle) => handle
+                    .join()
+                    .map_err(|_| Error::Crypto("a worker thread"))?,
+                Err(chunk) => f(sealer, chunk),
+            })
+            .collect()
+    })
+}
+
+/// Opens `rows` with `open` (in parallel where that pays), in order.
+fn open_all<T: Send>(
+    sealer: &RecordSealer,
+    rows: &[RecordRow],
+    open: impl Fn(&RecordSealer, &RecordRow) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let parts = in_parallel(sealer, rows, |sealer, chunk| {
+        chunk
+            .iter()
+            .map(|r| open(sealer, r))
+            .collect::<Result<Vec<T>>>()
+    })?;
+    Ok(parts.into_iter().flatten().collect())
 }
 
 /// The pages of a listing in one vector of exactly their length, each page
