@@ -539,7 +539,7 @@ impl<'v> IdentityVault<'v> {
         let sealer: &RecordSealer = &sealer;
         let (_, head, (buckets, kept)) = self.under_one_head(|has_head| {
             // One page's work: its leaves (summed per bucket), then `open`.
-            let work = |rows: Vec<RecordRow>| -> Result<(Vec<(u16, [u8; 32])>, U)> {
+            let work = |rows: Vec<RecordRow>| -> Result<(Leaves, U)> {
                 let leaves = if has_head {
                     in_parallel(sealer, &rows, |sealer, chunk| sealer.bucket_values(chunk))?
                         .into_iter()
@@ -563,7 +563,7 @@ impl<'v> IdentityVault<'v> {
                     Vec::new()
                 };
                 let mut kept = init();
-                let mut merge = |done: Result<(Vec<(u16, [u8; 32])>, U)>| -> Result<()> {
+                let mut merge = |done: Result<(Leaves, U)>| -> Result<()> {
                     let (leaves, made) = done?;
                     for (b, v) in leaves {
                         xor_into(&mut buckets[usize::from(b)], &v);
@@ -1620,6 +1620,9 @@ impl<'v> IdentityVault<'v> {
         totp::code_for(&body.name, &params, t)
     }
 }
+
+/// One page's bucket values (the XOR of its records' leaves per bucket).
+type Leaves = Vec<(u16, [u8; 32])>;
 
 /// Runs `f` over `items` in chunks, one per core when there are enough
 /// items to pay for the threads; the chunks' results in order.
