@@ -534,7 +534,7 @@ impl<'v> IdentityVault<'v> {
         open: impl Fn(&RecordSealer, Vec<RecordRow>) -> Result<U> + Sync,
         visit: impl Fn(&mut T, U) -> Result<()>,
     ) -> Result<T> {
-        const PAGE: usize = 4096;
+        const PAGE: usize = 2048;
         let sealer = self.sealer();
         let sealer: &RecordSealer = &sealer;
         let (_, head, (buckets, kept)) = self.under_one_head(|has_head| {
@@ -1624,8 +1624,9 @@ impl<'v> IdentityVault<'v> {
 /// One page's bucket values (the XOR of its records' leaves per bucket).
 type Leaves = Vec<(u16, [u8; 32])>;
 
-/// Runs `f` over `items` in chunks, one per core when there are enough
-/// items to pay for the threads; the chunks' results in order.
+/// Runs `f` over `items` in chunks, one per core but the one reading the
+/// next page ([`IdentityVault::paged_checked`]) when there are enough items
+/// to pay for the threads; the chunks' results in order.
 fn in_parallel<I: Sync, T: Send>(
     sealer: &RecordSealer,
     items: &[I],
@@ -1634,6 +1635,7 @@ fn in_parallel<I: Sync, T: Send>(
     const PER_THREAD: usize = 512;
     let threads = std::thread::available_parallelism()
         .map_or(1, std::num::NonZero::get)
+        .saturating_sub(1)
         .min(items.len() / PER_THREAD)
         .max(1);
     if threads == 1 {
@@ -1881,7 +1883,7 @@ mod tests {
         );
     }
 
-    /// A listing spans pages (more than 4096 records): a record the store
+    /// A listing spans pages (5000 records: three pages): a record the store
     /// hides in a later page is caught by the whole-set check, and the
     /// listing is whole and sorted when nothing is hidden.
     #[test]

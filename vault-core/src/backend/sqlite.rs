@@ -1050,9 +1050,11 @@ impl Backend for SqliteBackend {
                 record_row,
             );
         }
+        // (every uuid sorts after the empty string)
+        let after = q.after.as_deref().unwrap_or("");
         self.query_all(
             &identity_records_sql(),
-            params![identity_uuid, q.kind, q.after, limit],
+            params![identity_uuid, q.kind, after, limit],
             record_row,
         )
     }
@@ -1162,12 +1164,12 @@ fn records_by_index_sql() -> String {
     )
 }
 
-/// An identity's records, optionally of one kind and after a uuid.
+/// An identity's records, optionally of one kind, after a uuid (`''` for
+/// the first page): a range of `records_by_identity`.
 fn identity_records_sql() -> String {
     format!(
         "SELECT {RECORD_COLS} FROM records
-         WHERE identity_uuid = ?1 AND (?2 IS NULL OR kind = ?2)
-           AND (?3 IS NULL OR uuid > ?3)
+         WHERE identity_uuid = ?1 AND uuid > ?3 AND (?2 IS NULL OR kind = ?2)
          ORDER BY uuid LIMIT ?4"
     )
 }
@@ -1215,7 +1217,11 @@ mod tests {
         let by_index = plan(&records_by_index_sql());
         assert!(by_index.contains("INDEX records_by_name"), "{by_index}");
         let listing = plan(&identity_records_sql());
-        assert!(listing.contains("INDEX records_by_identity"), "{listing}");
+        // a page starts where the last ended (not a walk from the first)
+        assert!(
+            listing.contains("INDEX records_by_identity (identity_uuid=? AND uuid>?)"),
+            "{listing}"
+        );
         assert!(!listing.contains("TEMP B-TREE"), "{listing}");
         let bucket = plan(&bucket_records_sql());
         assert!(!bucket.contains("TEMP B-TREE"), "{bucket}");
