@@ -1900,11 +1900,25 @@ mod tests {
         assert_eq!(listing.len(), 5000);
         assert!(listing.windows(2).all(|w| w[0].key() < w[1].key()));
         assert!(iv.password_listing().unwrap().is_empty());
-        // the store drops the last record in uuid order (the second page)
         let rows = iv
             .backend
             .records(&iv.identity.uuid, &RecordQuery::default())
             .unwrap();
+        // a damaged record in the middle page stops the listing, whichever
+        // check sees it first (a worker's error reaches the caller; nothing
+        // hangs), and the listing is whole again once it is repaired
+        let mut damaged = rows[3000].clone();
+        let flip = damaged.ciphertext.len() - 1;
+        damaged.ciphertext[flip] ^= 1;
+        let mut swap = Batch::new();
+        swap.write(Write::UpdateRecord(damaged));
+        iv.backend.commit(&swap).unwrap();
+        assert!(matches!(iv.secret_listing(), Err(Error::Integrity(_))));
+        let mut back = Batch::new();
+        back.write(Write::UpdateRecord(rows[3000].clone()));
+        iv.backend.commit(&back).unwrap();
+        assert_eq!(iv.secret_listing().unwrap().len(), 5000);
+        // the store drops the last record in uuid order (the last page)
         let last = rows.last().unwrap();
         let mut hide = Batch::new();
         hide.write(Write::DeleteRecord {
