@@ -1261,6 +1261,38 @@ mod tests {
         assert!(try_write());
     }
 
+    /// SQLite is built without the modules ravi never uses
+    /// (`.cargo/config.toml`): a vault file's schema cannot instantiate
+    /// them, and extensions cannot be loaded.
+    #[test]
+    fn unused_sqlite_modules_are_left_out() {
+        let files = harness();
+        let b = SqliteBackend::open(&files.0.path().join("v.db")).unwrap();
+        for module in ["fts3", "fts4", "fts5", "rtree", "dbstat"] {
+            let made = b.conn.execute_batch(&format!(
+                "CREATE VIRTUAL TABLE t_{module} USING {module}(x)"
+            ));
+            let e = made.expect_err(module).to_string();
+            assert!(e.contains("no such module"), "{module}: {e}");
+        }
+        let options: Vec<String> = b
+            .conn
+            .prepare("PRAGMA compile_options")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        assert!(
+            options.iter().any(|o| o == "OMIT_LOAD_EXTENSION"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o.starts_with("ENABLE_FTS")),
+            "{options:?}"
+        );
+    }
+
     #[test]
     fn conformance_suite() {
         conformance::run_all(&harness);
