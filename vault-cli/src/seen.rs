@@ -262,17 +262,15 @@ impl Verified {
         let mut f = opts.open(&self.path)?;
         f.lock()?;
         let len = f.metadata()?.len();
+        let stored = Self::read_locked(&mut f)?;
+        if stored.chunks_exact(32).any(|d| d == digest) {
+            // (another process verified it meanwhile)
+            return Ok(());
+        }
         if len % 32 != 0 || len >= u64::try_from(VERIFIED_KEPT * 32).unwrap_or(u64::MAX) {
             // Keep the newest half (whole entries only), then append.
-            let kept: Vec<u8> = Self::read_locked(&mut f)?
-                .rchunks_exact(32)
-                .take(VERIFIED_KEPT / 2)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .flatten()
-                .copied()
-                .collect();
+            let keep = stored.len().min(VERIFIED_KEPT / 2 * 32);
+            let kept = stored[stored.len() - keep..].to_vec();
             f.set_len(0)?;
             f.write_all(&kept)?;
         }
@@ -373,9 +371,13 @@ mod tests {
         assert!(!m.contains(&[1; 32]));
         m.insert([1; 32]);
         m.insert([2; 32]);
+        // another process's memory that verified the same one does not
+        // append it twice
+        Verified::new(dir.path()).insert([2; 32]);
+        let p = dir.path().join("state").join("verified");
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 64);
         let again = Verified::new(dir.path());
         assert!(again.contains(&[1; 32]) && again.contains(&[2; 32]));
-        let p = dir.path().join("state").join("verified");
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(&[3; 20]).unwrap();
         let torn = Verified::new(dir.path());
