@@ -173,6 +173,7 @@ pub fn run_all<H: Harness>(make: &dyn Fn() -> H) {
             injected_failure_applies_nothing,
         ),
         ("cascade_and_sessions", cascade_and_sessions),
+        ("exclusive_commit", exclusive_commit),
         (
             "concurrent_conflicting_commits",
             concurrent_conflicting_commits,
@@ -533,6 +534,48 @@ fn rejected_batch_applies_nothing(h: &dyn Harness) {
         Conflict::Duplicate(4)
     );
     assert_eq!(snapshot(h.open().as_ref()), before);
+}
+
+/// `commit_exclusive` builds from what the store holds and commits like
+/// `commit`: preconditions checked, all or nothing; a build that fails
+/// commits nothing and reports the build's error.
+fn exclusive_commit(h: &dyn Harness) {
+    let b = h.open();
+    seed(b.as_ref());
+    let before = snapshot(b.as_ref());
+    let failed = b.commit_exclusive(&mut || Err(crate::Error::Conflict("no".into())));
+    assert!(matches!(
+        failed,
+        Err(CommitError::Failed(crate::Error::Conflict(_)))
+    ));
+    let lost = b.commit_exclusive(&mut || {
+        let n = b.records(I1, &RecordQuery::default())?.len();
+        Ok(batch(
+            vec![Precondition::RecordCount {
+                identity_uuid: I1.into(),
+                count: u64::try_from(n).unwrap_or(0) + 1,
+            }],
+            vec![Write::InsertRecord(record(R8, I1, 2, 7))],
+        ))
+    });
+    assert_eq!(conflict(lost), Conflict::Precondition(0));
+    assert_eq!(snapshot(h.open().as_ref()), before);
+    let mut builds = 0;
+    b.commit_exclusive(&mut || {
+        builds += 1;
+        let n = b.records(I1, &RecordQuery::default())?.len();
+        Ok(batch(
+            vec![Precondition::RecordCount {
+                identity_uuid: I1.into(),
+                count: u64::try_from(n).unwrap_or(0),
+            }],
+            vec![Write::InsertRecord(record(R8, I1, 2, 7))],
+        ))
+    })
+    .unwrap();
+    assert_eq!(builds, 1);
+    let after = h.open();
+    assert_eq!(after.records(I1, &RecordQuery::default()).unwrap().len(), 5);
 }
 
 #[cfg(test)]
