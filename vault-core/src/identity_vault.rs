@@ -445,11 +445,11 @@ impl<'v> IdentityVault<'v> {
             next_seq.set(self.with_head(&mut batch)?);
             Ok((batch, value))
         };
-        let (value, _) = transact(self.backend, with_head, |batch, c| {
+        let (value, _) = transact(self.backend, with_head, |preconditions, c| {
             match c {
             Conflict::Precondition(i)
                 if matches!(
-                    batch.preconditions.get(*i),
+                    preconditions.get(*i),
                     Some(Precondition::IdentityEpoch { .. })
                 ) =>
             {

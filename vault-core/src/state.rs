@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::agent::GrantContext;
 use crate::backend::{
-    Backend, Batch, Changes, CommitError, Conflict, GrantRow, IdentityRow, VaultRow,
+    Backend, Batch, Changes, CommitError, Conflict, GrantRow, IdentityRow, Precondition, VaultRow,
 };
 use crate::error::{Error, Result};
 use crate::keys::KdfParams;
@@ -450,33 +450,33 @@ pub(crate) enum OnConflict {
 }
 
 /// Runs `attempt` (read, then build a batch and the value to return) and
-/// commits its batch; a conflict goes to `on_conflict`, which decides
-/// between a fresh attempt (after a short jittered pause) and an error.
-/// After [`OPTIMISTIC_ATTEMPTS`] conflicts the attempt runs with other
-/// writers kept out where the store can do that
+/// commits its batch; a conflict goes to `on_conflict` with the batch's
+/// preconditions, which decides between a fresh attempt (after a short
+/// jittered pause) and an error. After [`OPTIMISTIC_ATTEMPTS`] conflicts the
+/// attempt runs with other writers kept out where the store can do that
 /// ([`Backend::commit_exclusive`]), so a big batch (a rotation) is not
 /// starved by a stream of small ones.
 pub(crate) fn transact<T>(
     backend: &dyn Backend,
     mut attempt: impl FnMut() -> Result<(Batch, T)>,
-    mut on_conflict: impl FnMut(&Batch, &Conflict) -> OnConflict,
+    mut on_conflict: impl FnMut(&[Precondition], &Conflict) -> OnConflict,
 ) -> Result<(T, Changes)> {
     for n in 0..MAX_ATTEMPTS {
+        // (the batch's preconditions and the value, once built)
         let mut built = None;
         let committed = if n < OPTIMISTIC_ATTEMPTS {
             let (batch, value) = attempt()?;
             let committed = backend.commit(&batch);
-            built = Some((batch, value));
+            built = Some((batch.preconditions, value));
             committed
         } else {
             backend.commit_exclusive(&mut || {
                 let (batch, value) = attempt()?;
-                let copy = batch.clone();
-                built = Some((batch, value));
-                Ok(copy)
+                built = Some((batch.preconditions.clone(), value));
+                Ok(batch)
             })
         };
-        let Some((batch, value)) = built else {
+        let Some((preconditions, value)) = built else {
             // (a store that committed, or failed, without building)
             return Err(committed.err().map_or_else(
                 || Error::Storage("the store committed a batch it did not build".into()),
@@ -489,7 +489,7 @@ pub(crate) fn transact<T>(
         match committed {
             Ok(changes) => return Ok((value, changes)),
             Err(CommitError::Failed(e)) => return Err(e),
-            Err(CommitError::Conflict(c)) => match on_conflict(&batch, &c) {
+            Err(CommitError::Conflict(c)) => match on_conflict(&preconditions, &c) {
                 OnConflict::Fail(e) => return Err(e),
                 OnConflict::Retry => {}
             },

@@ -640,11 +640,11 @@ impl<'v> Unlocked<'v> {
 
     /// A lost header precondition: the vault got a new root key (or
     /// passphrase) meanwhile; anything else is retried.
-    fn on_rekeyed(&self, batch: &Batch, c: &Conflict) -> OnConflict {
+    fn on_rekeyed(&self, preconditions: &[Precondition], c: &Conflict) -> OnConflict {
         match c {
             Conflict::Precondition(i)
                 if matches!(
-                    batch.preconditions.get(*i),
+                    preconditions.get(*i),
                     Some(Precondition::HeaderUnchanged { .. })
                 ) =>
             {
