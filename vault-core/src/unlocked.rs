@@ -2,13 +2,15 @@
 //! identities, opens them, and manages access: sessions, grants, key
 //! rotation and passphrase change. Every write is one batch.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::agent::{self, AgentPublicKey};
 use crate::backend::{
-    Batch, Conflict, GrantRow, IdentityRow, Precondition, RecordQuery, SessionRow, VaultRow, Write,
+    Batch, Conflict, GrantRow, IdentityRow, Precondition, RecordQuery, RecordRow, SessionRow,
+    VaultRow, Write,
 };
 use crate::clock::{now_rfc3339, rfc3339, unix_now};
 use crate::envelope::{self, SealContext};
@@ -561,6 +563,7 @@ impl<'v> Unlocked<'v> {
     /// available key (unless `options.drop_unreadable`).
     pub fn rotate_identity(&self, selector: &str, options: &RotateOptions<'_>) -> Result<Rotation> {
         let backend = self.state.backend.as_ref();
+        let carried = std::cell::RefCell::new(Carried::default());
         let (rotation, _) = transact(
             backend,
             || {
@@ -573,6 +576,7 @@ impl<'v> Unlocked<'v> {
                     &Recover {
                         listed_epoch,
                         options,
+                        carried: Some(&carried),
                     },
                 )?;
                 self.with_vault_head(&mut batch)?;
@@ -745,7 +749,26 @@ impl<'v> Unlocked<'v> {
             .unwrap_or(old_row.key_epoch)
             .checked_add(1)
             .ok_or_else(|| Error::Conflict("the identity's key epoch is exhausted".into()))?;
-        let new_ik = SecretKey::random()?;
+        let mut carried = recover.carried.map(std::cell::RefCell::borrow_mut);
+        let new_ik = match carried.as_deref_mut() {
+            Some(c) => {
+                c.attempts += 1;
+                match &c.key {
+                    Some((uuid, epoch, key)) if *uuid == old_row.uuid && *epoch == new_epoch => {
+                        key.clone()
+                    }
+                    _ => {
+                        let key = SecretKey::random()?;
+                        c.key = Some((old_row.uuid.clone(), new_epoch, key.clone()));
+                        c.rows.clear();
+                        key
+                    }
+                }
+            }
+            None => SecretKey::random()?,
+        };
+        // (the first attempt usually commits: it keeps nothing)
+        let mut carried = carried.filter(|c| c.attempts > 1);
         let new_sealer = RecordSealer::new(self.state.vault_id, &old_row.uuid, new_epoch, &new_ik)?;
         let stored_seq = match (&old_row.head, keys.first()) {
             (None, _) => 0,
@@ -776,12 +799,25 @@ impl<'v> Unlocked<'v> {
                     ciphertext: rec.ciphertext.clone(),
                 });
             }
+            let digest = carried.as_ref().map(|_| stored_digest(rec));
+            if let (Some(c), Some(d)) = (carried.as_deref(), &digest)
+                && let Some((was, row)) = c.rows.get(&rec.uuid)
+                && was == d
+            {
+                resealed.push(row.clone());
+                continue;
+            }
             let opened = keys
                 .iter()
                 .find(|(e, _)| *e == rec.key_epoch)
                 .map(|(_, old)| new_sealer.reseal(old, rec));
             match opened {
-                Some(Ok(new)) => resealed.push(new),
+                Some(Ok(new)) => {
+                    if let (Some(c), Some(d)) = (carried.as_deref_mut(), digest) {
+                        c.rows.insert(rec.uuid.clone(), (d, new.clone()));
+                    }
+                    resealed.push(new);
+                }
                 Some(Err(e)) if !options.drop_unreadable && keys.len() == 1 => return Err(e),
                 _ => unreadable.push(rec),
             }
@@ -979,6 +1015,7 @@ impl<'v> Unlocked<'v> {
                     let recover = Recover {
                         listed_epoch: row.key_epoch,
                         options: &RotateOptions::default(),
+                        carried: None,
                     };
                     rotations.push(self.rotation_into(&mut batch, row, &new_rk, &recover)?);
                 }
@@ -1003,10 +1040,41 @@ impl<'v> Unlocked<'v> {
 }
 
 /// A rotation's options, with the key epoch the vault head lists for the
-/// identity (which a rolled-back row falls behind).
+/// identity (which a rolled-back row falls behind), and what its earlier
+/// attempts re-sealed.
 struct Recover<'a, 'o> {
     listed_epoch: u32,
     options: &'a RotateOptions<'o>,
+    carried: Option<&'a std::cell::RefCell<Carried>>,
+}
+
+/// What a rotation's attempts that lost to other writers leave to the next
+/// one: the new key (drawn once per rotation and epoch) and, from the second
+/// attempt on, every record re-sealed under it, by uuid with the digest of
+/// the stored row it came from. A record stored as it was then (same kind,
+/// epoch, blind index and ciphertext: the same authenticated plaintext
+/// under the same name) is not opened and sealed again, so a rotation that
+/// keeps losing its head precondition to writers of the identity re-reads
+/// every record but re-seals only what they changed. Nothing of it is
+/// stored unless an attempt commits.
+#[derive(Default)]
+struct Carried {
+    attempts: u32,
+    key: Option<(String, u32, SecretKey)>,
+    rows: HashMap<String, ([u8; 32], RecordRow)>,
+}
+
+/// The digest that says a stored record is still the one re-sealed before.
+fn stored_digest(r: &RecordRow) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update([r.kind]);
+    h.update(r.key_epoch.to_be_bytes());
+    for part in [&r.blind_index, &r.ciphertext] {
+        h.update(u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().into()
 }
 
 fn count(n: usize) -> u64 {
@@ -1187,10 +1255,21 @@ mod tests {
     /// A store where another writer always commits first: every ordinary
     /// commit of a rotation loses its head precondition. Everything else
     /// goes to the SQLite file underneath.
-    #[derive(Debug)]
+    /// (uuid, ciphertext) of a batch's records, by uuid.
+    type Sealed = Vec<(String, Vec<u8>)>;
+
     struct Contested {
         inner: crate::backend::SqliteBackend,
-        lost: std::rc::Rc<std::cell::Cell<u32>>,
+        /// The records of each rotation batch it refused, by uuid.
+        lost: std::rc::Rc<std::cell::RefCell<Vec<Sealed>>>,
+        /// Runs after each refusal (as another writer would).
+        meanwhile: Box<dyn Fn(usize)>,
+    }
+
+    impl std::fmt::Debug for Contested {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Contested").finish_non_exhaustive()
+        }
     }
 
     impl Backend for Contested {
@@ -1263,7 +1342,17 @@ mod tests {
                 .any(|w| matches!(w, Write::SetIdentityKey { .. }));
             match head {
                 Some(i) if rotation => {
-                    self.lost.set(self.lost.get() + 1);
+                    let mut records: Vec<(String, Vec<u8>)> = batch
+                        .writes
+                        .iter()
+                        .filter_map(|w| match w {
+                            Write::UpdateRecord(r) => Some((r.uuid.clone(), r.ciphertext.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    records.sort();
+                    self.lost.borrow_mut().push(records);
+                    (self.meanwhile)(self.lost.borrow().len());
                     Err(CommitError::Conflict(Conflict::Precondition(i)))
                 }
                 _ => self.inner.commit(batch),
@@ -1279,14 +1368,27 @@ mod tests {
 
     /// A rotation that keeps losing to other writers is not starved: after
     /// a few lost attempts it is built and committed with writers kept out.
+    /// From its second attempt on it re-seals only what changed: records
+    /// stored as they were keep the sealing of the attempt before.
     #[test]
     fn a_rotation_outrun_by_other_writers_gets_through() {
         let dir = tempfile::tempdir().unwrap();
         drop(setup(&dir));
-        let lost = std::rc::Rc::new(std::cell::Cell::new(0));
+        let lost = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let path = dir.path().join("v.db");
+        let writer = path.clone();
         let store = Contested {
-            inner: crate::backend::SqliteBackend::open(&dir.path().join("v.db")).unwrap(),
+            inner: crate::backend::SqliteBackend::open(&path).unwrap(),
             lost: lost.clone(),
+            // after the second loss, another process changes K1
+            meanwhile: Box::new(move |n| {
+                if n == 2 {
+                    let v = Vault::open(&writer).unwrap();
+                    let u = v.unlock(&pass("pw")).unwrap();
+                    let iv = u.open_identity(&v.find_identity("alice").unwrap()).unwrap();
+                    iv.set_secret("K1", &"changed".into(), None).unwrap();
+                }
+            }),
         };
         let v = Vault::with_backend(Box::new(store)).unwrap();
         let u = v.unlock(&pass("pw")).unwrap();
@@ -1296,7 +1398,35 @@ mod tests {
         assert_eq!((rotation.key_epoch, rotation.records_resealed), (2, 5));
         let id = v.find_identity("alice").unwrap();
         assert_eq!(read_all(&u.open_identity(&id).unwrap()).len(), 5);
-        assert_eq!(lost.get(), 4);
+        let lost = lost.borrow();
+        assert_eq!(lost.len(), 4);
+        let mut committed: Vec<(String, Vec<u8>)> = u
+            .state
+            .backend
+            .records(&id.uuid, &RecordQuery::default())
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.uuid, r.ciphertext))
+            .collect();
+        committed.sort();
+        assert_ne!(lost[0], lost[1], "the first attempt keeps nothing");
+        // K1, changed after the second attempt, is sealed again (once);
+        // every other record keeps the second attempt's sealing
+        let k1 = u.open_identity(&id).unwrap().get_secret("K1").unwrap();
+        assert_eq!(k1.value.expose(), "changed");
+        let k1 = k1.uuid;
+        let without = |rows: &[(String, Vec<u8>)]| -> Vec<(String, Vec<u8>)> {
+            rows.iter().filter(|(u, _)| *u != k1).cloned().collect()
+        };
+        let sealed = |rows: &[(String, Vec<u8>)]| {
+            rows.iter().find(|(u, _)| *u == k1).map(|(_, c)| c.clone())
+        };
+        for attempt in [&lost[2], &lost[3], &committed] {
+            assert_eq!(without(attempt), without(&lost[1]));
+        }
+        assert_ne!(sealed(&lost[2]), sealed(&lost[1]));
+        assert_eq!(sealed(&lost[3]), sealed(&lost[2]));
+        assert_eq!(sealed(&committed), sealed(&lost[2]));
     }
 
     #[test]
