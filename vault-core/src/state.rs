@@ -27,6 +27,11 @@ const MAX_ATTEMPTS: u32 = 64;
 /// How many of those attempts run without keeping other writers out.
 const OPTIMISTIC_ATTEMPTS: u32 = 4;
 
+/// A batch of more writes than this that lost once is built again with
+/// writers kept out at once: building it takes long enough (a rotation of
+/// many records) that writers of its identity would win again.
+const BIG_BATCH: usize = 1000;
+
 /// The shared state of an opened vault. The header and owner key are
 /// replaced only by the owner's own commits (a passphrase change, the
 /// upgrade of a vault made before signing).
@@ -452,8 +457,9 @@ pub(crate) enum OnConflict {
 /// Runs `attempt` (read, then build a batch and the value to return) and
 /// commits its batch; a conflict goes to `on_conflict` with the batch's
 /// preconditions, which decides between a fresh attempt (after a short
-/// jittered pause) and an error. After [`OPTIMISTIC_ATTEMPTS`] conflicts the
-/// attempt runs with other writers kept out where the store can do that
+/// jittered pause) and an error. After [`OPTIMISTIC_ATTEMPTS`] conflicts (one,
+/// for a batch of more than [`BIG_BATCH`] writes) the attempt runs with
+/// other writers kept out where the store can do that
 /// ([`Backend::commit_exclusive`]), so a big batch (a rotation) is not
 /// starved by a stream of small ones.
 pub(crate) fn transact<T>(
@@ -461,12 +467,14 @@ pub(crate) fn transact<T>(
     mut attempt: impl FnMut() -> Result<(Batch, T)>,
     mut on_conflict: impl FnMut(&[Precondition], &Conflict) -> OnConflict,
 ) -> Result<(T, Changes)> {
+    let mut exclusive = false;
     for n in 0..MAX_ATTEMPTS {
         // (the batch's preconditions and the value, once built)
         let mut built = None;
-        let committed = if n < OPTIMISTIC_ATTEMPTS {
+        let committed = if n < OPTIMISTIC_ATTEMPTS && !exclusive {
             let (batch, value) = attempt()?;
             let committed = backend.commit(&batch);
+            exclusive = batch.writes.len() > BIG_BATCH;
             built = Some((batch.preconditions, value));
             committed
         } else {
