@@ -1046,12 +1046,12 @@ struct Recover<'a, 'o> {
 /// What a rotation's attempts that lost to other writers leave to the next
 /// one: the new key (drawn once per rotation and epoch) and every record
 /// re-sealed under it, by uuid with the digest of the stored row it came
-/// from. A record stored as it was then (same kind,
-/// epoch, blind index and ciphertext: the same authenticated plaintext
-/// under the same name) is not opened and sealed again, so a rotation that
-/// keeps losing its head precondition to writers of the identity re-reads
-/// every record but re-seals only what they changed. Nothing of it is
-/// stored unless an attempt commits.
+/// from. A record stored as it was then (same kind, epoch, blind index and
+/// ciphertext: the same authenticated plaintext under the same name) is not
+/// opened and sealed again, so a rotation that keeps losing its head
+/// precondition to writers of the identity re-reads every record but
+/// re-seals only what they changed. Nothing of it is stored unless an
+/// attempt commits.
 #[derive(Default)]
 struct Carried {
     key: Option<(String, u32, SecretKey)>,
