@@ -1093,18 +1093,12 @@ mod tests {
     use crate::agent::AgentSecretKey;
     use crate::backend::{Backend, CommitError, FAIL_AFTER_WRITES};
     use crate::vault::Vault;
-    use crate::vault::test_support::{pass, test_vault};
+    use crate::vault::test_support::{new_identity, pass, test_vault};
 
     fn setup(dir: &tempfile::TempDir) -> Vault {
         let v = test_vault(dir);
         let u = v.unlock(&pass("pw")).unwrap();
-        let id = u
-            .create_identity(&NewIdentity {
-                name: "alice".into(),
-                ..Default::default()
-            })
-            .unwrap();
-        let iv = u.open_identity(&id).unwrap();
+        let iv = u.open_identity(&new_identity(&u, "alice")).unwrap();
         for i in 0..5 {
             iv.set_secret(&format!("K{i}"), &format!("v{i}").into(), None)
                 .unwrap();
@@ -1432,12 +1426,7 @@ mod tests {
         {
             let v = test_vault(&dir);
             let u = v.unlock(&pass("pw")).unwrap();
-            let id = u
-                .create_identity(&NewIdentity {
-                    name: "alice".into(),
-                    ..Default::default()
-                })
-                .unwrap();
+            let id = new_identity(&u, "alice");
             let batch: Vec<(String, crate::SecretString)> = (0..1001)
                 .map(|i| (format!("K{i:04}"), crate::SecretString::from("v")))
                 .collect();
