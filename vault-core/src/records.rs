@@ -226,7 +226,69 @@ impl<const N: usize> Packed<N> {
     fn text(&self, i: usize) -> &str {
         self.get(i).unwrap_or("")
     }
+
+    /// As `Debug` shows a struct named by `shape`: an optional field as an
+    /// `Option`, the others as text.
+    fn fmt_as(&self, shape: &Shape<N>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct(shape.name);
+        for (i, name) in shape.fields.iter().enumerate() {
+            if shape.optional & (1 << i) != 0 {
+                d.field(name, &self.get(i));
+            } else {
+                d.field(name, &self.text(i));
+            }
+        }
+        d.finish()
+    }
+
+    /// As a JSON object with its keys in alphabetical order; an absent
+    /// optional field is `null`.
+    fn serialize_as<S: serde::Serializer>(
+        &self,
+        shape: &Shape<N>,
+        s: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut order: [usize; N] = std::array::from_fn(|i| i);
+        order.sort_unstable_by_key(|&i| shape.fields[i]);
+        let mut m = s.serialize_map(Some(N))?;
+        for i in order {
+            if shape.optional & (1 << i) != 0 {
+                m.serialize_entry(shape.fields[i], &self.get(i))?;
+            } else {
+                m.serialize_entry(shape.fields[i], self.text(i))?;
+            }
+        }
+        m.end()
+    }
 }
+
+/// How a packed listing names itself and its fields (in packing order),
+/// and which fields may be absent (bit i: field i).
+struct Shape<const N: usize> {
+    name: &'static str,
+    fields: [&'static str; N],
+    optional: u8,
+}
+
+const SECRET_LISTING: Shape<5> = Shape {
+    name: "SecretListing",
+    fields: ["uuid", "key", "notes", "created_dt", "updated_dt"],
+    optional: 1 << 2,
+};
+
+const PASSWORD_LISTING: Shape<6> = Shape {
+    name: "PasswordListing",
+    fields: [
+        "uuid",
+        "domain",
+        "username",
+        "notes",
+        "created_dt",
+        "updated_dt",
+    ],
+    optional: 1 << 2 | 1 << 3,
+};
 
 /// A secret as a listing shows it: everything but the value. Serialised
 /// as `{created_dt, key, notes, updated_dt, uuid}`.
@@ -272,26 +334,13 @@ impl SecretListing {
 
 impl std::fmt::Debug for SecretListing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretListing")
-            .field("uuid", &self.uuid())
-            .field("key", &self.key())
-            .field("notes", &self.notes())
-            .field("created_dt", &self.created_dt())
-            .field("updated_dt", &self.updated_dt())
-            .finish()
+        self.0.fmt_as(&SECRET_LISTING, f)
     }
 }
 
 impl Serialize for SecretListing {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(5))?;
-        m.serialize_entry("created_dt", self.created_dt())?;
-        m.serialize_entry("key", self.key())?;
-        m.serialize_entry("notes", &self.notes())?;
-        m.serialize_entry("updated_dt", self.updated_dt())?;
-        m.serialize_entry("uuid", self.uuid())?;
-        m.end()
+        self.0.serialize_as(&SECRET_LISTING, s)
     }
 }
 
@@ -345,28 +394,13 @@ impl PasswordListing {
 
 impl std::fmt::Debug for PasswordListing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PasswordListing")
-            .field("uuid", &self.uuid())
-            .field("domain", &self.domain())
-            .field("username", &self.username())
-            .field("notes", &self.notes())
-            .field("created_dt", &self.created_dt())
-            .field("updated_dt", &self.updated_dt())
-            .finish()
+        self.0.fmt_as(&PASSWORD_LISTING, f)
     }
 }
 
 impl Serialize for PasswordListing {
     fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(6))?;
-        m.serialize_entry("created_dt", self.created_dt())?;
-        m.serialize_entry("domain", self.domain())?;
-        m.serialize_entry("notes", &self.notes())?;
-        m.serialize_entry("updated_dt", self.updated_dt())?;
-        m.serialize_entry("username", &self.username())?;
-        m.serialize_entry("uuid", self.uuid())?;
-        m.end()
+        self.0.serialize_as(&PASSWORD_LISTING, s)
     }
 }
 
@@ -451,4 +485,54 @@ pub struct Skipped {
     pub item: String,
     /// Why.
     pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listings' JSON (keys in alphabetical order, an absent optional
+    /// field `null`) and `Debug` (fields in declaration order; never a
+    /// value or a password, which they do not hold).
+    #[test]
+    fn listings_serialise_and_debug_as_before() {
+        let s = SecretListing::from_body(
+            "u1".into(),
+            &SecretBody {
+                key: "K".into(),
+                value: "hunter2".into(),
+                notes: None,
+                created_dt: "c".into(),
+                updated_dt: "d".into(),
+            },
+        );
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            r#"{"created_dt":"c","key":"K","notes":null,"updated_dt":"d","uuid":"u1"}"#
+        );
+        assert_eq!(
+            format!("{s:?}"),
+            r#"SecretListing { uuid: "u1", key: "K", notes: None, created_dt: "c", updated_dt: "d" }"#
+        );
+        let p = PasswordListing::from_body(
+            "u2".into(),
+            &PasswordBody {
+                domain: "example.com".into(),
+                username: Some("bob".into()),
+                password: "hunter2".into(),
+                notes: Some("n".into()),
+                created_dt: "c".into(),
+                updated_dt: "d".into(),
+            },
+        );
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"created_dt":"c","domain":"example.com","notes":"n","updated_dt":"d","username":"bob","uuid":"u2"}"#
+        );
+        assert_eq!(
+            format!("{p:?}"),
+            r#"PasswordListing { uuid: "u2", domain: "example.com", username: Some("bob"), notes: Some("n"), created_dt: "c", updated_dt: "d" }"#
+        );
+        assert!(!format!("{s:?}{p:?}").contains("hunter2"));
+    }
 }
