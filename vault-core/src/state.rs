@@ -4,7 +4,6 @@
 //! read again and retry.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -15,7 +14,7 @@ use crate::backend::{
 };
 use crate::error::{Error, Result};
 use crate::keys::KdfParams;
-use crate::primitives::{random_bytes, sha256};
+use crate::primitives::random_bytes;
 use crate::sealer::uuid_bytes;
 use crate::signing::{OwnerPublicKey, Signed};
 use crate::vault_head::VaultHead;
@@ -43,9 +42,6 @@ pub(crate) struct VaultState {
     owner: Cell<Option<OwnerPublicKey>>,
     /// The vault head, its signature checked (`None` before signing).
     vault_head: RefCell<Option<VaultHead>>,
-    /// Digests of the (message, signature) pairs already verified, so a row
-    /// read twice in one command is checked once.
-    verified: RefCell<HashSet<[u8; 32]>>,
     pub(crate) vault_id: [u8; 16],
 }
 
@@ -62,7 +58,6 @@ impl VaultState {
             header: RefCell::new(header),
             owner: Cell::new(owner),
             vault_head: RefCell::new(vault_head),
-            verified: RefCell::new(HashSet::new()),
             vault_id,
         })
     }
@@ -145,8 +140,7 @@ impl VaultState {
             return Ok(());
         };
         let id = uuid_bytes(&row.uuid)?;
-        self.verify_once(
-            &owner,
+        owner.verify(
             &identity_signed(&self.vault_id, &id, row),
             row.signature.as_deref(),
             &format!("the metadata of identity {:?}", row.name),
@@ -188,34 +182,13 @@ impl VaultState {
         }
     }
 
-    /// Checks an owner signature, unless this very message and signature
-    /// were checked before on this handle.
-    fn verify_once(
-        &self,
-        owner: &OwnerPublicKey,
-        msg: &Signed<'_>,
-        signature: Option<&[u8]>,
-        what: &str,
-    ) -> Result<()> {
-        let mut both = msg.message();
-        both.extend_from_slice(signature.unwrap_or_default());
-        let digest = sha256(&both);
-        if self.verified.borrow().contains(&digest) {
-            return Ok(());
-        }
-        owner.verify(msg, signature, what)?;
-        self.verified.borrow_mut().insert(digest);
-        Ok(())
-    }
-
     /// Checks the owner's signature on a grant.
     pub(crate) fn verify_grant(&self, g: &GrantRow) -> Result<()> {
         let Some(owner) = self.owner() else {
             return Ok(());
         };
         let (gid, iid) = (uuid_bytes(&g.uuid)?, uuid_bytes(&g.identity_uuid)?);
-        self.verify_once(
-            &owner,
+        owner.verify(
             &grant_signed(&self.vault_id, &gid, &iid, g),
             g.signature.as_deref(),
             "a grant",
