@@ -26,11 +26,6 @@ const MAX_ATTEMPTS: u32 = 64;
 /// How many of those attempts run without keeping other writers out.
 const OPTIMISTIC_ATTEMPTS: u32 = 4;
 
-/// A batch of more writes than this that lost once is built again with
-/// writers kept out at once: building it takes long enough (a rotation of
-/// many records) that writers of its identity would win again.
-const BIG_BATCH: usize = 1000;
-
 /// The shared state of an opened vault. The header and owner key are
 /// replaced only by the owner's own commits (a passphrase change, the
 /// upgrade of a vault made before signing).
@@ -431,7 +426,7 @@ pub(crate) enum OnConflict {
 /// commits its batch; a conflict goes to `on_conflict` with the batch's
 /// preconditions, which decides between a fresh attempt (after a short
 /// jittered pause) and an error. After [`OPTIMISTIC_ATTEMPTS`] conflicts (one,
-/// for a batch of more than [`BIG_BATCH`] writes) the attempt runs with
+/// for a big batch, [`Batch::is_big`]) the attempt runs with
 /// other writers kept out where the store can do that
 /// ([`Backend::commit_exclusive`]), so a big batch (a rotation) is not
 /// starved by a stream of small ones.
@@ -447,7 +442,9 @@ pub(crate) fn transact<T>(
         let committed = if n < OPTIMISTIC_ATTEMPTS && !exclusive {
             let (batch, value) = attempt()?;
             let committed = backend.commit(&batch);
-            exclusive = batch.writes.len() > BIG_BATCH;
+            // (building a big batch again takes long enough that writers of
+            // its identity would win again)
+            exclusive = batch.is_big();
             built = Some((batch.preconditions, value));
             committed
         } else {

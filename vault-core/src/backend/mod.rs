@@ -375,6 +375,13 @@ impl Batch {
         self.writes.push(w);
         self
     }
+
+    /// Whether the batch has more than 1,000 writes (a rotation, a bulk
+    /// import): SQLite gives it a bigger page cache, and after one lost
+    /// precondition it is built again with other writers kept out.
+    pub fn is_big(&self) -> bool {
+        self.writes.len() > 1000
+    }
 }
 
 /// Why a batch was not applied although the store works.

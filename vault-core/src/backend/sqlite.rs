@@ -28,9 +28,6 @@ pub(crate) const SCHEMA_VERSION: i64 = 4;
 /// 4 only adds an index to it.
 const READ_ONLY_MIN_VERSION: i64 = 3;
 
-/// Writes beyond which a batch gets a bigger page cache (see `commit`).
-const BIG_BATCH: usize = 1000;
-
 /// How long a process waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -1128,7 +1125,7 @@ impl Backend for SqliteBackend {
         // pages from the file again and again while it holds the write
         // lock. Rotating 100,000 records: writers of other identities wait
         // 1.2 s instead of 2.2 s.
-        let big = batch.writes.len() > BIG_BATCH;
+        let big = batch.is_big();
         self.with_cache(big, || self.commit_batch(|| Ok(batch)))?
     }
 
