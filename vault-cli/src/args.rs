@@ -416,8 +416,17 @@ pub enum IdentityCommand {
         selector: String,
         /// Remove the records no available key opens (sealed under a key the
         /// store no longer serves, or damaged) and re-key the rest
-        #[arg(long)]
+        #[arg(long, conflicts_with = "resume")]
         drop_unreadable: bool,
+        /// Complete a rotation that stopped after it switched keys (a rotation
+        /// in chunks, interrupted); exit 3 if none is under way
+        #[arg(long)]
+        resume: bool,
+        /// Records re-sealed per transaction; an identity with at most this
+        /// many is rotated in one transaction
+        #[arg(long, value_name = "N", default_value_t = 256,
+              value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        chunk_records: u32,
     },
 }
 

@@ -739,6 +739,8 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
         IdentityCommand::Rotate {
             selector,
             drop_unreadable,
+            resume,
+            chunk_records,
         } => {
             let r = rotate(
                 g,
@@ -746,10 +748,19 @@ fn identity(g: &GlobalArgs, c: &IdentityCommand, out: &mut Output) -> Result<()>
                 selector,
                 RotateOptions {
                     drop_unreadable: *drop_unreadable,
+                    resume: *resume,
+                    chunk_records: usize::try_from(*chunk_records).ok(),
                     ..RotateOptions::default()
                 },
             )?;
-            let mut text = format!("Identity key rotated to epoch {}", r.key_epoch);
+            let mut text = if *resume {
+                format!(
+                    "Rotation to epoch {} completed; {} records re-sealed",
+                    r.key_epoch, r.records_resealed
+                )
+            } else {
+                format!("Identity key rotated to epoch {}", r.key_epoch)
+            };
             if r.records_dropped > 0 {
                 text.push_str(&format!(
                     "; {} unreadable records removed",

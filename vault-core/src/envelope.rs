@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::error::{Error, Result};
 use crate::keys::{
     LABEL_RECORD, LABEL_WRAP_GRANT, LABEL_WRAP_IDENTITY_KEY, LABEL_WRAP_OWNER_KEY,
-    LABEL_WRAP_ROOT_KEY, LABEL_WRAP_SESSION, SecretKey,
+    LABEL_WRAP_PREVIOUS_KEY, LABEL_WRAP_ROOT_KEY, LABEL_WRAP_SESSION, SecretKey,
 };
 use crate::primitives::{
     NONCE_LEN, TAG_LEN, aead_open, aead_open_in_place, aead_seal, aead_seal_in_place, random_bytes,
@@ -104,6 +104,18 @@ pub enum SealContext<'a> {
         session_id: &'a [u8; 16],
         /// Expiry, Unix seconds.
         expires_at: u64,
+    },
+    /// An identity's previous key, sealed in its head under the current
+    /// key's record seal key while a rotation re-seals its records.
+    PreviousKey {
+        /// The vault's id.
+        vault_id: &'a [u8; 16],
+        /// The identity's uuid.
+        identity_id: &'a [u8; 16],
+        /// The previous key's epoch.
+        epoch: u32,
+        /// The epoch of the key it is sealed under.
+        new_epoch: u32,
     },
     /// A record of an identity.
     Record {
@@ -204,6 +216,18 @@ impl SealContext<'_> {
                 field(vault_id);
                 field(session_id);
                 field(&expires_at.to_be_bytes());
+            }
+            SealContext::PreviousKey {
+                vault_id,
+                identity_id,
+                epoch,
+                new_epoch,
+            } => {
+                field(LABEL_WRAP_PREVIOUS_KEY.as_bytes());
+                field(vault_id);
+                field(identity_id);
+                field(&epoch.to_be_bytes());
+                field(&new_epoch.to_be_bytes());
             }
             SealContext::Record {
                 vault_id,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::backend::{
-    Backend, Batch, Conflict, IdentityRow, Precondition, RecordQuery, RecordRow, Write,
+    Backend, Batch, CommitError, Conflict, IdentityRow, Precondition, RecordQuery, RecordRow, Write,
 };
 use crate::clock::{Clock, SystemClock, now_rfc3339};
 use crate::error::{Candidate, Error, Result};
@@ -24,11 +24,11 @@ use crate::records::{
     SecretBody, SecretEntry, SecretListing, Skipped, TotpBody, TotpEntry,
 };
 use crate::recovery::WrappedKey;
-use crate::sealer::{Head, RecordSealer, xor_into};
+use crate::sealer::{Head, HeadExt, RecordSealer, xor_into};
 use crate::secret::SecretString;
 use crate::state::{OnConflict, VaultState, transact};
 use crate::totp::{self, TotpAlgorithm, TotpCode, TotpParams};
-use crate::tree::{Tree, bucket_of, leaf_id, sibling_ids};
+use crate::tree::{Tree, bucket_of, in_slot, leaf_id, sibling_ids, writes_in_slot};
 
 /// The records of one identity, opened with its identity key.
 pub struct IdentityVault<'v> {
@@ -86,9 +86,13 @@ fn params_of(body: &TotpBody) -> Result<TotpParams> {
 impl<'v> IdentityVault<'v> {
     /// The one constructor: the identity's row and its unwrapped key.
     pub(crate) fn new(state: &'v VaultState, row: &IdentityRow, key: &SecretKey) -> Result<Self> {
-        let sealer = RecordSealer::new(state.vault_id, &row.uuid, row.key_epoch, key)?;
+        let mut sealer = RecordSealer::new(state.vault_id, &row.uuid, row.key_epoch, key)?;
         let head_seq = match &row.head {
-            Some(h) => Some(sealer.open_head(h)?.seq),
+            Some(h) => {
+                let head = sealer.open_head(h)?;
+                sealer.follow(&head)?;
+                Some(head.seq)
+            }
             None => None,
         };
         Ok(IdentityVault {
@@ -234,14 +238,14 @@ impl<'v> IdentityVault<'v> {
 
     /// Runs `read` between two reads of the head until both agree, so that
     /// what it read belongs to that head (a write in between makes it read
-    /// again). `read` learns whether the identity has a head.
+    /// again). `read` gets the head (`None`: the identity has none yet).
     fn under_one_head<T>(
         &self,
-        mut read: impl FnMut(bool) -> Result<T>,
+        mut read: impl FnMut(Option<&Head>) -> Result<T>,
     ) -> Result<(Option<Vec<u8>>, Option<Head>, T)> {
-        for n in 0..16 {
+        for n in 0..8 {
             let (bytes, head) = self.current_head()?;
-            let value = read(head.is_some())?;
+            let value = read(head.as_ref())?;
             if self.current_head()?.0 == bytes {
                 return Ok((bytes, head, value));
             }
@@ -249,9 +253,22 @@ impl<'v> IdentityVault<'v> {
                 crate::state::backoff(n - 2)?;
             }
         }
-        Err(Error::Unavailable(
-            "the identity kept changing while it was read (busy with concurrent writers); try again".into(),
-        ))
+        // Writers of the identity kept winning: read once with them kept
+        // out (an empty batch commits nothing).
+        let mut read_once = None;
+        let locked = self.backend.commit_exclusive(&mut || {
+            let (bytes, head) = self.current_head()?;
+            let value = read(head.as_ref())?;
+            read_once = Some((bytes, head, value));
+            Ok(Batch::new())
+        });
+        match (locked, read_once) {
+            (Ok(_), Some(read)) => Ok(read),
+            (Err(CommitError::Failed(e)), _) => Err(e),
+            _ => Err(Error::Unavailable(
+                "the identity kept changing while it was read (busy with concurrent writers); try again".into(),
+            )),
+        }
     }
 
     /// One bucket's records as stored, and the value they give its leaf.
@@ -318,13 +335,13 @@ impl<'v> IdentityVault<'v> {
                 _ => {}
             }
         }
-        let (bytes, head_seq, mut tree, rebuilt) = self.tree_for(&deltas, &replaced)?;
+        let (bytes, head, mut tree, rebuilt) = self.tree_for(&deltas, &replaced)?;
         for (b, d) in &deltas {
             let mut v = tree.get(leaf_id(*b));
             xor_into(&mut v, d);
             tree.set_leaf(*b, v);
         }
-        let seq = head_seq.saturating_add(1);
+        let seq = head.seq.saturating_add(1);
         batch.require(Precondition::IdentityHead {
             identity_uuid: self.identity.uuid.clone(),
             head: bytes,
@@ -332,23 +349,25 @@ impl<'v> IdentityVault<'v> {
         if rebuilt {
             batch.write(Write::ClearTree(self.identity.uuid.clone()));
         }
+        let nodes = if rebuilt {
+            tree.all_nodes()
+        } else {
+            tree.changes()
+        };
         batch
             .write(Write::SetTreeNodes {
                 identity_uuid: self.identity.uuid.clone(),
-                nodes: if rebuilt {
-                    tree.all_nodes()
-                } else {
-                    tree.changes()
-                },
+                nodes: writes_in_slot(nodes, head.ext.slot),
             })
             .write(Write::SetIdentityHead {
                 uuid: self.identity.uuid.clone(),
-                head: self.sealer().seal_head(seq, &tree.root()),
+                head: self.sealer().seal_head_with(seq, &tree.root(), &head.ext),
             });
         Ok(seq)
     }
 
-    /// The head's bytes and sequence, and the stored path of every touched
+    /// The head's bytes and content (a default head at sequence 0 for an
+    /// identity without one), and the stored path of every touched
     /// bucket, checked against the root under the head's MAC before it is
     /// built on; the buckets of the records the write replaces must hold
     /// what their leaves commit to, so the versions the write read are the
@@ -358,14 +377,14 @@ impl<'v> IdentityVault<'v> {
         &self,
         deltas: &BTreeMap<u16, [u8; 32]>,
         replaced: &BTreeSet<u16>,
-    ) -> Result<(Option<Vec<u8>>, u64, Tree, bool)> {
-        let (bytes, head, (tree, leaves)) = self.under_one_head(|has_head| {
-            if !has_head {
+    ) -> Result<(Option<Vec<u8>>, Head, Tree, bool)> {
+        let (bytes, head, (tree, leaves)) = self.under_one_head(|head| {
+            let Some(head) = head else {
                 let rows = self
                     .backend
                     .records(&self.identity.uuid, &RecordQuery::default())?;
                 return Ok((self.sealer().tree(&rows)?, BTreeMap::new()));
-            }
+            };
             let ids: Vec<u32> = if deltas.len() > 256 {
                 Vec::new()
             } else {
@@ -374,7 +393,10 @@ impl<'v> IdentityVault<'v> {
                     .flat_map(|b| std::iter::once(leaf_id(*b)).chain(sibling_ids(*b)))
                     .collect()
             };
-            let tree = Tree::from_stored(self.backend.tree_nodes(&self.identity.uuid, &ids)?)?;
+            let stored = self
+                .backend
+                .tree_nodes(&self.identity.uuid, &in_slot(&ids, head.ext.slot))?;
+            let tree = Tree::from_slot(stored, head.ext.slot)?;
             let mut leaves = BTreeMap::new();
             for b in replaced {
                 leaves.insert(*b, self.bucket(*b)?.1);
@@ -382,7 +404,13 @@ impl<'v> IdentityVault<'v> {
             Ok((tree, leaves))
         })?;
         let Some(head) = head else {
-            return Ok((bytes, 0, tree, true));
+            let none = Head {
+                seq: 0,
+                epoch: self.sealer().epoch(),
+                commitment: [0; 32],
+                ext: HeadExt::default(),
+            };
+            return Ok((bytes, none, tree, true));
         };
         for b in deltas.keys() {
             let leaf = tree.get(leaf_id(*b));
@@ -394,7 +422,7 @@ impl<'v> IdentityVault<'v> {
                 )));
             }
         }
-        Ok((bytes, head.seq, tree, false))
+        Ok((bytes, head, tree, false))
     }
 
     /// Every record of the identity, checked against the head's commitment:
@@ -483,13 +511,15 @@ impl<'v> IdentityVault<'v> {
             return Ok(row);
         }
         let bucket = bucket_of(&row.uuid)?;
-        let (_, head, read) = self.under_one_head(|has_head| {
-            if !has_head {
+        let (_, head, read) = self.under_one_head(|head| {
+            let Some(head) = head else {
                 return Ok(None);
-            }
-            let tree = Tree::from_stored(
+            };
+            let slot = head.ext.slot;
+            let tree = Tree::from_slot(
                 self.backend
-                    .tree_nodes(&self.identity.uuid, &sibling_ids(bucket))?,
+                    .tree_nodes(&self.identity.uuid, &in_slot(&sibling_ids(bucket), slot))?,
+                slot,
             )?;
             Ok(Some((self.bucket(bucket)?, tree)))
         })?;
@@ -537,7 +567,8 @@ impl<'v> IdentityVault<'v> {
         const PAGE: usize = 2048;
         let sealer = self.sealer();
         let sealer: &RecordSealer = &sealer;
-        let (_, head, (buckets, kept)) = self.under_one_head(|has_head| {
+        let (_, head, (buckets, kept)) = self.under_one_head(|head| {
+            let has_head = head.is_some();
             // One page's work: its leaves (summed per bucket), then `open`.
             let work = |rows: Vec<RecordRow>| -> Result<(Leaves, U)> {
                 let leaves = if has_head {
@@ -722,11 +753,7 @@ impl<'v> IdentityVault<'v> {
         domain: &str,
         username: Option<&str>,
     ) -> Result<Option<PasswordEntry>> {
-        let bi = self.sealer().blind_index(KIND_PASSWORD, domain);
-        for row in self
-            .backend
-            .records_by_index(&self.identity.uuid, KIND_PASSWORD, &bi)?
-        {
+        for row in self.indexed_rows(KIND_PASSWORD, domain)? {
             let row = self.proven(row)?;
             let e = self.open_password(&row)?;
             if e.username.as_deref() == username {
@@ -1037,12 +1064,8 @@ impl<'v> IdentityVault<'v> {
             return Ok((row, entry));
         }
         let domain = names::clean_domain(selector)?;
-        let bi = self.sealer().blind_index(KIND_PASSWORD, &domain);
         let mut matches = Vec::new();
-        for row in self
-            .backend
-            .records_by_index(&self.identity.uuid, KIND_PASSWORD, &bi)?
-        {
+        for row in self.indexed_rows(KIND_PASSWORD, &domain)? {
             let row = self.proven(row)?;
             let entry = self.open_password(&row)?;
             if username.is_none_or(|u| entry.username.as_deref() == Some(u)) {
@@ -1180,11 +1203,10 @@ impl<'v> IdentityVault<'v> {
             self.transact(
                 || {
                     let now = now_rfc3339()?;
-                    let bi = self.sealer().blind_index(KIND_SECRET, key);
                     let existing = self.named_rows(KIND_SECRET, &name)?;
                     let mut batch = self.batch();
                     let (uuid, created_dt, old_notes) =
-                        self.secret_slot(&mut batch, existing.first(), &bi, &now, || {
+                        self.secret_slot(&mut batch, existing.first(), key, &now, || {
                             Ok(Uuid::new_v4().to_string())
                         })?;
                     let body = SecretBody {
@@ -1254,13 +1276,12 @@ impl<'v> IdentityVault<'v> {
                         let (id_bytes, nonce) = r.split_at(16);
                         let nonce: &[u8; 24] =
                             nonce.try_into().map_err(|_| Error::Crypto("nonce"))?;
-                        let bi = self.sealer().blind_index(KIND_SECRET, key);
                         let old = self.filed(KIND_SECRET, name, |bi| existing.get(&bi));
                         if old.is_none() {
                             created += 1;
                         }
                         let (uuid, created_dt, notes) =
-                            self.secret_slot(&mut batch, old, &bi, &now, || {
+                            self.secret_slot(&mut batch, old, key, &now, || {
                                 let id: [u8; 16] =
                                     id_bytes.try_into().map_err(|_| Error::Crypto("uuid"))?;
                                 Ok(uuid::Builder::from_random_bytes(id).into_uuid().to_string())
@@ -1296,7 +1317,7 @@ impl<'v> IdentityVault<'v> {
         &self,
         batch: &mut Batch,
         existing: Option<&RecordRow>,
-        blind_index: &[u8; 32],
+        key: &str,
         now: &str,
         new_uuid: impl FnOnce() -> Result<String>,
     ) -> Result<(String, String, Option<String>)> {
@@ -1307,14 +1328,41 @@ impl<'v> IdentityVault<'v> {
                 Ok((old.uuid, old.created_dt, old.notes))
             }
             None => {
-                batch.require(Precondition::NameFree {
-                    identity_uuid: self.identity.uuid.clone(),
-                    kind: KIND_SECRET,
-                    blind_index: blind_index.to_vec(),
-                });
+                self.require_name_free(batch, KIND_SECRET, key);
                 Ok((new_uuid()?, now.to_string(), None))
             }
         }
+    }
+
+    /// The precondition of a new record of a uniquely named kind: no record
+    /// is filed under its name, by this epoch's blind index or, during a
+    /// rotation's window, the previous one.
+    fn require_name_free(&self, batch: &mut Batch, kind: u8, name: &str) {
+        for bi in self.sealer().blind_indexes(kind, name) {
+            batch.require(Precondition::NameFree {
+                identity_uuid: self.identity.uuid.clone(),
+                kind,
+                blind_index: bi.to_vec(),
+            });
+        }
+    }
+
+    /// The rows filed under one name form, by every blind index it may
+    /// have ([`RecordSealer::blind_indexes`]), each record once (a re-seal
+    /// between the reads may show one under both).
+    fn indexed_rows(&self, kind: u8, form: &str) -> Result<Vec<RecordRow>> {
+        let mut rows: Vec<RecordRow> = Vec::new();
+        for bi in self.sealer().blind_indexes(kind, form) {
+            for row in self
+                .backend
+                .records_by_index(&self.identity.uuid, kind, &bi)?
+            {
+                if !rows.iter().any(|r| r.uuid == row.uuid) {
+                    rows.push(row);
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// The rows filed under `name`'s normalised form; when there are none,
@@ -1322,11 +1370,7 @@ impl<'v> IdentityVault<'v> {
     /// it under the normalised name.
     fn named_rows(&self, kind: u8, name: &RecordName) -> Result<Vec<RecordRow>> {
         for form in name.forms() {
-            let rows = self.backend.records_by_index(
-                &self.identity.uuid,
-                kind,
-                &self.sealer().blind_index(kind, form),
-            )?;
+            let rows = self.indexed_rows(kind, form)?;
             if !rows.is_empty() {
                 return Ok(rows);
             }
@@ -1342,8 +1386,13 @@ impl<'v> IdentityVault<'v> {
         name: &RecordName,
         get: impl Fn(Vec<u8>) -> Option<&'m V>,
     ) -> Option<&'m V> {
-        name.forms()
-            .find_map(|form| get(self.sealer().blind_index(kind, form).to_vec()))
+        let sealer = self.sealer();
+        name.forms().find_map(|form| {
+            sealer
+                .blind_indexes(kind, form)
+                .into_iter()
+                .find_map(|bi| get(bi.to_vec()))
+        })
     }
 
     /// The row of a uniquely named kind (secret, TOTP): by its normalised
@@ -1467,7 +1516,6 @@ impl<'v> IdentityVault<'v> {
                 .ok_or_else(|| Error::invalid("give the TOTP a name (the URI has no issuer)"))?;
             let totp_name = RecordName::totp(raw_name)?;
             let name = totp_name.name.clone();
-            let bi = self.sealer().blind_index(KIND_TOTP, &name);
             if if_exists == IfExists::Keep
                 && let Ok(e) = self.get_totp(&name)
             {
@@ -1492,11 +1540,7 @@ impl<'v> IdentityVault<'v> {
                             (row.uuid.clone(), old.created_dt.clone(), false)
                         }
                         (None, _) => {
-                            batch.require(Precondition::NameFree {
-                                identity_uuid: self.identity.uuid.clone(),
-                                kind: KIND_TOTP,
-                                blind_index: bi.to_vec(),
-                            });
+                            self.require_name_free(&mut batch, KIND_TOTP, &name);
                             (Uuid::new_v4().to_string(), now.clone(), true)
                         }
                     };
@@ -1623,6 +1667,247 @@ impl<'v> IdentityVault<'v> {
 
 /// One page's bucket values (the XOR of its records' leaves per bucket).
 type Leaves = Vec<(u16, [u8; 32])>;
+
+/// What a rotation in chunks (SPEC §4e, driven by the owner's view) does
+/// with an identity's records, through the same checked reads and writes
+/// as every other command.
+impl IdentityVault<'_> {
+    /// The head as stored now (its bytes and checked content).
+    pub(crate) fn stored_head(&self) -> Result<(Option<Vec<u8>>, Option<Head>)> {
+        self.current_head()
+    }
+
+    /// The epoch of the previous key this handle opens records of (a
+    /// window it found when it was opened).
+    pub(crate) fn window_epoch(&self) -> Option<u32> {
+        self.sealer().previous().map(RecordSealer::epoch)
+    }
+
+    /// Each bucket's value under this epoch's head key and under `next`'s
+    /// (which opens this epoch's records as its previous), from the records
+    /// read page by page, with no head: what writers change meanwhile, and
+    /// anything the store made up, is found by
+    /// [`IdentityVault::changed_buckets`] against the authenticated tree.
+    pub(crate) fn leaves_for(&self, next: &RecordSealer) -> Result<[Vec<[u8; 32]>; 2]> {
+        const PAGE: usize = 2048;
+        let mut out = [vec![[0u8; 32]; 1 << 16], vec![[0u8; 32]; 1 << 16]];
+        let mut after = None;
+        loop {
+            let rows = self.backend.records(
+                &self.identity.uuid,
+                &RecordQuery {
+                    after: after.take(),
+                    limit: Some(PAGE),
+                    ..RecordQuery::default()
+                },
+            )?;
+            let sealer = self.sealer();
+            for (buckets, s) in out.iter_mut().zip([&*sealer, next]) {
+                for part in in_parallel(s, &rows, |s, chunk| s.bucket_values(chunk))? {
+                    for (b, v) in part {
+                        xor_into(&mut buckets[usize::from(b)], &v);
+                    }
+                }
+            }
+            match rows.last() {
+                Some(last) if rows.len() == PAGE => after = Some(last.uuid.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The buckets whose leaf in the live tree is no longer `known[b]`,
+    /// with the records they hold now, all read under one head: that head
+    /// (bytes and content), and per changed bucket its stored leaf and
+    /// records. The stored leaves are checked against the head's
+    /// commitment, and each changed bucket's records against its leaf.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn changed_buckets(
+        &self,
+        known: &[[u8; 32]],
+    ) -> Result<(Option<Vec<u8>>, Head, Vec<(u16, [u8; 32], Vec<RecordRow>)>)> {
+        let (bytes, head, read) = self.under_one_head(|head| {
+            let Some(head) = head else {
+                return Ok(None);
+            };
+            let leaves = slot_leaves(self.backend, &self.identity.uuid, head.ext.slot)?;
+            let mut changed = Vec::new();
+            for (b, leaf) in leaves.iter().enumerate() {
+                if known.get(b) != Some(leaf) {
+                    let b = u16::try_from(b).map_err(|_| Error::Crypto("bucket"))?;
+                    let (rows, value) = self.bucket(b)?;
+                    changed.push((b, *leaf, value, rows));
+                }
+            }
+            Ok(Some((leaves, changed)))
+        })?;
+        let (Some(head), Some((leaves, changed))) = (head, read) else {
+            return Err(Error::Integrity(format!(
+                "identity {:?} lost its head while it was rotated",
+                self.identity.name
+            )));
+        };
+        let lied = || {
+            Error::Integrity(format!(
+                "rollback or deletion detected: the record tree of identity {:?} does not match its head (sequence {})",
+                self.identity.name, head.seq
+            ))
+        };
+        if Tree::root_of_all(&leaves) != head.commitment {
+            return Err(lied());
+        }
+        let mut out = Vec::with_capacity(changed.len());
+        for (b, leaf, value, rows) in changed {
+            if value != leaf {
+                return Err(lied());
+            }
+            out.push((b, leaf, rows));
+        }
+        Ok((bytes, head, out))
+    }
+
+    /// Re-seals under this epoch's key the records still under the previous
+    /// one among the page of at most `limit` records after `after` (uuid
+    /// order), in one write (retried like any other). Returns how many, and
+    /// the uuid the next page starts after (`None`: this was the last).
+    pub(crate) fn reseal_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(usize, Option<String>)> {
+        let page = || {
+            self.backend.records(
+                &self.identity.uuid,
+                &RecordQuery {
+                    after: after.map(str::to_string),
+                    limit: Some(limit),
+                    ..RecordQuery::default()
+                },
+            )
+        };
+        let rows = page()?;
+        let next = (rows.len() == limit)
+            .then(|| rows.last().map(|r| r.uuid.clone()))
+            .flatten();
+        let Some(previous) = self.window_epoch() else {
+            return Ok((0, next));
+        };
+        if !rows.iter().any(|r| r.key_epoch == previous) {
+            return Ok((0, next));
+        }
+        let resealed = self.transact(
+            || {
+                let sealer = self.sealer();
+                let old = sealer
+                    .previous()
+                    .ok_or_else(|| Error::Storage("the handle lost its previous key".into()))?;
+                let mut batch = self.batch();
+                let mut n = 0;
+                for row in page()?.iter().filter(|r| r.key_epoch == previous) {
+                    batch
+                        .require(unchanged(row))
+                        .write(Write::UpdateRecord(sealer.reseal(old, row)?));
+                    n += 1;
+                }
+                Ok((batch, n))
+            },
+            duplicate_record,
+        )?;
+        Ok((resealed, next))
+    }
+
+    /// Whether a record is still sealed under the previous epoch (read page
+    /// by page: no write seals one once the window is open, and a record
+    /// the store hides here only stays unreadable, as it could make any).
+    pub(crate) fn previous_epoch_left(&self) -> Result<bool> {
+        let Some(previous) = self.window_epoch() else {
+            return Ok(false);
+        };
+        let mut after = None;
+        loop {
+            let rows = self.backend.records(
+                &self.identity.uuid,
+                &RecordQuery {
+                    after: after.take(),
+                    limit: Some(2048),
+                    ..RecordQuery::default()
+                },
+            )?;
+            if rows.iter().any(|r| r.key_epoch == previous) {
+                return Ok(true);
+            }
+            match rows.last() {
+                Some(last) if rows.len() == 2048 => after = Some(last.uuid.clone()),
+                _ => return Ok(false),
+            }
+        }
+    }
+
+    /// Ends a window: the next head names no previous key (the caller
+    /// checked that no record is sealed under it, and no write can seal
+    /// one). Returns whether the head had a window.
+    pub(crate) fn close_window(&self) -> Result<bool> {
+        let (closed, _) = transact(
+            self.backend,
+            || {
+                let (bytes, head) = self.current_head()?;
+                let mut batch = self.batch();
+                let Some(head) = head.filter(|h| h.ext.window.is_some()) else {
+                    return Ok((batch, None));
+                };
+                let ext = HeadExt {
+                    slot: head.ext.slot,
+                    window: None,
+                };
+                let seq = head.seq.saturating_add(1);
+                batch
+                    .require(Precondition::IdentityHead {
+                        identity_uuid: self.identity.uuid.clone(),
+                        head: bytes,
+                    })
+                    .write(Write::SetIdentityHead {
+                        uuid: self.identity.uuid.clone(),
+                        head: self.sealer().seal_head_with(seq, &head.commitment, &ext),
+                    });
+                Ok((batch, Some(seq)))
+            },
+            |_, _| OnConflict::Retry,
+        )?;
+        if let Some(seq) = closed {
+            self.note_seq(seq);
+        }
+        Ok(closed.is_some())
+    }
+}
+
+/// The 65,536 leaves of an identity's tree in `slot`, read in runs of ids
+/// short enough for any store's request.
+pub(crate) fn slot_leaves(
+    backend: &dyn Backend,
+    identity_uuid: &str,
+    slot: u8,
+) -> Result<Vec<[u8; 32]>> {
+    let first = leaf_id(0);
+    let ids: Vec<u32> = (first..first + (1 << 16)).collect();
+    let tree = Tree::from_slot(slot_nodes(backend, identity_uuid, slot, &ids)?, slot)?;
+    Ok(ids.iter().map(|id| tree.get(*id)).collect())
+}
+
+/// The stored nodes of `slot` among `ids` (slot-relative), read 1,024 ids
+/// at a time (a run of ids is one range read in SQLite, and the ids of a
+/// remote read go in its URL).
+pub(crate) fn slot_nodes(
+    backend: &dyn Backend,
+    identity_uuid: &str,
+    slot: u8,
+    ids: &[u32],
+) -> Result<Vec<(u32, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for run in ids.chunks(1024) {
+        out.extend(backend.tree_nodes(identity_uuid, &in_slot(run, slot))?);
+    }
+    Ok(out)
+}
 
 /// Runs `f` over `items` in chunks, one per core but the one reading the
 /// next page ([`IdentityVault::paged_checked`]) when there are enough items

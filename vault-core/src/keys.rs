@@ -25,6 +25,9 @@ pub const LABEL_WRAP_GRANT: &str = "ravi/v1/wrap/grant";
 pub const LABEL_WRAP_SESSION: &str = "ravi/v1/wrap/session";
 /// Associated-data label of a sealed record.
 pub const LABEL_RECORD: &str = "ravi/v1/record";
+/// Associated-data label of an identity's previous key sealed in its head
+/// during a rotation's window (SPEC §4e).
+pub const LABEL_WRAP_PREVIOUS_KEY: &str = "ravi/v1/wrap/previous-key";
 /// Label of the owner's signing key wrapped under the root key.
 pub const LABEL_WRAP_OWNER_KEY: &str = "ravi/v1/wrap/owner-key";
 /// Label of the owner's signature on the vault header.

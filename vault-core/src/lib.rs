@@ -81,5 +81,5 @@ pub use secret::SecretString;
 pub use session::{DEFAULT_TTL, MAX_TTL, SessionToken, parse_ttl};
 pub use signing::{OwnerPublicKey, SignatureMemory, remember_signatures_in};
 pub use totp::{TotpAlgorithm, TotpCode, TotpParams};
-pub use unlocked::{Adoption, NewSession, Unlocked};
+pub use unlocked::{Adoption, NewSession, ROTATION_CHUNK, Unlocked};
 pub use vault::Vault;

@@ -107,6 +107,13 @@ pub struct RotateOptions<'a> {
     /// Remove the records no available key opens (sealed under a key the
     /// store withheld, or damaged) instead of refusing to rotate.
     pub drop_unreadable: bool,
+    /// Complete the rotation under way (a rotation in chunks that stopped
+    /// after it switched keys) instead of starting one.
+    pub resume: bool,
+    /// Records per transaction of a rotation in chunks; an identity with
+    /// at most this many is rotated in one transaction. `None`:
+    /// [`crate::ROTATION_CHUNK`].
+    pub chunk_records: Option<usize>,
 }
 
 impl Default for RotateOptions<'_> {
@@ -115,6 +122,8 @@ impl Default for RotateOptions<'_> {
             revoke: None,
             memory: &Forgetful,
             drop_unreadable: false,
+            resume: false,
+            chunk_records: None,
         }
     }
 }
@@ -124,6 +133,8 @@ impl std::fmt::Debug for RotateOptions<'_> {
         f.debug_struct("RotateOptions")
             .field("revoke", &self.revoke)
             .field("drop_unreadable", &self.drop_unreadable)
+            .field("resume", &self.resume)
+            .field("chunk_records", &self.chunk_records)
             .finish_non_exhaustive()
     }
 }

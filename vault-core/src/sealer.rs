@@ -39,17 +39,99 @@ fn record_name(kind: u8, json: &[u8]) -> Option<Zeroizing<String>> {
 }
 
 /// An identity head (SPEC §4b): a sequence number raised by every write,
-/// the key epoch, and a commitment to the identity's whole record set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// the key epoch, a commitment to the identity's whole record set, and
+/// where its tree is and which previous key still opens records (SPEC §4e).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Head {
     pub(crate) seq: u64,
     pub(crate) epoch: u32,
     pub(crate) commitment: [u8; 32],
+    pub(crate) ext: HeadExt,
 }
 
-/// Stored length of a head: `u64be(seq) || u32be(epoch) || commitment (32)
-/// || MAC (32)`.
+/// What a head says beyond its sequence, epoch and commitment: the slot of
+/// the record tree, and during a rotation's window the previous key.
+/// The default (slot 0, no window) is stored as the 76-byte head of SPEC
+/// §4b.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeadExt {
+    /// The tree's node ids are offset by `slot * 2^17` ([`crate::tree::SLOT_SPAN`]).
+    pub(crate) slot: u8,
+    /// The window of a rotation in chunks: records still sealed under the
+    /// previous key.
+    pub(crate) window: Option<Window>,
+}
+
+/// A rotation's window: the previous epoch and its key, sealed under the
+/// head's key (SPEC §4e).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) epoch: u32,
+    pub(crate) wrapped: Vec<u8>,
+}
+
+/// Stored length of a head without extension: `u64be(seq) || u32be(epoch)
+/// || commitment (32) || MAC (32)`.
 pub(crate) const HEAD_LEN: usize = 8 + 4 + 32 + 32;
+
+const FLAG_SLOT: u8 = 1;
+const FLAG_WINDOW: u8 = 2;
+
+impl HeadExt {
+    /// The bytes between the commitment and the MAC: none for the default,
+    /// else `flags || [u32be(previous epoch) || u16be(len) || sealed key]`.
+    fn encode(&self) -> Vec<u8> {
+        if *self == HeadExt::default() {
+            return Vec::new();
+        }
+        let mut out = vec![
+            (if self.slot == 1 { FLAG_SLOT } else { 0 })
+                | (if self.window.is_some() {
+                    FLAG_WINDOW
+                } else {
+                    0
+                }),
+        ];
+        if let Some(w) = &self.window {
+            out.extend_from_slice(&w.epoch.to_be_bytes());
+            let len = u16::try_from(w.wrapped.len()).unwrap_or(u16::MAX);
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&w.wrapped[..usize::from(len)]);
+        }
+        out
+    }
+
+    /// The inverse of [`HeadExt::encode`]; `None` for anything it would
+    /// not have written.
+    fn decode(bytes: &[u8]) -> Option<HeadExt> {
+        let Some((&flags, rest)) = bytes.split_first() else {
+            return Some(HeadExt::default());
+        };
+        if flags & !(FLAG_SLOT | FLAG_WINDOW) != 0 || flags == 0 {
+            return None;
+        }
+        let window = if flags & FLAG_WINDOW != 0 {
+            let epoch = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+            let len = u16::from_be_bytes(rest.get(4..6)?.try_into().ok()?);
+            let wrapped = rest.get(6..)?;
+            if wrapped.len() != usize::from(len) {
+                return None;
+            }
+            Some(Window {
+                epoch,
+                wrapped: wrapped.to_vec(),
+            })
+        } else if rest.is_empty() {
+            None
+        } else {
+            return None;
+        };
+        Some(HeadExt {
+            slot: flags & FLAG_SLOT,
+            window,
+        })
+    }
+}
 
 /// `acc ^= x`: the commitment is the XOR of its records' leaves, so one
 /// record's change updates it without reading the others.
@@ -66,6 +148,9 @@ pub(crate) struct RecordSealer {
     identity_uuid: String,
     epoch: u32,
     keys: IdentityKeys,
+    /// During a rotation's window: the sealer of the previous epoch, which
+    /// opens the records not re-sealed yet (never seals).
+    previous: Option<Box<RecordSealer>>,
 }
 
 impl RecordSealer {
@@ -81,12 +166,87 @@ impl RecordSealer {
             identity_uuid: identity_uuid.to_string(),
             epoch,
             keys: IdentityKeys::derive(identity_key),
+            previous: None,
         })
     }
 
     /// The key epoch this sealer seals under.
     pub(crate) fn epoch(&self) -> u32 {
         self.epoch
+    }
+
+    /// This sealer, opening `previous`'s records too (a rotation's next
+    /// epoch, before its window is stored).
+    pub(crate) fn with_previous(mut self, previous: RecordSealer) -> Self {
+        self.previous = Some(Box::new(previous));
+        self
+    }
+
+    /// Takes the previous epoch's sealer out of this one.
+    pub(crate) fn take_previous(&mut self) -> Option<RecordSealer> {
+        self.previous.take().map(|p| *p)
+    }
+
+    /// The previous epoch's sealer, during a rotation's window.
+    pub(crate) fn previous(&self) -> Option<&RecordSealer> {
+        self.previous.as_deref()
+    }
+
+    fn previous_key_ctx(&self, epoch: u32) -> SealContext<'_> {
+        SealContext::PreviousKey {
+            vault_id: &self.vault_id,
+            identity_id: &self.identity_id,
+            epoch,
+            new_epoch: self.epoch,
+        }
+    }
+
+    /// The window that keeps `previous` (the key of an earlier epoch)
+    /// reachable from a head of this epoch: the key sealed under this
+    /// epoch's record seal key (SPEC §4e).
+    pub(crate) fn window_for(&self, epoch: u32, previous: &SecretKey) -> Result<Window> {
+        if epoch >= self.epoch {
+            return Err(Error::Crypto("a window's key is of an earlier epoch"));
+        }
+        Ok(Window {
+            epoch,
+            wrapped: envelope::seal(
+                &self.keys.seal,
+                &self.previous_key_ctx(epoch),
+                previous.expose(),
+            )?,
+        })
+    }
+
+    /// Follows a head this sealer opened: with a window, the previous
+    /// epoch's key is unsealed (once) and its records open; without one,
+    /// they no longer do.
+    pub(crate) fn follow(&mut self, head: &Head) -> Result<()> {
+        match &head.ext.window {
+            None => self.previous = None,
+            Some(w) if self.previous.as_ref().is_some_and(|p| p.epoch == w.epoch) => {}
+            Some(w) => {
+                let key =
+                    envelope::open(&self.keys.seal, &self.previous_key_ctx(w.epoch), &w.wrapped)
+                        .and_then(|pt| SecretKey::from_slice(&pt))
+                        .ok_or_else(|| {
+                            Error::Integrity("the identity's head failed to authenticate".into())
+                        })?;
+                self.previous = Some(Box::new(RecordSealer::new(
+                    self.vault_id,
+                    &self.identity_uuid,
+                    w.epoch,
+                    &key,
+                )?));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a stored row's epoch is one this sealer opens: its own, or
+    /// the previous one during a window.
+    fn opens_epoch(&self, epoch: u32) -> bool {
+        epoch == self.epoch || self.previous.as_ref().is_some_and(|p| p.epoch == epoch)
     }
 
     /// A record's leaf in the head commitment:
@@ -106,11 +266,13 @@ impl RecordSealer {
     }
 
     /// Each bucket's value (the XOR of its records' leaves) for a set of
-    /// records (all of them this identity's, at this epoch).
+    /// records (all of them this identity's, at this epoch or, in a window,
+    /// the previous one: a leaf binds the head's epoch, a record's own
+    /// epoch is bound by its associated data).
     pub(crate) fn bucket_values(&self, rows: &[RecordRow]) -> Result<BTreeMap<u16, [u8; 32]>> {
         let mut buckets = BTreeMap::new();
         for r in rows {
-            if r.identity_uuid != self.identity_uuid || r.key_epoch != self.epoch {
+            if r.identity_uuid != self.identity_uuid || !self.opens_epoch(r.key_epoch) {
                 return Err(Error::tampered(format!("record {}", r.uuid)));
             }
             let acc = buckets.entry(bucket_of(&r.uuid)?).or_insert([0u8; 32]);
@@ -124,7 +286,7 @@ impl RecordSealer {
         Ok(Tree::from_buckets(&self.bucket_values(rows)?))
     }
 
-    fn head_mac(&self, seq: u64, commitment: &[u8; 32]) -> [u8; 32] {
+    fn head_mac(&self, seq: u64, commitment: &[u8; 32], ext: &[u8]) -> [u8; 32] {
         hmac_sha256(
             self.keys.head.expose(),
             &[
@@ -134,30 +296,41 @@ impl RecordSealer {
                 &seq.to_be_bytes(),
                 &self.epoch.to_be_bytes(),
                 commitment,
+                ext,
             ],
         )
     }
 
-    /// The stored bytes of the head `(seq, this epoch, commitment)`.
+    /// The stored bytes of the head `(seq, this epoch, commitment)` with
+    /// the tree in slot 0 and no window.
     pub(crate) fn seal_head(&self, seq: u64, commitment: &[u8; 32]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEAD_LEN);
+        self.seal_head_with(seq, commitment, &HeadExt::default())
+    }
+
+    /// The stored bytes of the head `(seq, this epoch, commitment, ext)`.
+    pub(crate) fn seal_head_with(&self, seq: u64, commitment: &[u8; 32], ext: &HeadExt) -> Vec<u8> {
+        let ext = ext.encode();
+        let mut out = Vec::with_capacity(HEAD_LEN + ext.len());
         out.extend_from_slice(&seq.to_be_bytes());
         out.extend_from_slice(&self.epoch.to_be_bytes());
         out.extend_from_slice(commitment);
-        out.extend_from_slice(&self.head_mac(seq, commitment));
+        out.extend_from_slice(&ext);
+        out.extend_from_slice(&self.head_mac(seq, commitment, &ext));
         out
     }
 
-    /// Checks a stored head: its length, its epoch against this sealer's,
-    /// and its MAC.
+    /// Checks a stored head: its length and form, its epoch against this
+    /// sealer's, and its MAC. (A window it names is unsealed by
+    /// [`RecordSealer::follow`].)
     pub(crate) fn open_head(&self, bytes: &[u8]) -> Result<Head> {
         let bad = || Error::Integrity("the identity's head failed to authenticate".into());
-        if bytes.len() != HEAD_LEN {
+        if bytes.len() < HEAD_LEN {
             return Err(bad());
         }
         let seq = u64::from_be_bytes(bytes[..8].try_into().map_err(|_| bad())?);
         let epoch = u32::from_be_bytes(bytes[8..12].try_into().map_err(|_| bad())?);
         let commitment: [u8; 32] = bytes[12..44].try_into().map_err(|_| bad())?;
+        let (ext_bytes, mac) = bytes[44..].split_at(bytes.len() - HEAD_LEN);
         if epoch > self.epoch {
             return Err(Error::Unavailable(
                 "the identity's key was rotated while this command ran; nothing was written, try again".into(),
@@ -169,14 +342,19 @@ impl RecordSealer {
                 self.epoch
             )));
         }
-        let mac = self.head_mac(seq, &commitment);
-        if !bool::from(mac.ct_eq(&bytes[44..])) {
+        let expected = self.head_mac(seq, &commitment, ext_bytes);
+        if !bool::from(expected.ct_eq(mac)) {
+            return Err(bad());
+        }
+        let ext = HeadExt::decode(ext_bytes).ok_or_else(bad)?;
+        if ext.window.as_ref().is_some_and(|w| w.epoch >= epoch) {
             return Err(bad());
         }
         Ok(Head {
             seq,
             epoch,
             commitment,
+            ext,
         })
     }
 
@@ -184,6 +362,19 @@ impl RecordSealer {
     /// HMAC-SHA256(index key, kind || name).
     pub(crate) fn blind_index(&self, kind: u8, name: &str) -> [u8; 32] {
         hmac_sha256(self.keys.index.expose(), &[&[kind], name.as_bytes()])
+    }
+
+    /// Every blind index a record of this name may be filed under: in a
+    /// window the previous epoch's first, then this epoch's. (In that order
+    /// a lookup cannot miss a record that a re-seal moves from the first
+    /// to the second between the two reads.)
+    pub(crate) fn blind_indexes(&self, kind: u8, name: &str) -> Vec<[u8; 32]> {
+        let mut out = Vec::with_capacity(2);
+        if let Some(p) = &self.previous {
+            out.push(p.blind_index(kind, name));
+        }
+        out.push(self.blind_index(kind, name));
+        out
     }
 
     /// Seals a record's JSON plaintext into a row, with a fresh OS nonce
@@ -243,6 +434,11 @@ impl RecordSealer {
         if row.identity_uuid != self.identity_uuid {
             return Err(what());
         }
+        if let Some(p) = &self.previous
+            && row.key_epoch == p.epoch
+        {
+            return p.decrypt(row);
+        }
         if row.key_epoch != self.epoch {
             // Not "no such record": a row that exists but is sealed under a
             // retired key epoch is damaged or rolled back.
@@ -264,6 +460,11 @@ impl RecordSealer {
 
     /// Checks a decrypted record's name against the row's blind index.
     fn check_name(&self, row: &RecordRow, name: &str) -> Result<()> {
+        if let Some(p) = &self.previous
+            && row.key_epoch == p.epoch
+        {
+            return p.check_name(row, name);
+        }
         let expected = self.blind_index(row.kind, name);
         if bool::from(expected.ct_eq(row.blind_index.as_slice())) {
             Ok(())

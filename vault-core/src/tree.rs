@@ -18,6 +18,34 @@ const FANOUT: u32 = 16;
 pub(crate) const DEPTH: u32 = 4;
 const ZERO: [u8; 32] = [0; 32];
 
+/// Node ids of tree slot `s` are offset by `s * SLOT_SPAN`: an identity's
+/// head names the slot its tree is in, and a rotation in chunks builds the
+/// tree of its new key in the other one (SPEC §4e).
+pub(crate) const SLOT_SPAN: u32 = 1 << 17;
+/// How many nodes a whole tree has (ids `0..NODE_COUNT`).
+pub(crate) const NODE_COUNT: u32 = (FANOUT.pow(DEPTH + 1) - 1) / (FANOUT - 1);
+
+/// The first stored node id of a slot.
+pub(crate) fn slot_base(slot: u8) -> u32 {
+    u32::from(slot) * SLOT_SPAN
+}
+
+/// Node ids as stored in a slot.
+pub(crate) fn in_slot(ids: &[u32], slot: u8) -> Vec<u32> {
+    ids.iter().map(|i| i + slot_base(slot)).collect()
+}
+
+/// Node writes as stored in a slot.
+pub(crate) fn writes_in_slot(
+    mut nodes: Vec<(u32, Option<Vec<u8>>)>,
+    slot: u8,
+) -> Vec<(u32, Option<Vec<u8>>)> {
+    for (id, _) in &mut nodes {
+        *id += slot_base(slot);
+    }
+    nodes
+}
+
 /// The bucket of a record: the first 16 bits of its uuid.
 pub(crate) fn bucket_of(uuid: &str) -> Result<u16> {
     uuid.get(..4)
@@ -67,6 +95,22 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
+    /// The tree in `slot`, from stored `(id, hash)` pairs (nodes of other
+    /// slots, and ids no tree has, are left out).
+    pub(crate) fn from_slot(pairs: Vec<(u32, Vec<u8>)>, slot: u8) -> Result<Self> {
+        let base = slot_base(slot);
+        Tree::from_stored(
+            pairs
+                .into_iter()
+                .filter_map(|(id, h)| {
+                    id.checked_sub(base)
+                        .filter(|i| *i < NODE_COUNT)
+                        .map(|i| (i, h))
+                })
+                .collect(),
+        )
+    }
+
     /// From stored `(id, hash)` pairs.
     pub(crate) fn from_stored(pairs: Vec<(u32, Vec<u8>)>) -> Result<Self> {
         let mut nodes = HashMap::with_capacity(pairs.len());
@@ -177,6 +221,26 @@ impl Tree {
             self.put(id(level, index), h);
             self.changed.insert(id(level, index));
         }
+    }
+
+    /// Sets a node as stored (`None`: deleted), not counted as a change.
+    pub(crate) fn put_raw(&mut self, id: u32, h: Option<&[u8]>) {
+        match h.and_then(|h| <[u8; 32]>::try_from(h).ok()) {
+            Some(h) if h != ZERO => {
+                self.nodes.insert(id, h);
+            }
+            _ => {
+                self.nodes.remove(&id);
+            }
+        }
+    }
+
+    /// The changed nodes, as writes, forgetting them: the next call returns
+    /// only what changes after this one.
+    pub(crate) fn take_changes(&mut self) -> Vec<(u32, Option<Vec<u8>>)> {
+        let out = self.changes();
+        self.changed.clear();
+        out
     }
 
     /// The changed nodes, as writes (`None`: now all-zero, delete).

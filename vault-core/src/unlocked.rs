@@ -21,7 +21,7 @@ use crate::model::{GrantInfo, Identity, NewIdentity, Rekey, Rotation};
 use crate::names;
 use crate::primitives::random_bytes;
 use crate::recovery::{ClientMemory, RotateOptions, WrappedKey};
-use crate::sealer::{RecordSealer, uuid_bytes};
+use crate::sealer::{HEAD_LEN, RecordSealer, uuid_bytes};
 use crate::session::{MAX_TTL, SessionToken};
 use crate::signing::OwnerKey;
 use crate::state::{
@@ -562,6 +562,23 @@ impl<'v> Unlocked<'v> {
     /// has no grant; [`Error::Integrity`] if a record opens under no
     /// available key (unless `options.drop_unreadable`).
     pub fn rotate_identity(&self, selector: &str, options: &RotateOptions<'_>) -> Result<Rotation> {
+        if options.resume {
+            return self.resume_rotation(selector, options);
+        }
+        let (row, listed_epoch) = self.state.find_identity_to_recover(selector)?;
+        // An identity in a rotation's window completes it first (there are
+        // never three keys); if that fails, the rotation in one transaction
+        // below opens the records under either key, or says why not.
+        if row.head.as_ref().is_some_and(|h| h.len() > HEAD_LEN)
+            && self
+                .complete_window(&Identity::from(&row), options)
+                .is_ok_and(|done| done.is_some())
+        {
+            return self.rotate_identity(selector, options);
+        }
+        if self.rotates_in_chunks(&row, listed_epoch, options)? {
+            return self.rotate_in_chunks(&row, options);
+        }
         let backend = self.state.backend.as_ref();
         let carried = std::cell::RefCell::new(Carried::default());
         let (rotation, _) = transact(
@@ -688,7 +705,20 @@ impl<'v> Unlocked<'v> {
             }
         }
         match own {
-            Ok(ik) => keys.insert(0, sealer(row.key_epoch, &ik)?),
+            Ok(ik) => {
+                let (epoch, mut own) = sealer(row.key_epoch, &ik)?;
+                // In a rotation's window (SPEC §4e) the head keeps the
+                // previous key, which opens the records not re-sealed yet.
+                if let Some(h) = &row.head
+                    && let Ok(head) = own.open_head(h)
+                    && own.follow(&head).is_ok()
+                    && let Some(previous) = own.take_previous()
+                    && !keys.iter().any(|(e, _)| *e == previous.epoch())
+                {
+                    keys.push((previous.epoch(), previous));
+                }
+                keys.insert(0, (epoch, own));
+            }
             Err(e) if keys.is_empty() => return Err(e),
             Err(_) => {}
         }
@@ -713,33 +743,7 @@ impl<'v> Unlocked<'v> {
             identity_uuid: old_row.uuid.clone(),
             key_epoch: old_row.key_epoch,
         });
-        // Rotation is the owner's recovery: a grant the owner did not sign,
-        // or that the vault head does not list (planted or restored by the
-        // store), is removed, never re-wrapped.
-        let mut grants = Vec::new();
-        let mut removed = 0;
-        for g in backend.grants(&old_row.uuid)? {
-            if self.state.verify_grant(&g).is_ok() {
-                grants.push(g);
-            } else {
-                batch.write(Write::DeleteGrant(g.uuid.clone()));
-                removed += 1;
-            }
-        }
-        if let Some(pk) = options.revoke {
-            let before = grants.len();
-            for g in grants.iter().filter(|g| g.recipient == pk.as_bytes()) {
-                batch.write(Write::DeleteGrant(g.uuid.clone()));
-            }
-            grants.retain(|g| g.recipient != pk.as_bytes());
-            if grants.len() == before {
-                return Err(Error::NotFound(format!(
-                    "agent key {pk} has no grant for identity {:?}",
-                    old_row.name
-                )));
-            }
-            removed += before - grants.len();
-        }
+        let (grants, removed) = self.grants_kept(batch, old_row, options.revoke)?;
         // Past every epoch the row, the vault head and this client know of.
         let new_epoch = keys
             .iter()
@@ -862,20 +866,7 @@ impl<'v> Unlocked<'v> {
                 uuid: new_row.uuid.clone(),
                 head,
             });
-        for g in &grants {
-            let pk = <[u8; 32]>::try_from(g.recipient.as_slice())
-                .map(AgentPublicKey::from_bytes)
-                .map_err(|_| Error::tampered("a grant's recipient"))?;
-            let fresh = self.wrap_grant(
-                &new_row,
-                &new_ik,
-                g.uuid.clone(),
-                &pk,
-                g.label.as_deref(),
-                g.created_dt.clone(),
-            )?;
-            batch.write(Write::UpdateGrant(fresh));
-        }
+        self.rewrap_grants(batch, &new_row, &new_ik, &grants)?;
         Ok(Rotation {
             identity: Identity::from(&new_row),
             key_epoch: new_epoch,
@@ -884,6 +875,69 @@ impl<'v> Unlocked<'v> {
             grants_kept: grants.len(),
             grants_removed: removed,
         })
+    }
+
+    /// The grants a rotation of `row` keeps; the others are deleted in
+    /// `batch`, with how many. Rotation is the owner's recovery: a grant the
+    /// owner did not sign, or that the vault head does not list (planted or
+    /// restored by the store), is removed, never re-wrapped; so is the
+    /// grant of `revoke`, which must have one.
+    fn grants_kept(
+        &self,
+        batch: &mut Batch,
+        row: &IdentityRow,
+        revoke: Option<&AgentPublicKey>,
+    ) -> Result<(Vec<GrantRow>, usize)> {
+        let mut grants = Vec::new();
+        let mut removed = 0;
+        for g in self.state.backend.grants(&row.uuid)? {
+            if self.state.verify_grant(&g).is_ok() {
+                grants.push(g);
+            } else {
+                batch.write(Write::DeleteGrant(g.uuid.clone()));
+                removed += 1;
+            }
+        }
+        if let Some(pk) = revoke {
+            let before = grants.len();
+            for g in grants.iter().filter(|g| g.recipient == pk.as_bytes()) {
+                batch.write(Write::DeleteGrant(g.uuid.clone()));
+            }
+            grants.retain(|g| g.recipient != pk.as_bytes());
+            if grants.len() == before {
+                return Err(Error::NotFound(format!(
+                    "agent key {pk} has no grant for identity {:?}",
+                    row.name
+                )));
+            }
+            removed += before - grants.len();
+        }
+        Ok((grants, removed))
+    }
+
+    /// Wraps `new_row`'s key `ik` to each of `grants` again, in `batch`.
+    fn rewrap_grants(
+        &self,
+        batch: &mut Batch,
+        new_row: &IdentityRow,
+        ik: &SecretKey,
+        grants: &[GrantRow],
+    ) -> Result<()> {
+        for g in grants {
+            let pk = <[u8; 32]>::try_from(g.recipient.as_slice())
+                .map(AgentPublicKey::from_bytes)
+                .map_err(|_| Error::tampered("a grant's recipient"))?;
+            let fresh = self.wrap_grant(
+                new_row,
+                ik,
+                g.uuid.clone(),
+                &pk,
+                g.label.as_deref(),
+                g.created_dt.clone(),
+            )?;
+            batch.write(Write::UpdateGrant(fresh));
+        }
+        Ok(())
     }
 
     /// A new header for `root_key` under `passphrase` (new salt), with the
@@ -1086,6 +1140,10 @@ fn wrap_identity_key(
     let id = uuid_bytes(&row.uuid)?;
     envelope::seal(root_key, &identity_ctx(vault_id, &id, row), ik.expose())
 }
+
+mod chunked;
+
+pub use chunked::ROTATION_CHUNK;
 
 #[cfg(test)]
 mod tests {
@@ -1443,9 +1501,11 @@ mod tests {
         };
         let v = Vault::with_backend(Box::new(store)).unwrap();
         let u = v.unlock(&pass("pw")).unwrap();
-        let rotation = u
-            .rotate_identity("alice", &RotateOptions::default())
-            .unwrap();
+        let one_transaction = RotateOptions {
+            chunk_records: Some(1001),
+            ..RotateOptions::default()
+        };
+        let rotation = u.rotate_identity("alice", &one_transaction).unwrap();
         assert_eq!(rotation.records_resealed, 1001);
         assert_eq!(lost.borrow().len(), 1);
     }

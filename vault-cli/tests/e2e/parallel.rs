@@ -125,7 +125,9 @@ fn with_credential(env: &Env, var: &str, value: &std::ffi::OsStr, args: &[&str])
 /// readers and 4 writers (half on a session token, half on an agent key
 /// whose grant each rotation re-wraps) work on it: no read of an existing
 /// record says "not found", no command fails (no exit 6 either), and every
-/// acknowledged write reads back.
+/// acknowledged write reads back. Every other rotation goes in chunks of 8
+/// records (SPEC §4e), so the readers and writers also work inside its
+/// window, with records under both keys.
 #[test]
 fn reads_and_writes_stay_correct_while_the_key_rotates() {
     const ROTATIONS: usize = 200;
@@ -163,10 +165,22 @@ fn reads_and_writes_stay_correct_while_the_key_rotates() {
     };
     std::thread::scope(|s| {
         s.spawn(|| {
-            for _ in 0..ROTATIONS {
+            for n in 0..ROTATIONS {
                 let (var, value) = &credentials[0];
-                let r =
-                    with_credential(&env, var, value, &["identity", "rotate", "busy", "--json"]);
+                let chunk = if n % 2 == 0 { "8" } else { "256" };
+                let r = with_credential(
+                    &env,
+                    var,
+                    value,
+                    &[
+                        "identity",
+                        "rotate",
+                        "busy",
+                        "--chunk-records",
+                        chunk,
+                        "--json",
+                    ],
+                );
                 if r.code != 0 {
                     fail("rotate", &r);
                 } else {
@@ -238,9 +252,13 @@ fn reads_and_writes_stay_correct_while_the_key_rotates() {
     }
 }
 
-/// `kill -9` at 20 points spread over a rotation of 2,000 records: after
-/// each, every record reads back (the rotation commits whole or not at
-/// all), and running the rotation again completes it.
+/// `kill -9` at 20 points spread over a rotation in chunks of 2,000
+/// records (50 per transaction): after each, every record reads back (the
+/// records not re-sealed yet open under the previous key the head keeps),
+/// and the rotation completes: `rotate --resume` when the killed process
+/// had switched keys, a new `rotate` when it had not (it changed nothing
+/// then). At the end there is one key epoch per rotation, no window and
+/// one tree slot.
 #[test]
 fn a_rotation_killed_anywhere_leaves_every_record_readable() {
     const RECORDS: usize = 2000;
@@ -249,18 +267,34 @@ fn a_rotation_killed_anywhere_leaves_every_record_readable() {
         .map(|i| format!("K_{i:05}=value-{i}\n"))
         .collect();
     env.run_stdin(&["import", "dotenv", "-"], &lines).ok();
+    let rotate = [
+        "identity",
+        "rotate",
+        "big",
+        "--chunk-records",
+        "50",
+        "--json",
+    ];
+    let epoch_now = || -> u64 {
+        env.db()
+            .query_row(
+                "SELECT key_epoch FROM identities WHERE name = 'big'",
+                [],
+                |r| r.get::<_, u32>(0),
+            )
+            .map(u64::from)
+            .unwrap()
+    };
     let start = std::time::Instant::now();
-    let first = env
-        .run(&["identity", "rotate", "big", "--json"])
-        .ok()
-        .json();
+    let first = env.run(&rotate).ok().json();
     let took = start.elapsed();
+    assert_eq!(first["records_resealed"].as_u64().unwrap(), RECORDS as u64);
     let mut epoch = first["key_epoch"].as_u64().unwrap();
-    let mut committed = 0;
+    let (mut resumed, mut before_switch) = (0, 0);
     for point in 0..20u32 {
         let mut child = env
             .command()
-            .args(["identity", "rotate", "big", "--json"])
+            .args(rotate)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -281,20 +315,52 @@ fn a_rotation_killed_anywhere_leaves_every_record_readable() {
             format!("value-{i}"),
             "after kill {point}"
         );
-        // Running it again completes the rotation: one epoch on, or two
-        // when the killed process had committed before it died.
-        let r = env
-            .run(&["identity", "rotate", "big", "--json"])
-            .ok()
-            .json();
-        let now = r["key_epoch"].as_u64().unwrap();
-        assert!(now == epoch + 1 || now == epoch + 2, "{epoch} -> {now}");
-        committed += usize::from(now == epoch + 2);
-        epoch = now;
-        assert_eq!(r["records_resealed"].as_u64().unwrap(), RECORDS as u64);
+        let killed_at = epoch_now();
+        let r = env.run(&["identity", "rotate", "big", "--resume", "--json"]);
+        if r.code == 0 {
+            // it had switched keys: resuming completes that rotation
+            assert_eq!(killed_at, epoch + 1, "after kill {point}");
+            assert_eq!(r.json()["key_epoch"].as_u64().unwrap(), epoch + 1);
+            resumed += 1;
+            epoch += 1;
+        } else {
+            assert_eq!(r.code, 3, "{}", r.stderr);
+            assert!(r.stderr.contains("no rotation"), "{}", r.stderr);
+            if killed_at == epoch {
+                // killed before its switch: a new rotation completes it
+                before_switch += 1;
+                let again = env.run(&rotate).ok().json();
+                assert_eq!(again["key_epoch"].as_u64().unwrap(), epoch + 1);
+                assert_eq!(again["records_resealed"].as_u64().unwrap(), RECORDS as u64);
+            }
+            epoch += 1;
+        }
+        assert_eq!(epoch_now(), epoch, "after kill {point}");
+        // one tree slot, no window left
+        let slots: i64 = env
+            .db()
+            .query_row(
+                "SELECT COUNT(DISTINCT node / 131072) FROM tree_nodes",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(slots, 1, "after kill {point}");
+        assert_eq!(
+            env.run(&["identity", "rotate", "big", "--resume"]).code,
+            3,
+            "after kill {point}"
+        );
+        let got = env.run(&["secrets", "get", &format!("K_{i:05}")]).ok();
+        assert_eq!(got.stdout.trim(), format!("value-{i}"));
     }
-    // the kill points fell both before and after the commit
-    assert!(committed < 20, "every kill came after the commit");
+    // the kill points fell inside windows (and the test saw them resumed)
+    assert!(
+        resumed > 0,
+        "no kill fell inside a window ({before_switch} before a switch)"
+    );
+    let list = env.run(&["secrets", "list", "--json"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), RECORDS);
     let check: String = env
         .db()
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))

@@ -534,10 +534,30 @@ thread_local! {
         const { std::cell::Cell::new(None) };
 }
 
-/// Called by backends before applying write `i`: the injected failure of
+#[cfg(test)]
+thread_local! {
+    /// Test hook: let this many more commits (with writes) on this thread
+    /// through, then fail the next one before it applies anything, as a
+    /// process killed between two transactions would leave the store.
+    pub(crate) static FAIL_AFTER_COMMITS: std::cell::Cell<Option<usize>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Called by backends before applying write `i`: the injected failures of
 /// the tests, never anything in a normal build.
 #[allow(clippy::unnecessary_wraps)]
 pub(crate) fn injected_failure(i: usize) -> Result<(), CommitError> {
+    #[cfg(test)]
+    if i == 0
+        && let Some(n) = FAIL_AFTER_COMMITS.with(std::cell::Cell::get)
+    {
+        if n == 0 {
+            return Err(CommitError::Failed(Error::Storage(
+                "injected stop between two commits".into(),
+            )));
+        }
+        FAIL_AFTER_COMMITS.with(|f| f.set(Some(n - 1)));
+    }
     #[cfg(test)]
     if FAIL_AFTER_WRITES.with(|f| f.get()) == Some(i) {
         FAIL_AFTER_WRITES.with(|f| f.set(None));
