@@ -223,6 +223,11 @@ impl Tree {
         }
     }
 
+    /// Whether two trees hold the same nodes.
+    pub(crate) fn same_nodes(&self, other: &Tree) -> bool {
+        self.nodes == other.nodes
+    }
+
     /// Sets a node as stored (`None`: deleted), not counted as a change.
     pub(crate) fn put_raw(&mut self, id: u32, h: Option<&[u8]>) {
         match h.and_then(|h| <[u8; 32]>::try_from(h).ok()) {

@@ -562,7 +562,7 @@ fn schema_v1_is_migrated() {
         .db()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 4);
+    assert_eq!(v, 5);
     let info = env.run(&["vault", "info", "--json"]).ok().json();
     let owner = info["owner_public_key"].as_str().unwrap().to_string();
     assert!(owner.starts_with("raviowner1"));

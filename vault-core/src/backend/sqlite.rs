@@ -22,14 +22,40 @@ use super::{
 use crate::error::{Error, Result};
 
 /// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
-/// The oldest schema a read-only opening reads without migrating: version
-/// 4 only adds an index to it.
+/// The oldest schema a read-only opening reads without migrating: versions
+/// 4 and 5 only change indexes, which the queries name so that both forms
+/// serve them.
 const READ_ONLY_MIN_VERSION: i64 = 3;
+
+thread_local! {
+    /// Set while a checkpoint that must never wait runs on this thread.
+    static NO_WAIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// How long a process waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits for another process's write lock: polls every millisecond for
+/// two seconds, then every ten, up to [`BUSY_TIMEOUT`]. SQLite's own
+/// timeout sleeps longer and longer (1, 2, 5, … 100 ms) between tries, so a
+/// writer that meets a series of short transactions (a rotation in chunks)
+/// kept missing the gaps between them and waited 80 ms and more; polling
+/// often, it gets in within a millisecond of the first gap.
+fn busy_wait(tries: i32) -> bool {
+    const FAST: i32 = 2000;
+    if NO_WAIT.with(std::cell::Cell::get) {
+        return false;
+    }
+    let slow = i32::try_from((BUSY_TIMEOUT.as_millis() - 2000) / 10).unwrap_or(i32::MAX);
+    match tries {
+        n if n < FAST => std::thread::sleep(Duration::from_millis(1)),
+        n if n - FAST < slow => std::thread::sleep(Duration::from_millis(10)),
+        _ => return false,
+    }
+    true
+}
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -105,6 +131,14 @@ CREATE TABLE tree_nodes (
     // read them page by page.
     r#"
 CREATE INDEX records_by_identity ON records(identity_uuid, uuid);
+"#,
+    // A record is filed under its name once: passwords (whose names repeat)
+    // in `records_by_name`, the other kinds in `records_unique_name`. Before,
+    // every secret and TOTP had an entry in both, and each write (a
+    // rotation's re-seal of each record above all) changed two more pages.
+    r#"
+DROP INDEX records_by_name;
+CREATE INDEX records_by_name ON records(identity_uuid, kind, blind_index) WHERE kind = 1;
 "#,
 ];
 
@@ -339,9 +373,9 @@ impl SqliteBackend {
 
     /// A connection that has changed nothing yet.
     fn connect_plain(path: &Path, mode: OpenFlags) -> Result<Connection> {
-        let conn =
+        let mut conn =
             Connection::open_with_flags(path, mode | OpenFlags::SQLITE_OPEN_NO_MUTEX).db()?;
-        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        conn.busy_handler(Some(busy_wait)).db()?;
         Ok(conn)
     }
 
@@ -609,7 +643,7 @@ fn holds(conn: &Connection, p: &Precondition) -> rusqlite::Result<bool> {
             kind,
             blind_index,
         } => one(
-            "SELECT 1 FROM records WHERE identity_uuid = ?1 AND kind = ?2 AND blind_index = ?3",
+            &format!("SELECT 1 FROM {}", filed_under(*kind)),
             &[identity_uuid, kind, blind_index],
         )
         .map(|found| !found),
@@ -840,7 +874,8 @@ impl SqliteBackend {
     /// with readers or writers in the way it is skipped, and the next
     /// deleting commit tries again.
     fn checkpoint_truncate(&self) {
-        if self.conn.busy_timeout(Duration::ZERO).is_ok() {
+        NO_WAIT.with(|w| w.set(true));
+        {
             // The log's frames are first copied without blocking anyone
             // (PASSIVE); the TRUNCATE that follows, which keeps writers out
             // while it runs, then has almost nothing left to copy. After a
@@ -860,8 +895,8 @@ impl SqliteBackend {
                 // (nothing left for the drop to do)
                 self.wrote.set(false);
             }
-            let _ = self.conn.busy_timeout(BUSY_TIMEOUT);
         }
+        NO_WAIT.with(|w| w.set(false));
     }
 
     /// One batch in one `BEGIN IMMEDIATE` transaction: applied whole, or
@@ -1031,7 +1066,7 @@ impl Backend for SqliteBackend {
         blind_index: &[u8],
     ) -> Result<Vec<RecordRow>> {
         self.query_all(
-            &records_by_index_sql(),
+            &records_by_index_sql(kind),
             params![identity_uuid, kind, blind_index],
             record_row,
         )
@@ -1151,13 +1186,26 @@ fn bucket_records_sql() -> String {
     )
 }
 
-/// The records filed under a blind index. The index is named: for the
-/// ORDER BY the planner would otherwise walk every record of the identity
-/// in `records_by_identity` (a `secrets get` read the whole file).
-fn records_by_index_sql() -> String {
+/// The records filed under a blind index (`?1` identity, `?2` kind, `?3`
+/// index), through the index of `kind`'s names: `FROM … WHERE …`. The index
+/// is named: for an ORDER BY the planner would otherwise walk every record
+/// of the identity in `records_by_identity` (a `secrets get` read the whole
+/// file); each index is partial, and the literal kind term lets it serve.
+fn filed_under(kind: u8) -> &'static str {
+    if kind == 1 {
+        "records INDEXED BY records_by_name
+         WHERE identity_uuid = ?1 AND kind = 1 AND kind = ?2 AND blind_index = ?3"
+    } else {
+        "records INDEXED BY records_unique_name
+         WHERE identity_uuid = ?1 AND kind <> 1 AND kind = ?2 AND blind_index = ?3"
+    }
+}
+
+/// The records filed under a blind index, by uuid.
+fn records_by_index_sql(kind: u8) -> String {
     format!(
-        "SELECT {RECORD_COLS} FROM records INDEXED BY records_by_name
-         WHERE identity_uuid = ?1 AND kind = ?2 AND blind_index = ?3 ORDER BY uuid"
+        "SELECT {RECORD_COLS} FROM {} ORDER BY uuid",
+        filed_under(kind)
     )
 }
 
@@ -1211,8 +1259,17 @@ mod tests {
                 .unwrap();
             rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
         };
-        let by_index = plan(&records_by_index_sql());
+        let by_index = plan(&records_by_index_sql(1));
         assert!(by_index.contains("INDEX records_by_name"), "{by_index}");
+        let unique = plan(&records_by_index_sql(2));
+        assert!(unique.contains("INDEX records_unique_name"), "{unique}");
+        for kind in [1, 2, 3] {
+            let free = plan(&format!("SELECT 1 FROM {}", filed_under(kind)));
+            assert!(
+                free.contains("(identity_uuid=? AND kind=? AND blind_index=?)"),
+                "{free}"
+            );
+        }
         let listing = plan(&identity_records_sql());
         // a page starts where the last ended (not a walk from the first)
         assert!(

@@ -36,7 +36,7 @@ use crate::tree::{NODE_COUNT, Tree, writes_in_slot};
 pub const ROTATION_CHUNK: usize = 256;
 /// Tree nodes written or deleted per transaction while staging or
 /// finishing.
-const NODE_CHUNK: usize = 4096;
+const NODE_CHUNK: usize = 2048;
 /// Switch attempts before the rotation gives up (each catches up with the
 /// writes of the identity since the previous one).
 const SWITCH_ATTEMPTS: u32 = 16;
@@ -201,15 +201,18 @@ impl<'v> Unlocked<'v> {
         Ok(())
     }
 
-    /// Brings the staged tree up to the live head: the buckets writers
+    /// Brings the staged tree up to the live tree: the buckets writers
     /// changed since it was staged get their leaves under the next key.
-    /// Returns the node writes that make the stored slot match.
+    /// `checked` (with writers kept out): against the head, which the staging
+    /// then agrees with; otherwise a first pass that leaves the check to a
+    /// checked one. Returns the node writes that make the stored slot match.
     fn catch_up(
         &self,
         row: &IdentityRow,
         old: &IdentityVault<'_>,
         new: &RecordSealer,
         staging: &mut Staging,
+        checked: bool,
     ) -> Result<Vec<(u32, Option<Vec<u8>>)>> {
         let stored = self
             .state
@@ -222,7 +225,7 @@ impl<'v> Unlocked<'v> {
         if stored.head == staging.bytes {
             return Ok(Vec::new());
         }
-        let (bytes, head, changed) = old.changed_buckets(&staging.live)?;
+        let (bytes, head, changed) = old.changed_buckets(&staging.live, checked)?;
         for (b, leaf, rows) in changed {
             let next = new
                 .bucket_values(&rows)?
@@ -256,18 +259,18 @@ impl<'v> Unlocked<'v> {
         let seen_seq = options.memory.newest_head(&row.uuid)?.unwrap_or(0);
         let window = new.window_for(row.key_epoch, old_ik)?;
         for n in 0..SWITCH_ATTEMPTS {
-            let changes = self.catch_up(row, old, new, staging)?;
+            let changes = self.catch_up(row, old, new, staging, false)?;
             self.write_nodes(row, row.key_epoch, free, changes)?;
             let mut grants = (0, 0);
             let mut build = || -> Result<Batch> {
-                let changes = self.catch_up(row, old, new, staging)?;
+                let changes = self.catch_up(row, old, new, staging, true)?;
                 let ids: Vec<u32> = (0..NODE_COUNT).collect();
                 let mut stored =
                     Tree::from_slot(slot_nodes(backend, &row.uuid, free, &ids)?, free)?;
                 for (id, h) in &changes {
                     stored.put_raw(*id, h.as_deref());
                 }
-                if stored.all_nodes() != staging.tree.all_nodes() {
+                if !stored.same_nodes(&staging.tree) {
                     return Err(Error::Unavailable(format!(
                         "another rotation of identity {:?} is under way; try again when it is done",
                         row.name
