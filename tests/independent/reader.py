@@ -119,30 +119,55 @@ def identity_ad(vault_id, ident, label=b"ravi/v1/wrap/identity-key"):
               ident["name"].encode(), ident["inbox"].encode(), (ident["phone"] or "").encode())
 
 
+def head_extension(ext):
+    """SPEC 4e: empty, or flags (bit 0 slot 1, bit 1 window) and, with a
+    window, u32be(E) || u16be(len) || the previous key's envelope."""
+    if not ext:
+        return None
+    flags, rest = ext[0], ext[1:]
+    if flags == 0 or flags & ~3:
+        raise AuthError("bad head extension")
+    if not flags & 2:
+        if rest:
+            raise AuthError("bad head extension")
+        return None
+    if len(rest) < 6:
+        raise AuthError("bad head extension")
+    epoch, n = struct.unpack(">IH", rest[:6])
+    if len(rest) != 6 + n:
+        raise AuthError("bad head extension")
+    return epoch, rest[6:]
+
+
 def verify_head(vault_id, ident, ik, rows):
-    """SPEC 4b: the identity head's MAC and its commitment to the record set."""
+    """SPEC 4b and 4e: the identity head's MAC and its commitment to the
+    record set; returns the window (previous epoch, sealed key) or None."""
     head = ident["head"]
     if head is None:
-        return
-    if len(head) != 76:
+        return None
+    if len(head) < 76:
         raise AuthError("bad head length")
     hk = hkdf(ik, b"ravi/v1/identity/head-key")
     seq, epoch = struct.unpack(">QI", head[:12])
-    commitment = head[12:44]
+    commitment, ext = head[12:44], head[44:-32]
     if epoch != ident["key_epoch"]:
         raise AuthError("head epoch")
     mac = hmac.new(hk, b"ravi/v1/head/identity" + vault_id + ub(ident["uuid"]) + head[:8] + head[8:12]
-                   + commitment, hashlib.sha256).digest()
-    if not hmac.compare_digest(mac, head[44:]):
+                   + commitment + ext, hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, head[-32:]):
         raise AuthError("head MAC")
+    window = head_extension(ext)
+    if window is not None and window[0] >= epoch:
+        raise AuthError("bad head extension")
     # SPEC 4b: buckets by the first 16 bits of the record uuid; a bucket is
-    # the XOR of its records' leaves; 4 levels of 16-way nodes above them,
-    # each SHA-256 of its 16 children in order, all-zero when they all are.
+    # the XOR of its records' leaves (which bind the head's epoch); 4 levels
+    # of 16-way nodes above them, each SHA-256 of its 16 children in order,
+    # all-zero when they all are.
     zero = bytes(32)
     level = {}
     for r in rows:
         leaf = hmac.new(hk, b"ravi/v1/head/leaf" + ub(r["uuid"]) + bytes([r["kind"]])
-                        + struct.pack(">I", r["key_epoch"]) + hashlib.sha256(r["ciphertext"]).digest(),
+                        + struct.pack(">I", epoch) + hashlib.sha256(r["ciphertext"]).digest(),
                         hashlib.sha256).digest()
         b = int(r["uuid"][:4], 16)
         level[b] = bytes(x ^ y for x, y in zip(level.get(b, zero), leaf))
@@ -154,16 +179,29 @@ def verify_head(vault_id, ident, ik, rows):
         level = parents
     if level.get(0, zero) != commitment:
         raise AuthError("the records are not the set the head commits to")
+    return window
 
 
 def open_records(db, vault_id, ident, ik):
-    """SPEC 2 and 5-6: derive SK and BK, open every record, check its blind index."""
-    sk = hkdf(ik, b"ravi/v1/identity/seal-key")
-    bk = hkdf(ik, b"ravi/v1/identity/blind-index-key")
+    """SPEC 2, 4e and 5-6: derive SK and BK (and, in a rotation's window,
+    those of the previous key), open every record under the keys of its
+    epoch, check its blind index."""
+    keys = {ident["key_epoch"]: (hkdf(ik, b"ravi/v1/identity/seal-key"),
+                                 hkdf(ik, b"ravi/v1/identity/blind-index-key"))}
     out = []
     rows = db.execute("SELECT * FROM records WHERE identity_uuid = ? ORDER BY uuid", (ident["uuid"],)).fetchall()
-    verify_head(vault_id, ident, ik, rows)
+    window = verify_head(vault_id, ident, ik, rows)
+    if window is not None:
+        epoch, sealed = window
+        fields = ad(VERSION, b"ravi/v1/wrap/previous-key", vault_id, ub(ident["uuid"]),
+                    struct.pack(">I", epoch), struct.pack(">I", ident["key_epoch"]))
+        previous = open_envelope(keys[ident["key_epoch"]][0], fields, sealed)
+        keys[epoch] = (hkdf(previous, b"ravi/v1/identity/seal-key"),
+                       hkdf(previous, b"ravi/v1/identity/blind-index-key"))
     for r in rows:
+        if r["key_epoch"] not in keys:
+            raise AuthError("a record of another key epoch")
+        sk, bk = keys[r["key_epoch"]]
         fields = (b"ravi/v1/record", vault_id, ub(ident["uuid"]), bytes([r["kind"]]),
                   ub(r["uuid"]), struct.pack(">I", r["key_epoch"]))
         body = json.loads(open_record(sk, fields, r["ciphertext"]))
@@ -173,7 +211,7 @@ def open_records(db, vault_id, ident, ik):
             raise AuthError("blind index mismatch")
         if r["kind"] == 3:
             body["code_at_59"] = totp_code(body, 59)
-        out.append({"uuid": r["uuid"], "kind": r["kind"], "body": body})
+        out.append({"uuid": r["uuid"], "kind": r["kind"], "body": body, "key_epoch": r["key_epoch"]})
     return out
 
 
@@ -315,7 +353,7 @@ def main():
     args = p.parse_args()
     db = sqlite3.connect("file:%s?mode=ro" % args.vault, uri=True)
     db.row_factory = sqlite3.Row
-    if db.execute("PRAGMA user_version").fetchone()[0] not in (3, 4):
+    if db.execute("PRAGMA user_version").fetchone()[0] not in (3, 4, 5):
         raise SystemExit("unsupported schema version")
     verify_owner_signatures(db, args.owner_key)
     if args.agent_key_file:

@@ -605,6 +605,33 @@ impl<'v> Unlocked<'v> {
         Ok(rotation)
     }
 
+    /// Steps 1 and 2 of a rotation in chunks (SPEC §4e) and no more: the
+    /// identity is left in its window, with every record still under its
+    /// previous key, as a rotation stopped right after its switch leaves
+    /// it. For tests of readers of a window (feature `hazmat`); a rotation
+    /// completes it with [`RotateOptions::resume`].
+    ///
+    /// # Errors
+    /// As [`Unlocked::rotate_identity`]; [`Error::Conflict`] for an
+    /// identity that has no head yet or is in a window already.
+    #[cfg(feature = "hazmat")]
+    pub fn open_rotation_window(
+        &self,
+        selector: &str,
+        options: &RotateOptions<'_>,
+    ) -> Result<Rotation> {
+        let row = self.state.find_identity(selector)?;
+        let in_window = open_as_owner(self.state, &self.root_key, &Identity::from(&row))?
+            .window_epoch()
+            .is_some();
+        if row.head.is_none() || in_window {
+            return Err(Error::Conflict(
+                "a window opens on an identity with a head and no window".into(),
+            ));
+        }
+        self.stage_and_switch(&row, options)
+    }
+
     /// The identity's key as wrapped under the root key, for the client to
     /// remember outside the store ([`RotateOptions::memory`]).
     ///

@@ -123,6 +123,39 @@ pub fn python_reader_opens_a_ravi_vault() {
     env.run(&["identity", "grant", "alice", "--to", &public])
         .ok();
     env.run(&["identity", "rotate", "alice"]).ok();
+    // bob rotated in chunks (SPEC §4e): his tree is in slot 1 since
+    env.run(&["identity", "rotate", "bob", "--chunk-records", "1"])
+        .ok();
+    // alice left in a rotation's window (as a rotation stopped after its
+    // switch leaves her), then written to: records under epochs 2 and 3
+    {
+        let vault = vault_core::Vault::open(&env.vault).unwrap();
+        let owner = vault
+            .unlock(&vault_core::Passphrase::new(PASSPHRASE.to_string()).unwrap())
+            .unwrap();
+        let window = vault_core::RotateOptions {
+            chunk_records: Some(1),
+            ..vault_core::RotateOptions::default()
+        };
+        let r = owner.open_rotation_window("alice", &window).unwrap();
+        assert_eq!((r.key_epoch, r.records_resealed), (3, 0));
+    }
+    let s = env
+        .run(&[
+            "--identity",
+            "alice",
+            "secrets",
+            "set",
+            "IN_WINDOW",
+            "w",
+            "--json",
+        ])
+        .ok()
+        .json();
+    expected
+        .get_mut("alice")
+        .unwrap()
+        .insert(s["uuid"].as_str().unwrap().to_string(), s);
     let pass = env.dir.path().join("passphrase");
     std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
 
@@ -141,6 +174,13 @@ pub fn python_reader_opens_a_ravi_vault() {
             &owner,
         ],
     );
+    let epochs: Vec<u64> = doc["alice"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["key_epoch"].as_u64().unwrap())
+        .collect();
+    assert!(epochs.contains(&2) && epochs.contains(&3), "{epochs:?}");
     for who in ["alice", "bob"] {
         let got = by_uuid(&doc, who);
         let want = &expected[who];

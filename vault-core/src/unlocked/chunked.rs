@@ -89,6 +89,24 @@ impl<'v> Unlocked<'v> {
         row: &IdentityRow,
         options: &RotateOptions<'_>,
     ) -> Result<Rotation> {
+        let switched = self.stage_and_switch(row, options)?;
+        let resealed = self
+            .complete_window(&switched.identity, options)?
+            .unwrap_or(0);
+        self.state.reload()?;
+        Ok(Rotation {
+            records_resealed: resealed,
+            ..switched
+        })
+    }
+
+    /// Steps 1 and 2 for `row` (which has no window): the identity is left
+    /// in its window, no record re-sealed yet.
+    pub(super) fn stage_and_switch(
+        &self,
+        row: &IdentityRow,
+        options: &RotateOptions<'_>,
+    ) -> Result<Rotation> {
         let identity = Identity::from(row);
         let old_ik = self.identity_key(row)?;
         let old = open_as_owner(self.state, &self.root_key, &identity)?;
@@ -131,13 +149,11 @@ impl<'v> Unlocked<'v> {
         let (kept, removed) =
             self.switch(row, &old, &new, (&old_ik, &new_ik), &mut staging, options)?;
 
-        // 3 and 4.
-        let resealed = self.complete_window(&identity, options)?.unwrap_or(0);
         self.state.reload()?;
         Ok(Rotation {
             identity,
             key_epoch: new_epoch,
-            records_resealed: resealed,
+            records_resealed: 0,
             records_dropped: 0,
             grants_kept: kept,
             grants_removed: removed,
