@@ -331,14 +331,11 @@ impl RecordSealer {
         let epoch = u32::from_be_bytes(bytes[8..12].try_into().map_err(|_| bad())?);
         let commitment: [u8; 32] = bytes[12..44].try_into().map_err(|_| bad())?;
         let (ext_bytes, mac) = bytes[44..].split_at(bytes.len() - HEAD_LEN);
-        if epoch > self.epoch {
-            return Err(Error::Unavailable(
-                "the identity's key was rotated while this command ran; nothing was written, try again".into(),
-            ));
-        }
+        // (the head is read in the same row as the key epoch this sealer
+        // was made for: another epoch is never a rotation under way)
         if epoch != self.epoch {
             return Err(Error::Integrity(format!(
-                "rollback detected: the identity's head is for key epoch {epoch}, its key is at {}",
+                "rollback or damage detected: the identity's head is for key epoch {epoch}, its key is at {}",
                 self.epoch
             )));
         }
@@ -505,6 +502,97 @@ mod tests {
     const VAULT: [u8; 16] = [0xaa; 16];
     const IDENT: &str = "bbbbbbbb-bbbb-4bbb-bbbb-bbbbbbbbbbbb";
     const RECORD: &str = "cccccccc-cccc-4ccc-8ccc-cccccccccccc";
+
+    /// A head's extension round-trips; the plain head is the 76 bytes of
+    /// SPEC §4b; every other form (flags 0, unknown flags, bytes after a
+    /// slot-only flag, a length that does not match, a window of the same or
+    /// a later epoch) is refused, and the previous key opens only under the
+    /// head's own key and epochs.
+    #[test]
+    fn head_extensions_round_trip_and_bad_ones_are_refused() {
+        let new = RecordSealer::new(VAULT, IDENT, 3, &SecretKey::from_bytes([3; 32])).unwrap();
+        let plain = new.seal_head(7, &[9; 32]);
+        assert_eq!(plain.len(), HEAD_LEN);
+        assert_eq!(new.open_head(&plain).unwrap().ext, HeadExt::default());
+        let previous = SecretKey::from_bytes([2; 32]);
+        let window = new.window_for(2, &previous).unwrap();
+        for ext in [
+            HeadExt {
+                slot: 1,
+                window: None,
+            },
+            HeadExt {
+                slot: 0,
+                window: Some(window.clone()),
+            },
+            HeadExt {
+                slot: 1,
+                window: Some(window.clone()),
+            },
+        ] {
+            let bytes = new.seal_head_with(8, &[9; 32], &ext);
+            let head = new.open_head(&bytes).unwrap();
+            assert_eq!((head.seq, head.ext.clone()), (8, ext.clone()));
+            let mut opened =
+                RecordSealer::new(VAULT, IDENT, 3, &SecretKey::from_bytes([3; 32])).unwrap();
+            opened.follow(&head).unwrap();
+            assert_eq!(
+                opened.previous().map(RecordSealer::epoch),
+                ext.window.as_ref().map(|_| 2)
+            );
+        }
+        assert!(HeadExt::decode(&[0]).is_none());
+        assert!(HeadExt::decode(&[4]).is_none());
+        assert!(HeadExt::decode(&[1, 0]).is_none());
+        assert!(HeadExt::decode(&[2, 0, 0, 0, 2, 0, 5, 1, 2, 3]).is_none());
+        assert!(HeadExt::decode(&[2, 0, 0, 0]).is_none());
+        assert!(new.window_for(3, &previous).is_err());
+        // a window claiming the head's own epoch (re-MACed, as only a key
+        // holder could) is refused
+        let same = HeadExt {
+            slot: 0,
+            window: Some(Window {
+                epoch: 3,
+                wrapped: window.wrapped.clone(),
+            }),
+        };
+        assert!(
+            new.open_head(&new.seal_head_with(8, &[9; 32], &same))
+                .is_err()
+        );
+        // the sealed previous key is bound to its epochs and identity
+        let moved = Window {
+            epoch: 1,
+            wrapped: window.wrapped.clone(),
+        };
+        let head = new
+            .open_head(&new.seal_head_with(
+                8,
+                &[9; 32],
+                &HeadExt {
+                    slot: 0,
+                    window: Some(moved),
+                },
+            ))
+            .unwrap();
+        let mut opened =
+            RecordSealer::new(VAULT, IDENT, 3, &SecretKey::from_bytes([3; 32])).unwrap();
+        assert!(matches!(opened.follow(&head), Err(Error::Integrity(_))));
+        let other = RecordSealer::new(VAULT, IDENT, 3, &SecretKey::from_bytes([4; 32])).unwrap();
+        let head = other
+            .open_head(&other.seal_head_with(
+                8,
+                &[9; 32],
+                &HeadExt {
+                    slot: 0,
+                    window: Some(window),
+                },
+            ))
+            .unwrap();
+        let mut opened =
+            RecordSealer::new(VAULT, IDENT, 3, &SecretKey::from_bytes([4; 32])).unwrap();
+        assert!(opened.follow(&head).is_err());
+    }
 
     /// A record written before Padmé (envelope 0x01, power-of-two bucket)
     /// opens, and re-sealing it for a rotation writes envelope 0x02.

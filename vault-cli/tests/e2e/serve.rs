@@ -340,6 +340,33 @@ pub fn two_machines(
         .json();
     assert_eq!(got["password"], "canary-agent-password-0b7e");
     assert_eq!(got["username"], "bot");
+
+    // A rotation in chunks of one record (SPEC §4e) through the server:
+    // every step is an ordinary batch; the agent keeps reading after it.
+    let r = owner
+        .run(&[
+            "identity",
+            "rotate",
+            "alice",
+            "--chunk-records",
+            "1",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        (r["key_epoch"].as_u64(), r["records_resealed"].as_u64()),
+        (Some(2), Some(4))
+    );
+    let r = as_agent(&["secrets", "get", "CANARY_SECRET_KEY"]).ok();
+    assert_eq!(r.stdout.trim(), "canary-secret-value-44d1");
+    let got = as_agent(&["passwords", "get", "agent-site.example", "--json"])
+        .ok()
+        .json();
+    assert_eq!(got["password"], "canary-agent-password-0b7e");
+    owner
+        .run(&["identity", "rotate", "alice", "--resume"])
+        .fails(EXIT_NOT_FOUND);
     assert_eq!(
         owner.run(&["get", "email"]).ok().stdout.trim(),
         alice["inbox"].as_str().unwrap()

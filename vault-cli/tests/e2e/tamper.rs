@@ -343,3 +343,151 @@ fn moved_ciphertexts_fail() {
         "p"
     );
 }
+
+/// An identity left in a rotation's window (SPEC §4e, as a rotation
+/// stopped after its switch leaves it), with records under both epochs.
+/// Returns the identity's uuid.
+fn in_a_window(env: &Env) -> String {
+    for i in 0..5 {
+        env.run(&["secrets", "set", &format!("OLD_{i}"), &format!("old-{i}")])
+            .ok();
+    }
+    let vault = vault_core::Vault::open(&env.vault).unwrap();
+    let owner = vault
+        .unlock(&vault_core::Passphrase::new(PASSPHRASE.to_string()).unwrap())
+        .unwrap();
+    let options = vault_core::RotateOptions {
+        chunk_records: Some(1),
+        ..vault_core::RotateOptions::default()
+    };
+    let r = owner.open_rotation_window("alice", &options).unwrap();
+    env.run(&["secrets", "set", "NEW", "new"]).ok();
+    r.identity.uuid
+}
+
+/// In a rotation's window every byte of the head counts — its extension
+/// (slot, previous epoch, sealed previous key) is under the head's MAC and
+/// the previous key under the new key — and a record relabelled to the
+/// other epoch, or a tree moved to the other slot, fails: exit 5, and the
+/// rotation completes once the rows are restored.
+#[test]
+fn every_byte_of_a_window_head_and_the_window_rows() {
+    let (env, _) = Env::with_identity("alice");
+    let uuid = in_a_window(&env);
+    let head = blob(&env, "SELECT head FROM identities WHERE uuid = ?1", &uuid);
+    assert!(
+        head.len() > 76 + 1 + 6,
+        "a head with a window: {} bytes",
+        head.len()
+    );
+    let set_head = |h: &[u8]| {
+        env.db()
+            .execute(
+                "UPDATE identities SET head = ?1 WHERE uuid = ?2",
+                params![h, uuid],
+            )
+            .unwrap();
+    };
+    for i in 0..head.len() {
+        let mut bad = head.clone();
+        bad[i] ^= 0x01;
+        set_head(&bad);
+        let r = env
+            .run(&["secrets", "get", "OLD_1", "--json"])
+            .fails(EXIT_INTEGRITY);
+        assert_eq!(r.error_json()["error"]["code"], "integrity", "byte {i}");
+    }
+    // the window stripped, or the head cut short or lengthened
+    let stripped: Vec<u8> = [&head[..44], &head[head.len() - 32..]].concat();
+    for bad in [
+        stripped,
+        head[..head.len() - 1].to_vec(),
+        [&head[..], &[0]].concat(),
+    ] {
+        set_head(&bad);
+        env.run(&["secrets", "get", "OLD_1"]).fails(EXIT_INTEGRITY);
+    }
+    set_head(&head);
+    assert_eq!(
+        env.run(&["secrets", "get", "OLD_1"]).ok().stdout.trim(),
+        "old-1"
+    );
+    assert_eq!(
+        env.run(&["secrets", "get", "NEW"]).ok().stdout.trim(),
+        "new"
+    );
+
+    // a record relabelled to the other epoch does not open (its epoch is
+    // bound by its associated data and its key)
+    let epoch: u32 = env
+        .db()
+        .query_row(
+            "SELECT key_epoch FROM identities WHERE uuid = ?1",
+            [&uuid],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let set_epoch = |record: &str, e: u32| {
+        env.db()
+            .execute(
+                "UPDATE records SET key_epoch = ?1 WHERE uuid = ?2",
+                params![e, record],
+            )
+            .unwrap();
+    };
+    for (key, own, other) in [("OLD_2", epoch - 1, epoch), ("NEW", epoch, epoch - 1)] {
+        let record = env.run(&["secrets", "get", key, "--json"]).ok().json()["uuid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for e in [other, epoch + 1, epoch - 2] {
+            set_epoch(&record, e);
+            env.run(&["secrets", "get", key]).fails(EXIT_INTEGRITY);
+            env.run(&["secrets", "list"]).fails(EXIT_INTEGRITY);
+        }
+        set_epoch(&record, own);
+        env.run(&["secrets", "get", key]).ok();
+    }
+
+    // the two tree slots swapped: the old epoch's tree does not prove the
+    // new head's records
+    let swap = || {
+        for (from, to) in [(0, 2), (1, 0), (2, 1)] {
+            env.db()
+                .execute(
+                    "UPDATE tree_nodes SET node = node - ?1 * 131072 + ?2 * 131072
+                     WHERE identity_uuid = ?3 AND node >= ?1 * 131072 AND node < (?1 + 1) * 131072",
+                    params![from, to, uuid],
+                )
+                .unwrap();
+        }
+    };
+    swap();
+    env.run(&["secrets", "get", "OLD_1"]).fails(EXIT_INTEGRITY);
+    env.run(&["secrets", "get", "NEW"]).fails(EXIT_INTEGRITY);
+    swap();
+    env.run(&["secrets", "get", "OLD_1"]).ok();
+
+    // restored, the rotation completes
+    let r = env
+        .run(&["identity", "rotate", "alice", "--resume", "--json"])
+        .ok()
+        .json();
+    assert_eq!(r["key_epoch"].as_u64().unwrap(), u64::from(epoch));
+    assert_eq!(r["records_resealed"].as_u64().unwrap(), 5);
+    assert_eq!(
+        env.run(&["secrets", "get", "OLD_1"]).ok().stdout.trim(),
+        "old-1"
+    );
+    assert_eq!(
+        env.run(&["secrets", "list", "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    env.run(&["identity", "rotate", "alice", "--resume"])
+        .fails(EXIT_NOT_FOUND);
+}
