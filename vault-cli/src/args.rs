@@ -786,4 +786,21 @@ mod tests {
         walk(&Cli::command(), "ravi", &mut missing);
         assert!(missing.is_empty(), "no help line: {missing:#?}");
     }
+
+    /// `identity rotate` without `--chunk-records` rotates in the library's
+    /// chunks; `--resume` and `--drop-unreadable` exclude each other.
+    #[test]
+    fn rotate_defaults_to_the_library_chunk() {
+        let parse = |args: &[&str]| {
+            let m = command().try_get_matches_from(args)?;
+            <Cli as clap::FromArgMatches>::from_arg_matches(&m)
+        };
+        let cli = parse(&["ravi", "identity", "rotate", "x"]).unwrap();
+        let Command::Identity(IdentityCommand::Rotate { chunk_records, .. }) = cli.command else {
+            panic!("not a rotation");
+        };
+        assert_eq!(usize::try_from(chunk_records).unwrap(), vault_core::ROTATION_CHUNK);
+        assert!(parse(&["ravi", "identity", "rotate", "x", "--resume", "--drop-unreadable"]).is_err());
+        assert!(parse(&["ravi", "identity", "rotate", "x", "--chunk-records", "0"]).is_err());
+    }
 }
