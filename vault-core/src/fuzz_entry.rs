@@ -174,9 +174,16 @@ pub fn vault_head(data: &[u8]) {
     let _ = crate::vault_head::VaultHead::open(data, &VAULT, &fuzz_owner().public());
 }
 
-/// Opens arbitrary bytes as an identity head under a fixed identity key.
+/// Opens arbitrary bytes as an identity head under a fixed identity key,
+/// and the previous key of a window it names (SPEC §4e).
 pub fn identity_head(data: &[u8]) {
-    let _ = fuzz_sealer().open_head(data);
+    let _ = open_identity_head(data);
+}
+
+fn open_identity_head(data: &[u8]) -> crate::Result<()> {
+    let mut sealer = fuzz_sealer();
+    let head = sealer.open_head(data)?;
+    sealer.follow(&head)
 }
 
 /// A fuzz entry point: takes any bytes, must not panic.
@@ -247,7 +254,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("vault_head", |d| {
         crate::vault_head::VaultHead::open(d, &VAULT, &fuzz_owner().public()).is_ok()
     }),
-    ("identity_head", |d| fuzz_sealer().open_head(d).is_ok()),
+    ("identity_head", |d| open_identity_head(d).is_ok()),
 ];
 
 /// Valid inputs (and must-fail variants derived from them) that need keys
@@ -469,5 +476,39 @@ pub fn generated_vectors() -> Vec<(&'static str, String, Vec<u8>)> {
     .expect("a fixed uuid")
     .seal_head(3, &[0x11; 32]);
     out.push(("identity_head", "fail_older_epoch.bin".into(), older));
+    // SPEC §4e: a head naming tree slot 1, and one in a rotation's window
+    // with the previous key (epoch 1) sealed in it
+    let slot = crate::sealer::HeadExt {
+        slot: 1,
+        window: None,
+    };
+    out.push((
+        "identity_head",
+        "ok_slot_1.bin".into(),
+        sealer.seal_head_with(4, &[0x11; 32], &slot),
+    ));
+    let window = crate::sealer::HeadExt {
+        slot: 1,
+        window: Some(
+            sealer
+                .window_for(1, &SecretKey::from_bytes([0x0e; 32]))
+                .expect("an earlier epoch"),
+        ),
+    };
+    let wh = sealer.seal_head_with(5, &[0x11; 32], &window);
+    out.push(("identity_head", "ok_window.bin".into(), wh.clone()));
+    let mut stripped = wh[..44].to_vec();
+    stripped.extend_from_slice(&wh[wh.len() - 32..]);
+    out.push(("identity_head", "fail_window_stripped.bin".into(), stripped));
+    // a sealed previous key that does not open, under a valid MAC
+    let mut bad_key = window.clone();
+    if let Some(w) = bad_key.window.as_mut() {
+        w.wrapped[30] ^= 1;
+    }
+    out.push((
+        "identity_head",
+        "fail_window_key.bin".into(),
+        sealer.seal_head_with(5, &[0x11; 32], &bad_key),
+    ));
     out
 }
