@@ -61,6 +61,9 @@ pub(crate) type Reopen<'v> = Box<dyn Fn() -> Result<IdentityVault<'v>> + 'v>;
 /// before it reports what it found.
 const REOPENS: u32 = 8;
 
+/// Records per page when the whole record set is read.
+const PAGE: usize = 2048;
+
 impl std::fmt::Debug for IdentityVault<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdentityVault")
@@ -564,7 +567,6 @@ impl<'v> IdentityVault<'v> {
         open: impl Fn(&RecordSealer, Vec<RecordRow>) -> Result<U> + Sync,
         visit: impl Fn(&mut T, U) -> Result<()>,
     ) -> Result<T> {
-        const PAGE: usize = 2048;
         let sealer = self.sealer();
         let sealer: &RecordSealer = &sealer;
         let (_, head, (buckets, kept)) = self.under_one_head(|head| {
@@ -1689,8 +1691,25 @@ impl IdentityVault<'_> {
     /// anything the store made up, is found by
     /// [`IdentityVault::changed_buckets`] against the authenticated tree.
     pub(crate) fn leaves_for(&self, next: &RecordSealer) -> Result<[Vec<[u8; 32]>; 2]> {
-        const PAGE: usize = 2048;
         let mut out = [vec![[0u8; 32]; 1 << 16], vec![[0u8; 32]; 1 << 16]];
+        self.each_page(|rows| {
+            let sealer = self.sealer();
+            for (buckets, s) in out.iter_mut().zip([&*sealer, next]) {
+                for part in in_parallel(s, rows, |s, chunk| s.bucket_values(chunk))? {
+                    for (b, v) in part {
+                        xor_into(&mut buckets[usize::from(b)], &v);
+                    }
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Reads the identity's records a page at a time (uuid order, under no
+    /// head), giving each page to `visit` until it returns `false` or the
+    /// pages end.
+    fn each_page(&self, mut visit: impl FnMut(&[RecordRow]) -> Result<bool>) -> Result<()> {
         let mut after = None;
         loop {
             let rows = self.backend.records(
@@ -1701,17 +1720,12 @@ impl IdentityVault<'_> {
                     ..RecordQuery::default()
                 },
             )?;
-            let sealer = self.sealer();
-            for (buckets, s) in out.iter_mut().zip([&*sealer, next]) {
-                for part in in_parallel(s, &rows, |s, chunk| s.bucket_values(chunk))? {
-                    for (b, v) in part {
-                        xor_into(&mut buckets[usize::from(b)], &v);
-                    }
-                }
+            if !visit(&rows)? {
+                return Ok(());
             }
             match rows.last() {
                 Some(last) if rows.len() == PAGE => after = Some(last.uuid.clone()),
-                _ => return Ok(out),
+                _ => return Ok(()),
             }
         }
     }
@@ -1837,24 +1851,12 @@ impl IdentityVault<'_> {
         let Some(previous) = self.window_epoch() else {
             return Ok(false);
         };
-        let mut after = None;
-        loop {
-            let rows = self.backend.records(
-                &self.identity.uuid,
-                &RecordQuery {
-                    after: after.take(),
-                    limit: Some(2048),
-                    ..RecordQuery::default()
-                },
-            )?;
-            if rows.iter().any(|r| r.key_epoch == previous) {
-                return Ok(true);
-            }
-            match rows.last() {
-                Some(last) if rows.len() == 2048 => after = Some(last.uuid.clone()),
-                _ => return Ok(false),
-            }
-        }
+        let mut left = false;
+        self.each_page(|rows| {
+            left = rows.iter().any(|r| r.key_epoch == previous);
+            Ok(!left)
+        })?;
+        Ok(left)
     }
 
     /// Ends a window: the next head names no previous key (the caller

@@ -585,4 +585,57 @@ mod tests {
             );
         }
     }
+
+    /// An identity in a window: a plain rotation completes the window and
+    /// then rotates (one epoch per rotation, no third key), and `rekey`
+    /// re-keys it in one transaction from both epochs; every record opens
+    /// after either, and no window is left.
+    #[test]
+    fn the_next_rotation_or_a_rekey_completes_a_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = test_vault(&dir);
+        let u = v.unlock(&pass("pw")).unwrap();
+        let id = new_identity(&u, "alice");
+        let iv = u.open_identity(&id).unwrap();
+        for i in 0..6 {
+            iv.set_secret(&format!("K{i}"), &format!("v{i}").as_str().into(), None)
+                .unwrap();
+        }
+        drop(iv);
+        let chunked = RotateOptions {
+            chunk_records: Some(2),
+            ..RotateOptions::default()
+        };
+        let expected: Vec<(String, String)> =
+            (0..6).map(|i| (format!("K{i}"), format!("v{i}"))).collect();
+        let in_window = |epoch: u32| {
+            let (e, head, slots) = state_of(&u, "alice");
+            assert_eq!(
+                (e, head.ext.window.map(|w| w.epoch), slots.len()),
+                (epoch, Some(epoch - 1), 2)
+            );
+        };
+        let done = |epoch: u32| {
+            let (e, head, slots) = state_of(&u, "alice");
+            assert_eq!((e, head.ext.window, slots.len()), (epoch, None, 1));
+            assert_eq!(values(&u.open_identity(&id).unwrap()), expected);
+        };
+        assert_eq!(
+            u.open_rotation_window("alice", &chunked).unwrap().key_epoch,
+            2
+        );
+        in_window(2);
+        assert_eq!(values(&u.open_identity(&id).unwrap()), expected);
+        let r = u.rotate_identity("alice", &chunked).unwrap();
+        assert_eq!((r.key_epoch, r.records_resealed), (3, 6));
+        done(3);
+        assert!(u.open_rotation_window("alice", &chunked).is_ok());
+        in_window(4);
+        assert!(u.open_rotation_window("alice", &chunked).is_err());
+        u.rekey(&pass("pw")).unwrap();
+        let u = v.unlock(&pass("pw")).unwrap();
+        let (e, head, slots) = state_of(&u, "alice");
+        assert_eq!((e, head.ext, slots), (5, HeadExt::default(), vec![0]));
+        assert_eq!(values(&u.open_identity(&id).unwrap()), expected);
+    }
 }
