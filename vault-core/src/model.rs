@@ -51,8 +51,8 @@ pub struct VaultInfo {
     pub created_dt: String,
 }
 
-/// An identity's routing metadata (stored in the clear):
-/// `{uuid, name, inbox, phone, created_dt}`.
+/// An identity's routing metadata (stored in the clear) and key epoch:
+/// `{uuid, name, inbox, phone, created_dt, key_epoch}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Identity {
     /// The identity's uuid.
@@ -65,6 +65,9 @@ pub struct Identity {
     pub phone: Option<String>,
     /// Creation time.
     pub created_dt: String,
+    /// The epoch of its key when this was read (1 at creation, one more
+    /// per rotation; checked against the owner-signed vault head).
+    pub key_epoch: u32,
 }
 
 impl From<&IdentityRow> for Identity {
@@ -75,6 +78,7 @@ impl From<&IdentityRow> for Identity {
             inbox: r.inbox.clone(),
             phone: r.phone.clone(),
             created_dt: r.created_dt.clone(),
+            key_epoch: r.key_epoch,
         }
     }
 }

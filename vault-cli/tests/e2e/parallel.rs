@@ -354,6 +354,8 @@ fn a_rotation_killed_anywhere_leaves_every_record_readable() {
         let got = env.run(&["secrets", "get", &format!("K_{i:05}")]).ok();
         assert_eq!(got.stdout.trim(), format!("value-{i}"));
     }
+    let shown = env.run(&["identity", "show", "big", "--json"]).ok().json();
+    assert_eq!(shown["key_epoch"].as_u64().unwrap(), epoch);
     // the kill points fell inside windows (and the test saw them resumed)
     assert!(
         resumed > 0,
