@@ -875,26 +875,24 @@ impl SqliteBackend {
     /// deleting commit tries again.
     fn checkpoint_truncate(&self) {
         NO_WAIT.with(|w| w.set(true));
-        {
-            // The log's frames are first copied without blocking anyone
-            // (PASSIVE); the TRUNCATE that follows, which keeps writers out
-            // while it runs, then has almost nothing left to copy. After a
-            // rotation of 100,000 records that is the difference between
-            // writers of other identities waiting seconds or not.
-            let _ = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-            // (its first column is 1 when something was in the way)
-            let emptied = self
-                .conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .is_ok_and(|busy| busy == 0);
-            if emptied {
-                // (nothing left for the drop to do)
-                self.wrote.set(false);
-            }
+        // The log's frames are first copied without blocking anyone
+        // (PASSIVE); the TRUNCATE that follows, which keeps writers out
+        // while it runs, then has almost nothing left to copy. After a
+        // rotation of 100,000 records that is the difference between
+        // writers of other identities waiting seconds or not.
+        let _ = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        // (its first column is 1 when something was in the way)
+        let emptied = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .is_ok_and(|busy| busy == 0);
+        if emptied {
+            // (nothing left for the drop to do)
+            self.wrote.set(false);
         }
         NO_WAIT.with(|w| w.set(false));
     }
