@@ -21,13 +21,14 @@ use crate::model::{GrantInfo, Identity, NewIdentity, Rekey, Rotation};
 use crate::names;
 use crate::primitives::random_bytes;
 use crate::recovery::{ClientMemory, RotateOptions, WrappedKey};
-use crate::sealer::{HEAD_LEN, RecordSealer, uuid_bytes};
+use crate::sealer::{HEAD_LEN, RecordSealer, uuid_bytes, xor_into};
 use crate::session::{MAX_TTL, SessionToken};
 use crate::signing::OwnerKey;
 use crate::state::{
     OnConflict, VaultState, grant_context, grant_signed, header_signed, identity_signed,
     kdf_params_of, transact,
 };
+use crate::tree::{Tree, bucket_of};
 use crate::vault_head::VaultHead;
 
 /// What [`Unlocked::adopt_pending`] did: the identities adopted, and the
@@ -796,13 +797,13 @@ impl<'v> Unlocked<'v> {
             None => SecretKey::random()?,
         };
         let new_sealer = RecordSealer::new(self.state.vault_id, &old_row.uuid, new_epoch, &new_ik)?;
-        let stored_seq = match (&old_row.head, keys.first()) {
-            (None, _) => 0,
-            (Some(h), Some((e, s))) if *e == old_row.key_epoch => s.open_head(h)?.seq,
-            // The row's own key is gone: its head cannot be read, and the
-            // remembered sequence has to do.
-            (Some(_), _) => 0,
+        // (when the row's own key is gone its head cannot be read, and the
+        // remembered sequence has to do)
+        let stored_head = match (&old_row.head, keys.first()) {
+            (Some(h), Some((e, s))) if *e == old_row.key_epoch => Some(s.open_head(h)?),
+            _ => None,
         };
+        let stored_seq = stored_head.as_ref().map_or(0, |h| h.seq);
         let seen_seq = options.memory.newest_head(&old_row.uuid)?.unwrap_or(0);
         batch.require(Precondition::IdentityHead {
             identity_uuid: old_row.uuid.clone(),
@@ -859,6 +860,39 @@ impl<'v> Unlocked<'v> {
                 unreadable.len(),
                 old_row.name
             )));
+        }
+        // An identity the store did not roll back (its own key opens its
+        // head, nothing newer is known) is re-keyed with the record set its
+        // head commits to and no other: a record the store deleted, replayed
+        // in an older version or planted would otherwise pass into the new
+        // head. A recovery (a rolled-back row, `drop_unreadable`) re-keys
+        // what is stored, as SPEC 4d says.
+        let newer_known = recover.listed_epoch > old_row.key_epoch
+            || keys.iter().any(|(e, _)| *e > old_row.key_epoch);
+        if let (Some(head), Some((_, own))) = (&stored_head, keys.first())
+            && !options.drop_unreadable
+            && !newer_known
+        {
+            let mut buckets = vec![[0u8; 32]; 1 << 16];
+            for rec in &records {
+                let leaf = own.leaf(&rec.uuid, rec.kind, &rec.ciphertext)?;
+                xor_into(&mut buckets[usize::from(bucket_of(&rec.uuid)?)], &leaf);
+            }
+            // (a writer between the reads of the row and of the records:
+            // the head precondition fails the commit and the rotation runs
+            // again)
+            if Tree::root_of_all(&buckets) != head.commitment
+                && backend
+                    .identity(&old_row.uuid)?
+                    .is_some_and(|r| r.head == old_row.head)
+            {
+                return Err(Error::Integrity(format!(
+                    "rollback or deletion detected: the records of identity {:?} are not the set \
+                     its head (sequence {}) commits to; nothing was changed. A rotation that \
+                     drops unreadable records re-keys the records as stored",
+                    old_row.name, head.seq
+                )));
+            }
         }
         for rec in &unreadable {
             batch.write(Write::DeleteRecord {

@@ -498,6 +498,85 @@ fn deleted_replayed_and_planted_records_are_caught_by_list() {
     env.run(&["secrets", "list"]).fails(EXIT_INTEGRITY);
 }
 
+/// The owner's rotation re-keys the record set the head commits to and no
+/// other, in one transaction or in chunks: a record the store replayed in
+/// an older version or deleted just before is exit 5 with nothing changed,
+/// not passed into the new head. `--drop-unreadable`, the explicit
+/// recovery, re-keys what is stored.
+#[test]
+fn a_rotation_does_not_launder_replayed_or_deleted_records() {
+    let (env, _, _) = setup();
+    for i in 0..4 {
+        env.run(&["secrets", "set", &format!("R{i}"), &format!("r{i}")])
+            .ok();
+    }
+    let record = |key: &str| -> (String, Vec<u8>) {
+        let uuid = env.run(&["secrets", "get", key, "--json"]).ok().json()["uuid"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let ct = env
+            .db()
+            .query_row(
+                "SELECT ciphertext FROM records WHERE uuid = ?1",
+                [&uuid],
+                |r| r.get(0),
+            )
+            .unwrap();
+        (uuid, ct)
+    };
+    let epoch = || {
+        env.run(&["identity", "show", "alice", "--json"])
+            .ok()
+            .json()["key_epoch"]
+            .clone()
+    };
+    let before = epoch();
+    let refused = |what: &str| {
+        for extra in [&[][..], &["--chunk-records", "1"][..]] {
+            let mut args = vec!["identity", "rotate", "alice"];
+            args.extend_from_slice(extra);
+            let r = env.run(&args).fails(EXIT_INTEGRITY);
+            assert!(
+                r.stderr.contains("rollback or deletion"),
+                "{what} {extra:?}: {}",
+                r.stderr
+            );
+            assert_eq!(epoch(), before, "{what} {extra:?}: nothing changed");
+        }
+    };
+    let (uuid, old_ct) = record("R1");
+    env.run(&["secrets", "set", "R1", "newer"]).ok();
+    let (_, new_ct) = record("R1");
+    let set_ct = |ct: &[u8]| {
+        env.db()
+            .execute(
+                "UPDATE records SET ciphertext = ?1 WHERE uuid = ?2",
+                params![ct, uuid],
+            )
+            .unwrap();
+    };
+    set_ct(&old_ct);
+    refused("replayed");
+    set_ct(&new_ct);
+    let (gone, _) = record("R2");
+    env.db()
+        .execute("DELETE FROM records WHERE uuid = ?1", [&gone])
+        .unwrap();
+    refused("deleted");
+    // the explicit recovery re-keys what the store holds
+    let r = env
+        .run(&["identity", "rotate", "alice", "--drop-unreadable", "--json"])
+        .ok()
+        .json();
+    assert_ne!(r["key_epoch"], before);
+    env.run(&["secrets", "get", "R2"]).fails(EXIT_NOT_FOUND);
+    assert_eq!(
+        env.run(&["secrets", "get", "R1"]).ok().stdout.trim(),
+        "newer"
+    );
+}
+
 /// Revokes agent A from alice, then restores alice's row and A's grant as
 /// they were before (undoing the revocation, as a store with a backup
 /// can), with a record written after the revocation. Returns the number of
