@@ -619,14 +619,7 @@ impl<'v> IdentityVault<'v> {
                 let lost = || Error::Crypto("a worker thread");
                 let (mut after, mut in_flight) = (None, false);
                 loop {
-                    let rows = self.backend.records(
-                        &self.identity.uuid,
-                        &RecordQuery {
-                            after: after.take(),
-                            limit: Some(PAGE),
-                            ..RecordQuery::default()
-                        },
-                    )?;
+                    let rows = self.page(after.take())?;
                     let next = (rows.len() == PAGE)
                         .then(|| rows.last().map(|r| r.uuid.clone()))
                         .flatten();
@@ -1706,20 +1699,25 @@ impl IdentityVault<'_> {
         Ok(out)
     }
 
+    /// The page of at most [`PAGE`] records after `after` (uuid order).
+    fn page(&self, after: Option<String>) -> Result<Vec<RecordRow>> {
+        self.backend.records(
+            &self.identity.uuid,
+            &RecordQuery {
+                after,
+                limit: Some(PAGE),
+                ..RecordQuery::default()
+            },
+        )
+    }
+
     /// Reads the identity's records a page at a time (uuid order, under no
     /// head), giving each page to `visit` until it returns `false` or the
     /// pages end.
     fn each_page(&self, mut visit: impl FnMut(&[RecordRow]) -> Result<bool>) -> Result<()> {
         let mut after = None;
         loop {
-            let rows = self.backend.records(
-                &self.identity.uuid,
-                &RecordQuery {
-                    after: after.take(),
-                    limit: Some(PAGE),
-                    ..RecordQuery::default()
-                },
-            )?;
+            let rows = self.page(after.take())?;
             if !visit(&rows)? {
                 return Ok(());
             }
