@@ -164,15 +164,12 @@ impl<'v> Unlocked<'v> {
     /// per transaction guarded by the identity's epoch: only what differs
     /// from what the slot holds (the leftovers of a stopped rotation).
     fn write_staged(&self, row: &IdentityRow, slot: u8, tree: &mut Tree) -> Result<()> {
-        let ids: Vec<u32> = (0..NODE_COUNT).collect();
-        let stored: HashMap<u32, Vec<u8>> = Tree::from_slot(
-            slot_nodes(self.state.backend.as_ref(), &row.uuid, slot, &ids)?,
-            slot,
-        )?
-        .all_nodes()
-        .into_iter()
-        .filter_map(|(id, h)| h.map(|h| (id, h)))
-        .collect();
+        let stored: HashMap<u32, Vec<u8>> = self
+            .slot_tree(row, slot)?
+            .all_nodes()
+            .into_iter()
+            .filter_map(|(id, h)| h.map(|h| (id, h)))
+            .collect();
         let mut writes: Vec<(u32, Option<Vec<u8>>)> = tree
             .all_nodes()
             .into_iter()
@@ -186,6 +183,15 @@ impl<'v> Unlocked<'v> {
         );
         tree.take_changes();
         self.write_nodes(row, row.key_epoch, slot, writes)
+    }
+
+    /// The tree stored in `slot`, whole.
+    fn slot_tree(&self, row: &IdentityRow, slot: u8) -> Result<Tree> {
+        let ids: Vec<u32> = (0..NODE_COUNT).collect();
+        Tree::from_slot(
+            slot_nodes(self.state.backend.as_ref(), &row.uuid, slot, &ids)?,
+            slot,
+        )
     }
 
     /// Node writes into `slot`, `NODE_CHUNK` per transaction, each guarded
@@ -280,9 +286,7 @@ impl<'v> Unlocked<'v> {
             let mut grants = (0, 0);
             let mut build = || -> Result<Batch> {
                 let changes = self.catch_up(row, old, new, staging, true)?;
-                let ids: Vec<u32> = (0..NODE_COUNT).collect();
-                let mut stored =
-                    Tree::from_slot(slot_nodes(backend, &row.uuid, free, &ids)?, free)?;
+                let mut stored = self.slot_tree(row, free)?;
                 for (id, h) in &changes {
                     stored.put_raw(*id, h.as_deref());
                 }
@@ -405,16 +409,13 @@ impl<'v> Unlocked<'v> {
             .backend
             .identity(&identity.uuid)?
             .ok_or_else(|| Error::NotFound(format!("identity {:?} was deleted", identity.name)))?;
-        let ids: Vec<u32> = (0..NODE_COUNT).collect();
         let old_slot = 1 - live;
-        let stale: Vec<(u32, Option<Vec<u8>>)> = Tree::from_slot(
-            slot_nodes(self.state.backend.as_ref(), &row.uuid, old_slot, &ids)?,
-            old_slot,
-        )?
-        .all_nodes()
-        .into_iter()
-        .map(|(id, _)| (id, None))
-        .collect();
+        let stale: Vec<(u32, Option<Vec<u8>>)> = self
+            .slot_tree(&row, old_slot)?
+            .all_nodes()
+            .into_iter()
+            .map(|(id, _)| (id, None))
+            .collect();
         self.write_nodes(&row, row.key_epoch, old_slot, stale)?;
         iv.close_window()?;
         Ok(Some(resealed))
