@@ -206,7 +206,7 @@ impl<'v> IdentityVault<'v> {
     /// The identity's head as stored now: its bytes (for the precondition
     /// of a write) and, if it has one, its checked content. An identity made
     /// before heads has none until its first write.
-    fn current_head(&self) -> Result<(Option<Vec<u8>>, Option<Head>)> {
+    pub(crate) fn current_head(&self) -> Result<(Option<Vec<u8>>, Option<Head>)> {
         let row = self.backend.identity(&self.identity.uuid)?.ok_or_else(|| {
             Error::NotFound(format!("identity {:?} was deleted", self.identity.name))
         })?;
@@ -1667,11 +1667,6 @@ type Leaves = Vec<(u16, [u8; 32])>;
 /// with an identity's records, through the same checked reads and writes
 /// as every other command.
 impl IdentityVault<'_> {
-    /// The head as stored now (its bytes and checked content).
-    pub(crate) fn stored_head(&self) -> Result<(Option<Vec<u8>>, Option<Head>)> {
-        self.current_head()
-    }
-
     /// The epoch of the previous key this handle opens records of (a
     /// window it found when it was opened).
     pub(crate) fn window_epoch(&self) -> Option<u32> {
@@ -1821,15 +1816,22 @@ impl IdentityVault<'_> {
         if !rows.iter().any(|r| r.key_epoch == previous) {
             return Ok((0, next));
         }
+        // (the page read above serves the first attempt; a retry reads it
+        // again)
+        let mut read = Some(rows);
         let resealed = self.transact(
             || {
+                let rows = match read.take() {
+                    Some(rows) => rows,
+                    None => page()?,
+                };
                 let sealer = self.sealer();
                 let old = sealer
                     .previous()
                     .ok_or_else(|| Error::Storage("the handle lost its previous key".into()))?;
                 let mut batch = self.batch();
                 let mut n = 0;
-                for row in page()?.iter().filter(|r| r.key_epoch == previous) {
+                for row in rows.iter().filter(|r| r.key_epoch == previous) {
                     batch
                         .require(unchanged(row))
                         .write(Write::UpdateRecord(sealer.reseal(old, row)?));

@@ -570,15 +570,20 @@ impl<'v> Unlocked<'v> {
         // An identity in a rotation's window completes it first (there are
         // never three keys); if that fails, the rotation in one transaction
         // below opens the records under either key, or says why not.
-        let in_window = row.head.as_ref().is_some_and(|h| h.len() > HEAD_LEN)
-            && open_as_owner(self.state, &self.root_key, &Identity::from(&row))
-                .is_ok_and(|iv| iv.window_epoch().is_some());
-        if in_window {
-            if let Ok(Some(_)) = self.complete_window(&Identity::from(&row), options) {
-                return self.rotate_identity(selector, options);
+        // (only an extended head can have a window)
+        let window = row
+            .head
+            .as_ref()
+            .filter(|h| h.len() > HEAD_LEN)
+            .map(|_| self.complete_window(&Identity::from(&row), options));
+        match window {
+            Some(Ok(Some(_))) => return self.rotate_identity(selector, options),
+            Some(Err(_)) => {}
+            Some(Ok(None)) | None => {
+                if self.rotates_in_chunks(&row, listed_epoch, options)? {
+                    return self.rotate_in_chunks(&row, options);
+                }
             }
-        } else if self.rotates_in_chunks(&row, listed_epoch, options)? {
-            return self.rotate_in_chunks(&row, options);
         }
         let backend = self.state.backend.as_ref();
         let carried = std::cell::RefCell::new(Carried::default());

@@ -109,7 +109,7 @@ impl<'v> Unlocked<'v> {
     ) -> Result<Rotation> {
         let identity = Identity::from(row);
         let old_ik = self.identity_key(row)?;
-        let old = open_as_owner(self.state, &self.root_key, &identity)?;
+        let old = IdentityVault::new(self.state, row, &old_ik)?;
         let epoch = row.key_epoch;
         let new_epoch = epoch
             .checked_add(1)
@@ -122,7 +122,7 @@ impl<'v> Unlocked<'v> {
             .with_previous(RecordSealer::new(vault_id, &row.uuid, epoch, &old_ik)?);
 
         // 1. Stage.
-        let Some(head) = old.stored_head()?.1 else {
+        let Some(head) = old.current_head()?.1 else {
             return Err(Error::Integrity(format!(
                 "identity {:?} lost its head while it was rotated",
                 row.name
@@ -402,7 +402,7 @@ impl<'v> Unlocked<'v> {
                 )));
             }
         }
-        let (_, head) = iv.stored_head()?;
+        let (_, head) = iv.current_head()?;
         let live = head.map_or(0, |h| h.ext.slot);
         let row = self
             .state
@@ -475,7 +475,7 @@ mod tests {
     fn state_of(u: &Unlocked<'_>, name: &str) -> (u32, Head, Vec<u32>) {
         let row = u.state.find_identity(name).unwrap();
         let iv = open_as_owner(u.state, &u.root_key, &Identity::from(&row)).unwrap();
-        let head = iv.stored_head().unwrap().1.unwrap();
+        let head = iv.current_head().unwrap().1.unwrap();
         let mut slots: Vec<u32> = u
             .state
             .backend
