@@ -181,6 +181,14 @@ fn usage_errors_and_help() {
         .error_json();
     assert_eq!(e["error"]["code"], "invalid_input");
     env.run(&["identity", "create"]).fails(EXIT_INVALID);
+    // a rotation's chunk is at least one record; resuming is not recovering
+    for bad in [
+        &["identity", "rotate", "x", "--chunk-records", "0"][..],
+        &["identity", "rotate", "x", "--chunk-records", "many"],
+        &["identity", "rotate", "x", "--resume", "--drop-unreadable"],
+    ] {
+        env.run(bad).fails(EXIT_INVALID);
+    }
     // a missing subcommand prints help but is still a usage error
     let r = env.run(&["identity"]).fails(EXIT_INVALID);
     assert!(r.stderr.contains("Usage"));
