@@ -19,11 +19,16 @@ need hyperfine=hyperfine pass=pass gpg=gnupg oathtool=oathtool
 cargo build -q --release -p vault-cli
 cargo build -q --release -p ravi-benches --example populate
 R=$PWD/target/release/ravi
+# The static build of README "A static build" (glibc linked in).
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+RUSTFLAGS="-C target-feature=+crt-static" cargo build -q --release -p vault-cli --target "$HOST"
+RS=$PWD/target/$HOST/release/ravi
 W=$(mktemp -d)
 # The floor of process start-up: a hello-world Rust binary, built here with
 # the same toolchain and the release profile's settings.
 printf 'fn main() {\n    println!("hello");\n}\n' > "$W/hello.rs"
 rustc --edition 2024 -C opt-level=3 -C codegen-units=1 -C strip=symbols -o "$W/hello" "$W/hello.rs"
+rustc --edition 2024 -C opt-level=3 -C codegen-units=1 -C strip=symbols -C target-feature=+crt-static -o "$W/hello-static" "$W/hello.rs"
 HELLO=$W/hello
 SERVE_PID=""
 trap '[ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; gpgconf --homedir "$W/gnupg" --kill all >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
@@ -58,6 +63,12 @@ hyperfine -N --warmup 10 --min-runs 50 --export-markdown benches/results/cli.md 
     -n "ravi passwords get (agent key)" "$R $A passwords get site-42.example" \
     -n "ravi totp code (session)" "$R $S totp code bench-totp" \
     -n "ravi totp code (agent key)" "$R $A totp code bench-totp" \
+    -n "hello-world Rust binary (static)" "$W/hello-static" \
+    -n "static ravi --version" "$RS --version" \
+    -n "static ravi secrets get (session)" "$RS $S secrets get KEY_42" \
+    -n "static ravi secrets get (agent key)" "$RS $A secrets get KEY_42" \
+    -n "static ravi totp code (session)" "$RS $S totp code bench-totp" \
+    -n "static ravi totp code (agent key)" "$RS $A totp code bench-totp" \
     -n "pass show (gpg)" "pass show bench/KEY_42" \
     -n "oathtool --totp" "oathtool --totp -b GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
 # The same vault behind `ravi serve` on loopback: the server's SQLite store
@@ -97,6 +108,7 @@ print("|:---|---:|---:|---:|---:|")
 for name, m in r.items():
     print("| `%s` | %.2f | %.2f | %.2f | %.1f |" % (name, m * 1000, m / hello, m / oath, pass_ / m))
 print()
+print("`static` rows: the build of README \"A static build\" (glibc linked in).")
 print("Targets: `ravi --version` within 1.1x of the hello-world binary; `totp code`")
 print("and `secrets get` (session, agent key) within 1.5x of oathtool and at least")
 print("15x faster than `pass show`.")

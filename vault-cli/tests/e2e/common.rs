@@ -27,9 +27,15 @@ pub const WEAK_KDF: [&str; 6] = [
     "1",
 ];
 
-/// The `ravi` binary cargo built for these tests.
+/// The `ravi` binary under test: the one cargo built for these tests, or
+/// the one `RAVI_TEST_BIN` names (`.ci/run` runs the suites a second time
+/// against the static release build of README "A static build").
 pub fn ravi_bin() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_ravi"))
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os("RAVI_TEST_BIN") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_ravi")),
+    })
 }
 
 /// A temporary home, config directory, vault path and work directory.
