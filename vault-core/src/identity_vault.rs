@@ -477,7 +477,22 @@ impl<'v> IdentityVault<'v> {
             Ok((batch, value))
         };
         let (value, _) = transact(self.backend, with_head, |preconditions, c| {
-            match c {
+            self.on_conflict(preconditions, c, &duplicate)
+        })?;
+        self.note_seq(next_seq.get());
+        Ok(value)
+    }
+
+    /// What a write of this identity does when it loses: a lost epoch is
+    /// an error (the identity was deleted or rotated), a duplicate the
+    /// error `duplicate` makes, anything else a retry.
+    fn on_conflict(
+        &self,
+        preconditions: &[Precondition],
+        c: &Conflict,
+        duplicate: &dyn Fn() -> Error,
+    ) -> OnConflict {
+        match c {
             Conflict::Precondition(i)
                 if matches!(
                     preconditions.get(*i),
@@ -498,9 +513,6 @@ impl<'v> IdentityVault<'v> {
             Conflict::Duplicate(_) => OnConflict::Fail(duplicate()),
             Conflict::Precondition(_) | Conflict::Missing(_) => OnConflict::Retry,
         }
-        })?;
-        self.note_seq(next_seq.get());
-        Ok(value)
     }
 
     /// The current version of a record that a lookup found, proven by its
@@ -1893,6 +1905,70 @@ impl IdentityVault<'_> {
             self.note_seq(seq);
         }
         Ok(closed.is_some())
+    }
+
+    /// Writes tree nodes (`nodes`, slot-relative ids) into `slot`, which
+    /// the head must not name — a rotation staging the next key's tree, or
+    /// deleting the tree its switch left — and in the same transaction
+    /// moves the head's sequence on (same commitment and extension; SPEC
+    /// §4e). A rotation switches only under the head it checked its staged
+    /// slot against, so another rotation writing into that slot meanwhile
+    /// makes the switch lose its precondition, even through a store that
+    /// cannot keep writers out while a batch is built, instead of naming a
+    /// slot that holds both rotations' nodes. Returns the head bytes the
+    /// write replaced, and the head it wrote (bytes, content).
+    pub(crate) fn write_free_slot(
+        &self,
+        slot: u8,
+        nodes: &[(u32, Option<Vec<u8>>)],
+    ) -> Result<(Option<Vec<u8>>, Vec<u8>, Head)> {
+        let (written, _) = transact(
+            self.backend,
+            || {
+                let (bytes, head) = self.current_head()?;
+                let Some(head) = head else {
+                    return Err(Error::Integrity(format!(
+                        "identity {:?} has no head while its tree slots are written",
+                        self.identity.name
+                    )));
+                };
+                if head.ext.slot == slot {
+                    return Err(Error::Unavailable(format!(
+                        "another rotation of identity {:?} switched to the tree slot this one was writing; nothing of this rotation was used, try again",
+                        self.identity.name
+                    )));
+                }
+                let next = Head {
+                    seq: head.seq.saturating_add(1),
+                    ..head
+                };
+                let sealed = self
+                    .sealer()
+                    .seal_head_with(next.seq, &next.commitment, &next.ext);
+                let mut batch = self.batch();
+                batch
+                    .require(Precondition::IdentityHead {
+                        identity_uuid: self.identity.uuid.clone(),
+                        head: bytes.clone(),
+                    })
+                    .write(Write::SetTreeNodes {
+                        identity_uuid: self.identity.uuid.clone(),
+                        nodes: writes_in_slot(nodes.to_vec(), slot),
+                    })
+                    .write(Write::SetIdentityHead {
+                        uuid: self.identity.uuid.clone(),
+                        head: sealed.clone(),
+                    });
+                Ok((batch, (bytes, sealed, next)))
+            },
+            |preconditions, conflict| {
+                self.on_conflict(preconditions, conflict, &|| {
+                    Error::Storage("the store reported a duplicate for tree nodes".into())
+                })
+            },
+        )?;
+        self.note_seq(written.2.seq);
+        Ok(written)
     }
 }
 

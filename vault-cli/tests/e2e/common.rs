@@ -238,7 +238,7 @@ pub fn run_command_stdin(c: &mut Command, stdin: &str) -> Run {
     to_run(child.wait_with_output().unwrap())
 }
 
-fn to_run(o: Output) -> Run {
+pub fn to_run(o: Output) -> Run {
     Run {
         code: o.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&o.stdout).into_owned(),

@@ -967,3 +967,94 @@ fn a_lying_server_rolls_back_swaps_and_substitutes() {
     )
     .fails(EXIT_INTEGRITY);
 }
+
+/// Two rotations of one identity in chunks at the same time, through a
+/// server (which cannot keep writers out while a client builds a batch):
+/// each completes, or stops with exit 7 and is completed by `--resume` or
+/// the next rotation; none is exit 5, and after every round each record
+/// reads back and the identity has moved on by the rotations that switched.
+/// (The interleaving that could mix two rotations' staged trees is rare
+/// here; the unit test `a_second_rotation_staging_meanwhile_is_not_mixed_in`
+/// forces it.)
+#[test]
+fn concurrent_rotations_in_chunks_through_the_server() {
+    let (env, _) = Env::with_identity("alice");
+    let lines: String = (0..60).map(|i| format!("K{i:02}=v{i}\n")).collect();
+    env.run_stdin(&["import", "dotenv", "-"], &lines).ok();
+    let server = Server::start();
+    let token = server.token(&["--name", "owner", "--owner"]);
+    let remote = |args: &[&str]| {
+        let mut c = env.command();
+        c.env_remove("RAVI_VAULT")
+            .env("RAVI_SERVER", &server.url)
+            .env("RAVI_TOKEN", &token)
+            .args(args);
+        c
+    };
+    let mut c = remote(&["push"]);
+    c.env("RAVI_VAULT", &env.vault);
+    run_command(&mut c).ok();
+    let epoch = || -> u64 {
+        run_command(&mut remote(&["identity", "show", "alice", "--json"]))
+            .ok()
+            .json()["key_epoch"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut expected = epoch();
+    for round in 0..6 {
+        let rotate = ["identity", "rotate", "alice", "--chunk-records", "4"];
+        let children: Vec<_> = (0..2)
+            .map(|_| {
+                remote(&rotate)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let r = to_run(child.wait_with_output().unwrap());
+            match r.code {
+                0 => {}
+                7 => assert!(
+                    r.stderr.contains("try again") || r.stderr.contains("--resume"),
+                    "{}",
+                    r.stderr
+                ),
+                _ => panic!("round {round}: exit {}: {}", r.code, r.stderr),
+            }
+        }
+        // a rotation stopped after its switch is completed by --resume
+        let resumed = run_command(&mut remote(&["identity", "rotate", "alice", "--resume"]));
+        assert!(
+            resumed.code == 0 || resumed.code == EXIT_NOT_FOUND,
+            "{}",
+            resumed.stderr
+        );
+        let now = epoch();
+        assert!(
+            (expected..=expected + 2).contains(&now),
+            "round {round}: epoch {expected} -> {now}"
+        );
+        expected = now;
+        let listed = run_command(&mut remote(&["secrets", "list", "--json"]))
+            .ok()
+            .json();
+        assert_eq!(listed.as_array().unwrap().len(), 60, "round {round}");
+        for i in [0, 17, 59] {
+            let got = run_command(&mut remote(&["secrets", "get", &format!("K{i:02}")])).ok();
+            assert_eq!(got.stdout.trim(), format!("v{i}"), "round {round}");
+        }
+    }
+    // finally one more rotation completes whatever is left and moves on
+    run_command(&mut remote(&[
+        "identity",
+        "rotate",
+        "alice",
+        "--chunk-records",
+        "4",
+    ]))
+    .ok();
+    assert_eq!(epoch(), expected + 1);
+}

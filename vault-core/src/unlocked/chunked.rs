@@ -143,7 +143,7 @@ impl<'v> Unlocked<'v> {
             tree: Tree::from_buckets(&next),
         };
         let free = 1 - staging.head.ext.slot;
-        self.write_staged(row, free, &mut staging.tree)?;
+        self.write_staged(row, &old, free, &mut staging)?;
 
         // 2. Switch.
         let (kept, removed) =
@@ -160,16 +160,23 @@ impl<'v> Unlocked<'v> {
         })
     }
 
-    /// Writes the staged tree into `slot` (which no head names), a chunk
-    /// per transaction guarded by the identity's epoch: only what differs
-    /// from what the slot holds (the leftovers of a stopped rotation).
-    fn write_staged(&self, row: &IdentityRow, slot: u8, tree: &mut Tree) -> Result<()> {
+    /// Writes the staged tree into `slot` (which no head names): only what
+    /// differs from what the slot holds (the leftovers of a stopped
+    /// rotation, or another rotation's nodes).
+    fn write_staged(
+        &self,
+        row: &IdentityRow,
+        old: &IdentityVault<'_>,
+        slot: u8,
+        staging: &mut Staging,
+    ) -> Result<()> {
         let stored: HashMap<u32, Vec<u8>> = self
             .slot_tree(row, slot)?
             .all_nodes()
             .into_iter()
             .filter_map(|(id, h)| h.map(|h| (id, h)))
             .collect();
+        let tree = &mut staging.tree;
         let mut writes: Vec<(u32, Option<Vec<u8>>)> = tree
             .all_nodes()
             .into_iter()
@@ -182,7 +189,7 @@ impl<'v> Unlocked<'v> {
                 .map(|id| (*id, None)),
         );
         tree.take_changes();
-        self.write_nodes(row, row.key_epoch, slot, writes)
+        write_nodes(old, slot, &writes, Some(staging))
     }
 
     /// The tree stored in `slot`, whole.
@@ -192,35 +199,6 @@ impl<'v> Unlocked<'v> {
             slot_nodes(self.state.backend.as_ref(), &row.uuid, slot, &ids)?,
             slot,
         )
-    }
-
-    /// Node writes into `slot`, `NODE_CHUNK` per transaction, each guarded
-    /// by the identity being at `epoch`.
-    fn write_nodes(
-        &self,
-        row: &IdentityRow,
-        epoch: u32,
-        slot: u8,
-        writes: Vec<(u32, Option<Vec<u8>>)>,
-    ) -> Result<()> {
-        for chunk in writes.chunks(NODE_CHUNK) {
-            let mut batch = Batch::new();
-            batch
-                .require(Precondition::IdentityEpoch {
-                    identity_uuid: row.uuid.clone(),
-                    key_epoch: epoch,
-                })
-                .write(Write::SetTreeNodes {
-                    identity_uuid: row.uuid.clone(),
-                    nodes: writes_in_slot(chunk.to_vec(), slot),
-                });
-            match self.state.backend.commit(&batch) {
-                Ok(_) => {}
-                Err(CommitError::Conflict(_)) => return Err(rotated_meanwhile(row)),
-                Err(CommitError::Failed(e)) => return Err(e),
-            }
-        }
-        Ok(())
     }
 
     /// Brings the staged tree up to the live tree: the buckets writers
@@ -282,7 +260,7 @@ impl<'v> Unlocked<'v> {
         let window = new.window_for(row.key_epoch, old_ik)?;
         for n in 0..SWITCH_ATTEMPTS {
             let changes = self.catch_up(row, old, new, staging, false)?;
-            self.write_nodes(row, row.key_epoch, free, changes)?;
+            write_nodes(old, free, &changes, Some(staging))?;
             let mut grants = (0, 0);
             let mut build = || -> Result<Batch> {
                 let changes = self.catch_up(row, old, new, staging, true)?;
@@ -357,7 +335,7 @@ impl<'v> Unlocked<'v> {
                     }
                     // (a store without an exclusive commit: what the lost
                     // attempt caught up is written again from the tree)
-                    self.write_staged(row, free, &mut staging.tree)?;
+                    self.write_staged(row, old, free, staging)?;
                 }
             }
             crate::state::backoff(n)?;
@@ -416,7 +394,7 @@ impl<'v> Unlocked<'v> {
             .into_iter()
             .map(|(id, _)| (id, None))
             .collect();
-        self.write_nodes(&row, row.key_epoch, old_slot, stale)?;
+        write_nodes(&iv, old_slot, &stale, None)?;
         iv.close_window()?;
         Ok(Some(resealed))
     }
@@ -445,6 +423,30 @@ impl<'v> Unlocked<'v> {
             grants_removed: 0,
         })
     }
+}
+
+/// Node writes into `slot` (which the head does not name), `NODE_CHUNK`
+/// per transaction, each moving the head on
+/// ([`IdentityVault::write_free_slot`]). A staging that agreed with the
+/// head a write replaced agrees with the head it wrote (the live tree is
+/// the same).
+fn write_nodes(
+    iv: &IdentityVault<'_>,
+    slot: u8,
+    writes: &[(u32, Option<Vec<u8>>)],
+    mut staging: Option<&mut Staging>,
+) -> Result<()> {
+    for chunk in writes.chunks(NODE_CHUNK) {
+        let (before, after, head) = iv.write_free_slot(slot, chunk)?;
+        if let Some(st) = staging.as_deref_mut()
+            && st.bytes.is_some()
+            && st.bytes == before
+        {
+            st.bytes = Some(after);
+            st.head = head;
+        }
+    }
+    Ok(())
 }
 
 fn rotated_meanwhile(row: &IdentityRow) -> Error {
@@ -585,6 +587,149 @@ mod tests {
                 expected
             );
         }
+    }
+
+    /// A store that cannot keep writers out while a batch is built (as
+    /// `ravi serve` is to its clients): `before_switch` runs once, between
+    /// the building of the first batch that switches keys and its commit.
+    struct Optimistic {
+        inner: crate::backend::SqliteBackend,
+        before_switch: std::cell::RefCell<Option<Box<dyn FnOnce()>>>,
+    }
+
+    impl std::fmt::Debug for Optimistic {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Optimistic").finish_non_exhaustive()
+        }
+    }
+
+    impl crate::backend::Backend for Optimistic {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn header(&self) -> Result<crate::backend::VaultRow> {
+            self.inner.header()
+        }
+        fn identities(&self) -> Result<Vec<IdentityRow>> {
+            self.inner.identities()
+        }
+        fn identity(&self, uuid: &str) -> Result<Option<IdentityRow>> {
+            self.inner.identity(uuid)
+        }
+        fn identity_by_name(&self, name: &str) -> Result<Option<IdentityRow>> {
+            self.inner.identity_by_name(name)
+        }
+        fn grants(&self, identity_uuid: &str) -> Result<Vec<crate::backend::GrantRow>> {
+            self.inner.grants(identity_uuid)
+        }
+        fn grant_for(
+            &self,
+            identity_uuid: &str,
+            recipient: &[u8],
+        ) -> Result<Option<crate::backend::GrantRow>> {
+            self.inner.grant_for(identity_uuid, recipient)
+        }
+        fn record(
+            &self,
+            identity_uuid: &str,
+            kind: u8,
+            uuid: &str,
+        ) -> Result<Option<crate::backend::RecordRow>> {
+            self.inner.record(identity_uuid, kind, uuid)
+        }
+        fn records_by_index(
+            &self,
+            identity_uuid: &str,
+            kind: u8,
+            blind_index: &[u8],
+        ) -> Result<Vec<crate::backend::RecordRow>> {
+            self.inner
+                .records_by_index(identity_uuid, kind, blind_index)
+        }
+        fn records(
+            &self,
+            identity_uuid: &str,
+            query: &RecordQuery,
+        ) -> Result<Vec<crate::backend::RecordRow>> {
+            self.inner.records(identity_uuid, query)
+        }
+        fn tree_nodes(&self, identity_uuid: &str, ids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>> {
+            self.inner.tree_nodes(identity_uuid, ids)
+        }
+        fn session(&self, session_id: &str) -> Result<Option<crate::backend::SessionRow>> {
+            self.inner.session(session_id)
+        }
+        fn commit(
+            &self,
+            batch: &Batch,
+        ) -> std::result::Result<crate::backend::Changes, CommitError> {
+            if batch
+                .writes
+                .iter()
+                .any(|w| matches!(w, Write::SetIdentityKey { .. }))
+                && let Some(meanwhile) = self.before_switch.borrow_mut().take()
+            {
+                meanwhile();
+            }
+            self.inner.commit(batch)
+        }
+    }
+
+    /// Two rotations of one identity in chunks at once, through a store
+    /// that cannot keep writers out: the second stages into the same free
+    /// slot after the first checked it and before the first switches. The
+    /// first must not switch to a slot holding the other's nodes (every
+    /// read would then fail as if the store lied): each write into the slot
+    /// the head does not name moves the head on, so the first's switch
+    /// loses its precondition, stages again and switches to its own tree.
+    #[test]
+    fn a_second_rotation_staging_meanwhile_is_not_mixed_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.db");
+        let expected: Vec<(String, String)> = (0..40)
+            .map(|i| (format!("K{i:02}"), format!("v{i}")))
+            .collect();
+        {
+            let v = test_vault(&dir);
+            let u = v.unlock(&pass("pw")).unwrap();
+            let iv = u.open_identity(&new_identity(&u, "alice")).unwrap();
+            for (k, val) in &expected {
+                iv.set_secret(k, &val.as_str().into(), None).unwrap();
+            }
+        }
+        let chunked = RotateOptions {
+            chunk_records: Some(8),
+            ..RotateOptions::default()
+        };
+        let other = path.clone();
+        let store = Optimistic {
+            inner: crate::backend::SqliteBackend::open(&path).unwrap(),
+            // another process stages its own rotation (its first
+            // transaction, then it stops)
+            before_switch: std::cell::RefCell::new(Some(Box::new(move || {
+                let v = crate::Vault::open(&other).unwrap();
+                let u = v.unlock(&pass("pw")).unwrap();
+                FAIL_AFTER_COMMITS.with(|f| f.set(Some(1)));
+                let r = u.rotate_identity("alice", &chunked);
+                FAIL_AFTER_COMMITS.with(|f| f.set(None));
+                assert!(
+                    r.as_ref()
+                        .is_err_and(|e| e.to_string().contains("injected stop")),
+                    "{r:?}"
+                );
+            }))),
+        };
+        let v = crate::Vault::with_backend(Box::new(store)).unwrap();
+        let u = v.unlock(&pass("pw")).unwrap();
+        let r = u.rotate_identity("alice", &chunked).unwrap();
+        assert_eq!((r.key_epoch, r.records_resealed), (2, 40));
+        let (e, head, slots) = state_of(&u, "alice");
+        assert_eq!((e, head.ext.window, slots.len()), (2, None, 1));
+        let id = v.find_identity("alice").unwrap();
+        assert_eq!(values(&u.open_identity(&id).unwrap()), expected);
+        let v2 = crate::Vault::open(&path).unwrap();
+        let u2 = v2.unlock(&pass("pw")).unwrap();
+        assert_eq!(values(&u2.open_identity(&id).unwrap()), expected);
     }
 
     /// An identity in a window: a plain rotation completes the window and
