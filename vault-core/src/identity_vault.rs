@@ -1742,9 +1742,11 @@ impl IdentityVault<'_> {
     /// `checked`: all of it is read under one head, the stored leaves are
     /// checked against the head's commitment and each changed bucket's
     /// records against its leaf. Otherwise (a first pass while writers are
-    /// busy, to be checked later) nothing is checked against the head
-    /// (whose bytes come back `None`), and a bucket whose records do not
-    /// give its leaf (changed between the two reads) is left out.
+    /// busy, to be checked later) it is read once: if the head did not move
+    /// meanwhile it is checked as above; if it did, nothing is checked
+    /// against the head (whose bytes come back `None`), and a bucket whose
+    /// records do not give its leaf (changed between the two reads) is
+    /// left out.
     #[allow(clippy::type_complexity)]
     pub(crate) fn changed_buckets(
         &self,
@@ -1769,10 +1771,13 @@ impl IdentityVault<'_> {
         let (bytes, head, read) = if checked {
             self.under_one_head(read)?
         } else {
-            let (_, head) = self.current_head()?;
+            let (bytes, head) = self.current_head()?;
             let read = read(head.as_ref())?;
-            (None, head, read)
+            let settled = self.current_head()?.0 == bytes;
+            (bytes.filter(|_| settled), head, read)
         };
+        // (read under one head after all)
+        let checked = checked || bytes.is_some();
         let (Some(head), Some((leaves, changed))) = (head, read) else {
             return Err(Error::Integrity(format!(
                 "identity {:?} lost its head while it was rotated",

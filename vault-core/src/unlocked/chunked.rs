@@ -261,18 +261,24 @@ impl<'v> Unlocked<'v> {
         for n in 0..SWITCH_ATTEMPTS {
             let changes = self.catch_up(row, old, new, staging, false)?;
             write_nodes(old, free, &changes, Some(staging))?;
+            let verified = self.slot_verified(row, free, staging)?;
             let mut grants = (0, 0);
             let mut build = || -> Result<Batch> {
                 let changes = self.catch_up(row, old, new, staging, true)?;
-                let mut stored = self.slot_tree(row, free)?;
-                for (id, h) in &changes {
-                    stored.put_raw(*id, h.as_deref());
-                }
-                if !stored.same_nodes(&staging.tree) {
-                    return Err(Error::Unavailable(format!(
-                        "another rotation of identity {:?} is under way; try again when it is done",
-                        row.name
-                    )));
+                // The slot needs reading again unless it was read back
+                // after the very head this batch requires (any write into
+                // it since then moved the head on).
+                if !changes.is_empty() || verified.is_none() || staging.bytes != verified {
+                    let mut stored = self.slot_tree(row, free)?;
+                    for (id, h) in &changes {
+                        stored.put_raw(*id, h.as_deref());
+                    }
+                    if !stored.same_nodes(&staging.tree) {
+                        return Err(Error::Unavailable(format!(
+                            "another rotation of identity {:?} is under way; try again when it is done",
+                            row.name
+                        )));
+                    }
                 }
                 let current = backend.identity(&row.uuid)?.ok_or_else(|| {
                     Error::NotFound(format!("identity {:?} was deleted", row.name))
@@ -343,6 +349,32 @@ impl<'v> Unlocked<'v> {
         Err(Error::Unavailable(
             "the identity stayed busy with concurrent writers; its rotation did not switch keys and changed nothing; try again".into(),
         ))
+    }
+
+    /// Whether `slot` holds exactly the staged tree, read after a head the
+    /// staging agrees with: that head's bytes if so. A switch that requires
+    /// the same head need not read the slot again with writers kept out:
+    /// every write into the slot moves the head on
+    /// ([`IdentityVault::write_free_slot`]). `None` when the staging agrees
+    /// with no head read, the head moved, or the slot differs (the switch
+    /// then reads it again, with writers kept out, to decide).
+    fn slot_verified(
+        &self,
+        row: &IdentityRow,
+        slot: u8,
+        staging: &Staging,
+    ) -> Result<Option<Vec<u8>>> {
+        let Some(bytes) = &staging.bytes else {
+            return Ok(None);
+        };
+        let stored = self.state.backend.identity(&row.uuid)?;
+        if stored.and_then(|r| r.head).as_ref() != Some(bytes) {
+            return Ok(None);
+        }
+        Ok(self
+            .slot_tree(row, slot)?
+            .same_nodes(&staging.tree)
+            .then(|| bytes.clone()))
     }
 
     /// Steps 3 and 4 for an identity in a rotation's window: re-seals what
