@@ -1364,117 +1364,50 @@ mod tests {
         assert_eq!(stale.get_secret("K2").unwrap().value.expose(), "y");
     }
 
-    /// A store where another writer always commits first: every ordinary
-    /// commit of a rotation loses its head precondition. Everything else
-    /// goes to the SQLite file underneath.
     /// (uuid, ciphertext) of a batch's records, by uuid.
     type Sealed = Vec<(String, Vec<u8>)>;
 
-    struct Contested {
+    /// A store where another writer always commits first: every ordinary
+    /// commit of a rotation loses its head precondition (its records go to
+    /// `lost`, then `meanwhile` runs with how many were lost). Everything
+    /// else goes to the SQLite file underneath.
+    fn contested(
         inner: crate::backend::SqliteBackend,
-        /// The records of each rotation batch it refused, by uuid.
         lost: std::rc::Rc<std::cell::RefCell<Vec<Sealed>>>,
-        /// Runs after each refusal (as another writer would).
         meanwhile: Box<dyn Fn(usize)>,
-    }
-
-    impl std::fmt::Debug for Contested {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("Contested").finish_non_exhaustive()
-        }
-    }
-
-    impl Backend for Contested {
-        fn location(&self) -> String {
-            self.inner.location()
-        }
-        fn header(&self) -> Result<VaultRow> {
-            self.inner.header()
-        }
-        fn identities(&self) -> Result<Vec<IdentityRow>> {
-            self.inner.identities()
-        }
-        fn identity(&self, uuid: &str) -> Result<Option<IdentityRow>> {
-            self.inner.identity(uuid)
-        }
-        fn identity_by_name(&self, name: &str) -> Result<Option<IdentityRow>> {
-            self.inner.identity_by_name(name)
-        }
-        fn grants(&self, identity_uuid: &str) -> Result<Vec<crate::backend::GrantRow>> {
-            self.inner.grants(identity_uuid)
-        }
-        fn grant_for(
-            &self,
-            identity_uuid: &str,
-            recipient: &[u8],
-        ) -> Result<Option<crate::backend::GrantRow>> {
-            self.inner.grant_for(identity_uuid, recipient)
-        }
-        fn record(
-            &self,
-            identity_uuid: &str,
-            kind: u8,
-            uuid: &str,
-        ) -> Result<Option<crate::backend::RecordRow>> {
-            self.inner.record(identity_uuid, kind, uuid)
-        }
-        fn records_by_index(
-            &self,
-            identity_uuid: &str,
-            kind: u8,
-            blind_index: &[u8],
-        ) -> Result<Vec<crate::backend::RecordRow>> {
-            self.inner
-                .records_by_index(identity_uuid, kind, blind_index)
-        }
-        fn records(
-            &self,
-            identity_uuid: &str,
-            query: &RecordQuery,
-        ) -> Result<Vec<crate::backend::RecordRow>> {
-            self.inner.records(identity_uuid, query)
-        }
-        fn tree_nodes(&self, identity_uuid: &str, ids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>> {
-            self.inner.tree_nodes(identity_uuid, ids)
-        }
-        fn session(&self, session_id: &str) -> Result<Option<crate::backend::SessionRow>> {
-            self.inner.session(session_id)
-        }
-        fn commit(
-            &self,
-            batch: &Batch,
-        ) -> std::result::Result<crate::backend::Changes, CommitError> {
-            let head = batch
-                .preconditions
-                .iter()
-                .position(|p| matches!(p, Precondition::IdentityHead { .. }));
-            let rotation = batch
-                .writes
-                .iter()
-                .any(|w| matches!(w, Write::SetIdentityKey { .. }));
-            match head {
-                Some(i) if rotation => {
-                    let mut records: Vec<(String, Vec<u8>)> = batch
-                        .writes
-                        .iter()
-                        .filter_map(|w| match w {
-                            Write::UpdateRecord(r) => Some((r.uuid.clone(), r.ciphertext.clone())),
-                            _ => None,
-                        })
-                        .collect();
-                    records.sort();
-                    self.lost.borrow_mut().push(records);
-                    (self.meanwhile)(self.lost.borrow().len());
-                    Err(CommitError::Conflict(Conflict::Precondition(i)))
+    ) -> crate::backend::Hooked {
+        crate::backend::Hooked {
+            inner,
+            commit: Box::new(move |inner, batch| {
+                let head = batch
+                    .preconditions
+                    .iter()
+                    .position(|p| matches!(p, Precondition::IdentityHead { .. }));
+                let rotation = batch
+                    .writes
+                    .iter()
+                    .any(|w| matches!(w, Write::SetIdentityKey { .. }));
+                match head {
+                    Some(i) if rotation => {
+                        let mut records: Sealed = batch
+                            .writes
+                            .iter()
+                            .filter_map(|w| match w {
+                                Write::UpdateRecord(r) => {
+                                    Some((r.uuid.clone(), r.ciphertext.clone()))
+                                }
+                                _ => None,
+                            })
+                            .collect();
+                        records.sort();
+                        lost.borrow_mut().push(records);
+                        meanwhile(lost.borrow().len());
+                        Err(CommitError::Conflict(Conflict::Precondition(i)))
+                    }
+                    _ => inner.commit(batch),
                 }
-                _ => self.inner.commit(batch),
-            }
-        }
-        fn commit_exclusive(
-            &self,
-            build: &mut dyn FnMut() -> Result<Batch>,
-        ) -> std::result::Result<crate::backend::Changes, CommitError> {
-            self.inner.commit_exclusive(build)
+            }),
+            exclusive: true,
         }
     }
 
@@ -1489,11 +1422,11 @@ mod tests {
         let lost = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         let path = dir.path().join("v.db");
         let writer = path.clone();
-        let store = Contested {
-            inner: crate::backend::SqliteBackend::open(&path).unwrap(),
-            lost: lost.clone(),
+        let store = contested(
+            crate::backend::SqliteBackend::open(&path).unwrap(),
+            lost.clone(),
             // after the second loss, another process changes K1
-            meanwhile: Box::new(move |n| {
+            Box::new(move |n| {
                 if n == 2 {
                     let v = Vault::open(&writer).unwrap();
                     let u = v.unlock(&pass("pw")).unwrap();
@@ -1501,7 +1434,7 @@ mod tests {
                     iv.set_secret("K1", &"changed".into(), None).unwrap();
                 }
             }),
-        };
+        );
         let v = Vault::with_backend(Box::new(store)).unwrap();
         let u = v.unlock(&pass("pw")).unwrap();
         let rotation = u
@@ -1560,11 +1493,11 @@ mod tests {
                 .unwrap();
         }
         let lost = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
-        let store = Contested {
-            inner: crate::backend::SqliteBackend::open(&dir.path().join("v.db")).unwrap(),
-            lost: lost.clone(),
-            meanwhile: Box::new(|_| {}),
-        };
+        let store = contested(
+            crate::backend::SqliteBackend::open(&dir.path().join("v.db")).unwrap(),
+            lost.clone(),
+            Box::new(|_| {}),
+        );
         let v = Vault::with_backend(Box::new(store)).unwrap();
         let u = v.unlock(&pass("pw")).unwrap();
         let one_transaction = RotateOptions {

@@ -526,6 +526,91 @@ pub trait Backend: std::fmt::Debug {
     }
 }
 
+/// A SQLite store for unit tests whose commits go through `commit` (which
+/// may refuse a batch, let another writer in first, or commit it to
+/// `inner`). With `exclusive`, a commit that keeps writers out goes to
+/// `inner`; without, it is built and then committed like any other, as a
+/// remote store does.
+#[cfg(test)]
+pub(crate) struct Hooked {
+    pub(crate) inner: SqliteBackend,
+    #[allow(clippy::type_complexity)]
+    pub(crate) commit: Box<dyn Fn(&SqliteBackend, &Batch) -> Result<Changes, CommitError>>,
+    pub(crate) exclusive: bool,
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for Hooked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooked").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+impl Backend for Hooked {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn header(&self) -> crate::Result<VaultRow> {
+        self.inner.header()
+    }
+    fn identities(&self) -> crate::Result<Vec<IdentityRow>> {
+        self.inner.identities()
+    }
+    fn identity(&self, uuid: &str) -> crate::Result<Option<IdentityRow>> {
+        self.inner.identity(uuid)
+    }
+    fn identity_by_name(&self, name: &str) -> crate::Result<Option<IdentityRow>> {
+        self.inner.identity_by_name(name)
+    }
+    fn grants(&self, identity_uuid: &str) -> crate::Result<Vec<GrantRow>> {
+        self.inner.grants(identity_uuid)
+    }
+    fn grant_for(&self, identity_uuid: &str, recipient: &[u8]) -> crate::Result<Option<GrantRow>> {
+        self.inner.grant_for(identity_uuid, recipient)
+    }
+    fn record(
+        &self,
+        identity_uuid: &str,
+        kind: u8,
+        uuid: &str,
+    ) -> crate::Result<Option<RecordRow>> {
+        self.inner.record(identity_uuid, kind, uuid)
+    }
+    fn records_by_index(
+        &self,
+        identity_uuid: &str,
+        kind: u8,
+        blind_index: &[u8],
+    ) -> crate::Result<Vec<RecordRow>> {
+        self.inner
+            .records_by_index(identity_uuid, kind, blind_index)
+    }
+    fn records(&self, identity_uuid: &str, query: &RecordQuery) -> crate::Result<Vec<RecordRow>> {
+        self.inner.records(identity_uuid, query)
+    }
+    fn tree_nodes(&self, identity_uuid: &str, ids: &[u32]) -> crate::Result<Vec<(u32, Vec<u8>)>> {
+        self.inner.tree_nodes(identity_uuid, ids)
+    }
+    fn session(&self, session_id: &str) -> crate::Result<Option<SessionRow>> {
+        self.inner.session(session_id)
+    }
+    fn commit(&self, batch: &Batch) -> Result<Changes, CommitError> {
+        (self.commit)(&self.inner, batch)
+    }
+    fn commit_exclusive(
+        &self,
+        build: &mut dyn FnMut() -> crate::Result<Batch>,
+    ) -> Result<Changes, CommitError> {
+        if self.exclusive {
+            self.inner.commit_exclusive(build)
+        } else {
+            let batch = build()?;
+            self.commit(&batch)
+        }
+    }
+}
+
 #[cfg(test)]
 thread_local! {
     /// Test hook: fail the next commit on this thread after applying this

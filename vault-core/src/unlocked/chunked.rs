@@ -624,86 +624,25 @@ mod tests {
     /// A store that cannot keep writers out while a batch is built (as
     /// `ravi serve` is to its clients): `before_switch` runs once, between
     /// the building of the first batch that switches keys and its commit.
-    struct Optimistic {
+    fn optimistic(
         inner: crate::backend::SqliteBackend,
-        before_switch: std::cell::RefCell<Option<Box<dyn FnOnce()>>>,
-    }
-
-    impl std::fmt::Debug for Optimistic {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("Optimistic").finish_non_exhaustive()
-        }
-    }
-
-    impl crate::backend::Backend for Optimistic {
-        fn location(&self) -> String {
-            self.inner.location()
-        }
-        fn header(&self) -> Result<crate::backend::VaultRow> {
-            self.inner.header()
-        }
-        fn identities(&self) -> Result<Vec<IdentityRow>> {
-            self.inner.identities()
-        }
-        fn identity(&self, uuid: &str) -> Result<Option<IdentityRow>> {
-            self.inner.identity(uuid)
-        }
-        fn identity_by_name(&self, name: &str) -> Result<Option<IdentityRow>> {
-            self.inner.identity_by_name(name)
-        }
-        fn grants(&self, identity_uuid: &str) -> Result<Vec<crate::backend::GrantRow>> {
-            self.inner.grants(identity_uuid)
-        }
-        fn grant_for(
-            &self,
-            identity_uuid: &str,
-            recipient: &[u8],
-        ) -> Result<Option<crate::backend::GrantRow>> {
-            self.inner.grant_for(identity_uuid, recipient)
-        }
-        fn record(
-            &self,
-            identity_uuid: &str,
-            kind: u8,
-            uuid: &str,
-        ) -> Result<Option<crate::backend::RecordRow>> {
-            self.inner.record(identity_uuid, kind, uuid)
-        }
-        fn records_by_index(
-            &self,
-            identity_uuid: &str,
-            kind: u8,
-            blind_index: &[u8],
-        ) -> Result<Vec<crate::backend::RecordRow>> {
-            self.inner
-                .records_by_index(identity_uuid, kind, blind_index)
-        }
-        fn records(
-            &self,
-            identity_uuid: &str,
-            query: &RecordQuery,
-        ) -> Result<Vec<crate::backend::RecordRow>> {
-            self.inner.records(identity_uuid, query)
-        }
-        fn tree_nodes(&self, identity_uuid: &str, ids: &[u32]) -> Result<Vec<(u32, Vec<u8>)>> {
-            self.inner.tree_nodes(identity_uuid, ids)
-        }
-        fn session(&self, session_id: &str) -> Result<Option<crate::backend::SessionRow>> {
-            self.inner.session(session_id)
-        }
-        fn commit(
-            &self,
-            batch: &Batch,
-        ) -> std::result::Result<crate::backend::Changes, CommitError> {
-            if batch
-                .writes
-                .iter()
-                .any(|w| matches!(w, Write::SetIdentityKey { .. }))
-                && let Some(meanwhile) = self.before_switch.borrow_mut().take()
-            {
-                meanwhile();
-            }
-            self.inner.commit(batch)
+        before_switch: Box<dyn FnOnce()>,
+    ) -> crate::backend::Hooked {
+        let before_switch = std::cell::RefCell::new(Some(before_switch));
+        crate::backend::Hooked {
+            inner,
+            commit: Box::new(move |inner, batch| {
+                if batch
+                    .writes
+                    .iter()
+                    .any(|w| matches!(w, Write::SetIdentityKey { .. }))
+                    && let Some(meanwhile) = before_switch.borrow_mut().take()
+                {
+                    meanwhile();
+                }
+                crate::backend::Backend::commit(inner, batch)
+            }),
+            exclusive: false,
         }
     }
 
@@ -734,11 +673,11 @@ mod tests {
             ..RotateOptions::default()
         };
         let other = path.clone();
-        let store = Optimistic {
-            inner: crate::backend::SqliteBackend::open(&path).unwrap(),
+        let store = optimistic(
+            crate::backend::SqliteBackend::open(&path).unwrap(),
             // another process stages its own rotation (its first
             // transaction, then it stops)
-            before_switch: std::cell::RefCell::new(Some(Box::new(move || {
+            Box::new(move || {
                 let v = crate::Vault::open(&other).unwrap();
                 let u = v.unlock(&pass("pw")).unwrap();
                 FAIL_AFTER_COMMITS.with(|f| f.set(Some(1)));
@@ -749,8 +688,8 @@ mod tests {
                         .is_err_and(|e| e.to_string().contains("injected stop")),
                     "{r:?}"
                 );
-            }))),
-        };
+            }),
+        );
         let v = crate::Vault::with_backend(Box::new(store)).unwrap();
         let u = v.unlock(&pass("pw")).unwrap();
         let r = u.rotate_identity("alice", &chunked).unwrap();
