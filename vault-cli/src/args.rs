@@ -119,6 +119,10 @@ pub enum Command {
     /// Facts about the vault: id, owner key, KDF (no credential needed)
     #[command(subcommand)]
     Vault(VaultCommand),
+    /// Hold a session or an agent key and the vault open, and answer the
+    /// `secrets get`, `passwords get`, `totp code` and `get email|phone` of
+    /// this user's processes that set RAVI_DAEMON to its socket
+    Daemon(DaemonArgs),
     /// Serve vaults over HTTP to clients on other machines (stores only
     /// ciphertext), and manage its bearer tokens
     Serve(ServeArgs),
@@ -211,6 +215,18 @@ pub enum Command {
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<std::ffi::OsString>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// The Unix socket to listen on (created 0600; give it to clients as
+    /// RAVI_DAEMON) [default: daemon.sock in the config directory]
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// How long to answer: 90s, 15m, 1h, 7d (at most 30d); it also ends on
+    /// SIGTERM, SIGINT or SIGHUP, and removes its socket
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: String,
 }
 
 #[derive(Args, Debug)]
@@ -665,7 +681,7 @@ pub fn scope(path: &[&str]) -> (bool, bool) {
         ["get", ..] => (true, false),
         ["passwords", "generate", ..] => (false, false),
         ["passwords" | "secrets" | "totp", ..] => (true, true),
-        ["unlock" | "lock" | "passphrase" | "rekey", ..] => (false, true),
+        ["unlock" | "lock" | "passphrase" | "rekey" | "daemon", ..] => (false, true),
         ["serve", ..] => (true, false),
         ["read" | "inject" | "run" | "import" | "export", ..] => (true, true),
         // agent, vault, login, logout, push, completions, man

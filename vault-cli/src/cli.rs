@@ -3,6 +3,8 @@
 
 mod access;
 mod args;
+#[cfg(unix)]
+mod daemon;
 mod export;
 mod import;
 mod input;
@@ -77,6 +79,12 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     }
+    // A read command that a `ravi daemon` answers is asked of it, before
+    // the command-line parser is built.
+    #[cfg(unix)]
+    if let Some(code) = daemon::client() {
+        return code;
+    }
     // Beyond a file-size limit (RLIMIT_FSIZE) the kernel sends SIGXFSZ,
     // whose default action kills the process mid-write. With a handler the
     // write fails with EFBIG instead: SQLite rolls the transaction back and
@@ -128,49 +136,56 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let json = cli.global.json;
-    let mut out = Output {
-        json,
-        quiet: cli.global.quiet,
-        doc: None,
-        text: String::new(),
-        talk: false,
-        streamed: false,
-    };
-    let mut path = Vec::new();
-    let mut m = &matches;
-    while let Some((name, sub)) = m.subcommand() {
-        path.push(name);
-        m = sub;
-    }
+    let mut out = Output::new(&cli.global);
+    let path = command_path(&matches);
     match run(&cli, &path, &mut out) {
         Ok(()) => out.flush(),
         Err(e) => {
-            let class = e.class();
-            if json {
-                report_json_error(e.code(), &e.to_string(), e.candidates());
-            } else {
-                eprintln!("ravi: {e}");
-                for c in e.candidates() {
-                    let user = if c.username.is_empty() {
-                        "(no username)"
-                    } else {
-                        &c.username
-                    };
-                    eprintln!("  {}  {}", c.uuid, user);
-                }
-            }
-            ExitCode::from(exit_code(class))
+            eprint!("{}", error_text(&e, cli.global.json));
+            ExitCode::from(exit_code(e.class()))
         }
     }
 }
 
+/// The names of the subcommands given, outermost first.
+fn command_path(matches: &clap::ArgMatches) -> Vec<&str> {
+    let mut path = Vec::new();
+    let mut m = matches;
+    while let Some((name, sub)) = m.subcommand() {
+        path.push(name);
+        m = sub;
+    }
+    path
+}
+
+/// What a failed command prints on stderr: one JSON line with `--json`,
+/// else the message and any candidates.
+fn error_text(e: &Error, json: bool) -> String {
+    if json {
+        return json_error_line(e.code(), &e.to_string(), e.candidates());
+    }
+    let mut text = format!("ravi: {e}\n");
+    for c in e.candidates() {
+        let user = if c.username.is_empty() {
+            "(no username)"
+        } else {
+            &c.username
+        };
+        text.push_str(&format!("  {}  {}\n", c.uuid, user));
+    }
+    text
+}
+
 fn report_json_error(code: &str, message: &str, candidates: &[vault_core::Candidate]) {
+    eprint!("{}", json_error_line(code, message, candidates));
+}
+
+fn json_error_line(code: &str, message: &str, candidates: &[vault_core::Candidate]) -> String {
     let mut err = json!({ "code": code, "message": message });
     if !candidates.is_empty() {
         err["candidates"] = json!(candidates);
     }
-    eprintln!("{}", json!({ "error": err }));
+    format!("{}\n", json!({ "error": err }))
 }
 
 /// Collected output: one JSON document, or text: data on stdout,
@@ -187,6 +202,17 @@ struct Output {
 }
 
 impl Output {
+    fn new(g: &GlobalArgs) -> Output {
+        Output {
+            json: g.json,
+            quiet: g.quiet,
+            doc: None,
+            text: String::new(),
+            talk: false,
+            streamed: false,
+        }
+    }
+
     /// Data: the JSON document, or the text on stdout.
     fn emit(&mut self, doc: Value, text: impl Into<String>) {
         self.doc = Some(doc);
@@ -229,22 +255,34 @@ impl Output {
         })
     }
 
-    fn flush(self) -> ExitCode {
-        let mut stdout = std::io::stdout().lock();
-        let res = if self.streamed {
-            Ok(())
+    /// What is left to print: (stdout, stderr).
+    fn printed(self) -> (String, String) {
+        let line = |t: &str| format!("{}\n", t.trim_end_matches('\n'));
+        if self.streamed {
+            (String::new(), String::new())
         } else if self.json {
-            let doc = self.doc.unwrap_or(Value::Null);
-            writeln!(stdout, "{doc}")
+            (line(&self.doc.unwrap_or(Value::Null).to_string()), String::new())
         } else if self.text.is_empty() || (self.talk && self.quiet) {
-            Ok(())
+            (String::new(), String::new())
         } else if self.talk {
-            let mut stderr = std::io::stderr().lock();
-            writeln!(stderr, "{}", self.text.trim_end_matches('\n'))
+            (String::new(), line(&self.text))
         } else {
-            writeln!(stdout, "{}", self.text.trim_end_matches('\n'))
+            (line(&self.text), String::new())
+        }
+    }
+
+    fn flush(self) -> ExitCode {
+        let (data, talk) = self.printed();
+        let mut stdout = std::io::stdout().lock();
+        let res = if talk.is_empty() {
+            Ok(())
+        } else {
+            std::io::stderr().lock().write_all(talk.as_bytes())
         };
-        match res.and_then(|()| stdout.flush()) {
+        match res
+            .and_then(|()| stdout.write_all(data.as_bytes()))
+            .and_then(|()| stdout.flush())
+        {
             Ok(()) => ExitCode::SUCCESS,
             // A closed pipe (e.g. `| head`) is not a failure of ravi.
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
@@ -289,15 +327,22 @@ fn open_vault(g: &GlobalArgs) -> Result<Vault> {
     if let remote::Store::Local(path) = &store {
         warn_if_others_can_write(path);
     }
-    pins::check(&vault, &cfg, agent_key_path(g).as_deref())?;
+    check_vault(g, &vault)?;
+    Ok(vault)
+}
+
+/// Checks an open vault against the owner key this client pinned and the
+/// newest vault head it saw (a vault held open is checked on every use).
+fn check_vault(g: &GlobalArgs, vault: &Vault) -> Result<()> {
+    let cfg = config_dir()?;
+    pins::check(vault, &cfg, agent_key_path(g).as_deref())?;
     // The vault head against the newest this client saw: remembered value
     // first, then the head read again.
     let vault_id = vault.info().vault_id;
     let newest = seen::newest_seen(&cfg, &vault_id, seen::VAULT_HEAD)?;
     let now = vault.refresh_head()?;
     seen::check("the vault", newest, now)?;
-    pins::best_effort(seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, newest, now))?;
-    Ok(vault)
+    pins::best_effort(seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, newest, now))
 }
 
 /// Keeps the identity's newest wrapped key outside the store, for a
@@ -372,13 +417,24 @@ fn to_json<T: Serialize>(v: &T) -> Result<Value> {
 
 /// The identity the command acts for, by the selection rules.
 fn selected_identity(g: &GlobalArgs, vault: &Vault) -> Result<Identity> {
-    // --identity, then RAVI_IDENTITY, then config files
     let from_env = std::env::var("RAVI_IDENTITY")
         .ok()
         .filter(|v| !v.is_empty());
+    selected_identity_at(g, vault, &cwd()?, from_env.as_deref())
+}
+
+/// The identity selected for a command run in `cwd` with `RAVI_IDENTITY`
+/// set to `from_env`.
+fn selected_identity_at(
+    g: &GlobalArgs,
+    vault: &Vault,
+    cwd: &std::path::Path,
+    from_env: Option<&str>,
+) -> Result<Identity> {
+    // --identity, then RAVI_IDENTITY, then config files
     let sel = config::resolve_identity(
-        g.one_identity()?.or(from_env.as_deref()),
-        &cwd()?,
+        g.one_identity()?.or(from_env),
+        cwd,
         &config_dir()?,
         home_dir().as_deref(),
     )?;
@@ -463,14 +519,7 @@ fn run(cli: &Cli, path: &[&str], out: &mut Output) -> Result<()> {
         Command::Identity(c) => identity(g, c, out),
         Command::Get(c) => {
             let vault = open_vault(g)?;
-            let ident = selected_identity(g, &vault)?;
-            match c {
-                GetCommand::Email => out.emit(json!({ "email": ident.inbox }), ident.inbox.clone()),
-                GetCommand::Phone => out.emit(
-                    json!({ "phone_number": ident.phone }),
-                    ident.phone.clone().unwrap_or_default(),
-                ),
-            }
+            contact(c, &selected_identity(g, &vault)?, out);
             Ok(())
         }
         // Generating needs no vault.
@@ -535,6 +584,12 @@ fn run(cli: &Cli, path: &[&str], out: &mut Output) -> Result<()> {
             all_secrets,
             command,
         } => refs::run(g, env, env_file, *all_secrets, command),
+        #[cfg(unix)]
+        Command::Daemon(a) => daemon::serve(g, a),
+        #[cfg(not(unix))]
+        Command::Daemon(_) => Err(Error::InvalidInput(
+            "ravi daemon needs Unix sockets: it is not available on this system".into(),
+        )),
         Command::Vault(VaultCommand::Info) => {
             let info = open_vault(g)?.info();
             let owner = info
@@ -553,6 +608,17 @@ fn run(cli: &Cli, path: &[&str], out: &mut Output) -> Result<()> {
             out.emit(to_json(&info)?, text);
             Ok(())
         }
+    }
+}
+
+/// `ravi get email|phone`.
+fn contact(c: &GetCommand, ident: &Identity, out: &mut Output) {
+    match c {
+        GetCommand::Email => out.emit(json!({ "email": ident.inbox }), ident.inbox.clone()),
+        GetCommand::Phone => out.emit(
+            json!({ "phone_number": ident.phone }),
+            ident.phone.clone().unwrap_or_default(),
+        ),
     }
 }
 
@@ -830,11 +896,15 @@ fn credential(g: &GlobalArgs) -> Result<Credential> {
 /// Opens `vault` with this process's credential. A refused session gets
 /// the hint to make a new one.
 fn access<'v>(g: &GlobalArgs, vault: &'v Vault) -> Result<Access<'v>> {
-    let credential = credential(g)?;
+    access_with(vault, &credential(g)?)
+}
+
+/// Opens `vault` with `credential`.
+fn access_with<'v>(vault: &'v Vault, credential: &Credential) -> Result<Access<'v>> {
     let signed_before = vault.owner_public_key().is_some();
     let access = vault
-        .access(&credential)
-        .map_err(|e| match (e, &credential) {
+        .access(credential)
+        .map_err(|e| match (e, credential) {
             (Error::Locked(m), Credential::Session(_)) => {
                 Error::Locked(format!("{m}; run `ravi unlock`"))
             }
@@ -871,9 +941,19 @@ fn with_identity(g: &GlobalArgs, f: impl FnOnce(&IdentityVault<'_>) -> Result<()
     let vault = open_vault(g)?;
     let ident = selected_identity(g, &vault)?;
     let access = access(g, &vault)?;
-    let (iv, seen) = checked_open(&vault, &access, &ident)?;
+    in_identity(&vault, &access, &ident, f)
+}
+
+/// Runs `f` on `ident`'s records, opened and checked by [`checked_open`].
+fn in_identity(
+    vault: &Vault,
+    access: &Access<'_>,
+    ident: &Identity,
+    f: impl FnOnce(&IdentityVault<'_>) -> Result<()>,
+) -> Result<()> {
+    let (iv, seen) = checked_open(vault, access, ident)?;
     let result = f(&iv);
-    raise_seen(&vault, &iv, seen)?;
+    raise_seen(vault, &iv, seen)?;
     result
 }
 

@@ -5,6 +5,8 @@
 mod access;
 mod at_rest;
 mod common;
+#[cfg(unix)]
+mod daemon;
 mod errors;
 mod export;
 mod identities;

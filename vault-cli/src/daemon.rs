@@ -1,0 +1,375 @@
+//! `ravi daemon`: a process that holds a session or an agent key and the
+//! vault open, and answers the read commands of this user's other `ravi`
+//! processes over a Unix socket. A process that finds `RAVI_DAEMON` set
+//! sends its arguments there before building its command-line parser; what
+//! the daemon does not answer (any other command, a store or credential of
+//! the process's own) runs in the process as always.
+//!
+//! The daemon runs each request through the same code as a process would
+//! (the vault's owner key and head checked, the credential presented
+//! again, the identity's head checked against the newest seen), on the
+//! connection and statements it keeps: a revoked session, a removed grant
+//! or a rolled-back store is refused at the next request.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use vault_core::{Credential, Error, Result, Vault};
+
+use crate::args::{
+    Cli, Command, DaemonArgs, GlobalArgs, PasswordsCommand, SecretsCommand, TotpCommand,
+};
+use crate::{Output, records};
+
+/// The variable that names a daemon's socket to its clients.
+pub const SOCKET_ENV: &str = "RAVI_DAEMON";
+
+/// Options naming a store or a credential: a process given one on its
+/// command line runs the command itself.
+const OWN_OPTIONS: [&str; 4] = [
+    "--vault",
+    "--passphrase-file",
+    "--session-file",
+    "--agent-key-file",
+];
+
+/// Bounds of one exchange: a request is a command line, a reply a record.
+const MAX_REQUEST: u64 = 64 * 1024;
+const MAX_REPLY: u64 = 16 * 1024 * 1024;
+
+/// A client's question: its arguments (without the program name), its
+/// working directory and its `RAVI_IDENTITY`, which select the identity.
+#[derive(Serialize, Deserialize)]
+struct Request {
+    argv: Vec<String>,
+    cwd: PathBuf,
+    identity: Option<String>,
+}
+
+/// The answer: `served: false` when the daemon does not run this command
+/// (the client runs it), else what the command printed and its exit code.
+/// (No `Debug`: `stdout` holds secrets.)
+#[derive(Serialize, Deserialize, Default)]
+struct Reply {
+    served: bool,
+    code: u8,
+    stdout: String,
+    stderr: String,
+}
+
+/// Asks the daemon that `RAVI_DAEMON` names to run this process's command.
+/// `None`: run it here (no daemon set, a command it does not answer, or a
+/// daemon that cannot be reached, which is said on stderr).
+pub fn client() -> Option<ExitCode> {
+    let socket = std::env::var_os(SOCKET_ENV).filter(|s| !s.is_empty())?;
+    let argv = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string().ok())
+        .collect::<Option<Vec<String>>>()?;
+    let own = |a: &String| {
+        OWN_OPTIONS
+            .iter()
+            .any(|o| a == o || a.strip_prefix(o).is_some_and(|r| r.starts_with('=')))
+    };
+    // Only reads are answered: other commands need not ask.
+    if argv.iter().any(own) || !argv.iter().any(|a| a == "get" || a == "code") {
+        return None;
+    }
+    let request = Request {
+        argv,
+        cwd: std::env::current_dir().ok()?,
+        identity: std::env::var("RAVI_IDENTITY").ok().filter(|v| !v.is_empty()),
+    };
+    let socket = PathBuf::from(socket);
+    match ask(&socket, &request) {
+        Ok(reply) if reply.served => {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(reply.stderr.as_bytes());
+            let mut out = std::io::stdout().lock();
+            match out
+                .write_all(reply.stdout.as_bytes())
+                .and_then(|()| out.flush())
+            {
+                Ok(()) => Some(ExitCode::from(reply.code)),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    Some(ExitCode::from(reply.code))
+                }
+                Err(_) => Some(ExitCode::from(1)),
+            }
+        }
+        Ok(_) => None,
+        Err(e) => {
+            eprintln!(
+                "ravi: warning: cannot use the daemon at {} ({SOCKET_ENV}): {e}; running without it",
+                socket.display()
+            );
+            None
+        }
+    }
+}
+
+fn ask(socket: &Path, request: &Request) -> std::io::Result<Reply> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    stream.write_all(&line)?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = Vec::new();
+    (&stream).take(MAX_REPLY).read_to_end(&mut reply)?;
+    serde_json::from_slice(&reply).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not a daemon's reply ({e})"),
+        )
+    })
+}
+
+/// What the daemon holds for its whole life.
+struct Held {
+    /// Its own options: the store and the credential's files.
+    global: GlobalArgs,
+    vault: Vault,
+    credential: Credential,
+}
+
+/// `ravi daemon`: answers clients until its lifetime ends or a signal
+/// stops it, then removes its socket.
+pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
+    let ttl = vault_core::parse_ttl(&a.ttl)?;
+    let credential = crate::credential(g)?;
+    if matches!(credential, Credential::Passphrase(_)) {
+        return Err(Error::InvalidInput(
+            "ravi daemon holds a session or an agent key, never the passphrase: give it \
+             a session (`ravi unlock`, then RAVI_SESSION or --session-file) or an agent key \
+             (--agent-key-file)"
+                .into(),
+        ));
+    }
+    let vault = crate::open_vault(g)?;
+    // A credential that opens nothing is refused now, not at each request.
+    crate::access_with(&vault, &credential)?;
+    let socket = match &a.socket {
+        Some(p) => p.clone(),
+        None => crate::config_dir()?.join("daemon.sock"),
+    };
+    let listener = bind(&socket)?;
+    let _remove = RemoveOnDrop(&socket);
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| Error::Io {
+            context: "cannot handle signals".into(),
+            source: e,
+        })?;
+    }
+    let ready = if g.json {
+        serde_json::json!({
+            "socket": socket,
+            "pid": std::process::id(),
+            "ttl_seconds": ttl.as_secs(),
+        })
+        .to_string()
+    } else {
+        format!("{SOCKET_ENV}={}", socket.display())
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{ready}")
+            .and_then(|()| out.flush())
+            .map_err(|e| Error::Io {
+                context: "cannot write standard output".into(),
+                source: e,
+            })?;
+    }
+    let held = Held {
+        global: g.clone(),
+        vault,
+        credential,
+    };
+    let mut parser = crate::args::command();
+    let deadline = Instant::now() + ttl;
+    while !stop.load(Ordering::Relaxed) {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        if !wait_for_client(&listener, left) {
+            continue;
+        }
+        match listener.accept() {
+            Ok((stream, _)) => {
+                if let Err(e) = answer_one(&held, &mut parser, stream) {
+                    eprintln!("ravi daemon: a request failed: {e}");
+                }
+            }
+            Err(e) => eprintln!("ravi daemon: cannot accept a client: {e}"),
+        }
+    }
+    Ok(())
+}
+
+/// Waits at most `left` for a client; a signal ends the wait early.
+fn wait_for_client(listener: &UnixListener, left: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    // (whole seconds at most: the lifetime is checked again after each)
+    let left = left.min(Duration::from_secs(1));
+    let timeout = Timespec {
+        tv_sec: i64::try_from(left.as_secs()).unwrap_or(1),
+        tv_nsec: i64::from(left.subsec_nanos()),
+    };
+    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+    matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
+}
+
+/// Listens at `socket`, mode 0600. A socket left by a daemon that ended
+/// without removing it is replaced; a live daemon's is not.
+fn bind(socket: &Path) -> Result<UnixListener> {
+    let io = |context: String| move |source| Error::Io { context, source };
+    match std::fs::symlink_metadata(socket) {
+        Ok(m) if m.file_type().is_socket() => {
+            if UnixStream::connect(socket).is_ok() {
+                return Err(Error::Conflict(format!(
+                    "a daemon already answers at {}",
+                    socket.display()
+                )));
+            }
+            std::fs::remove_file(socket)
+                .map_err(io(format!("cannot remove the stale {}", socket.display())))?;
+        }
+        Ok(_) => {
+            return Err(Error::InvalidInput(format!(
+                "{} exists and is not a socket",
+                socket.display()
+            )));
+        }
+        Err(_) => {}
+    }
+    let listener =
+        UnixListener::bind(socket).map_err(io(format!("cannot listen at {}", socket.display())))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io(format!("cannot restrict {}", socket.display())))?;
+    crate::warn_if_others_can_write(socket);
+    Ok(listener)
+}
+
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
+/// One client: its user checked, one request read, one reply written.
+fn answer_one(
+    held: &Held,
+    parser: &mut clap::Command,
+    mut stream: UnixStream,
+) -> std::io::Result<()> {
+    // The socket's mode keeps other users out; the peer's user id is
+    // checked too (a socket made in a directory others can enter).
+    let peer = rustix::net::sockopt::socket_peercred(&stream)?;
+    if peer.uid != rustix::process::geteuid() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("refused a client of user id {}", peer.uid.as_raw()),
+        ));
+    }
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = Vec::new();
+    BufReader::new((&stream).take(MAX_REQUEST)).read_until(b'\n', &mut line)?;
+    if line.is_empty() {
+        // (a connection that asks nothing: a probe whether one listens)
+        return Ok(());
+    }
+    let reply = match serde_json::from_slice::<Request>(&line) {
+        Ok(request) => answer(held, parser, &request),
+        Err(_) => Reply::default(),
+    };
+    let mut bytes = serde_json::to_vec(&reply)?;
+    bytes.push(b'\n');
+    stream.write_all(&bytes)
+}
+
+/// Runs a request's command if it is one the daemon answers.
+fn answer(held: &Held, parser: &mut clap::Command, request: &Request) -> Reply {
+    use clap::FromArgMatches;
+    let argv = std::iter::once("ravi").chain(request.argv.iter().map(String::as_str));
+    // A command line that does not parse is the client's to report.
+    let Ok(matches) = parser.try_get_matches_from_mut(argv) else {
+        return Reply::default();
+    };
+    let Ok(cli) = Cli::from_arg_matches(&matches) else {
+        return Reply::default();
+    };
+    if !answered(&cli.command) {
+        return Reply::default();
+    }
+    let path = crate::command_path(&matches);
+    let mut out = Output::new(&cli.global);
+    let done = crate::refuse_unused_options(&cli.global, &path)
+        .and_then(|()| read(held, &cli, request, &mut out));
+    match done {
+        Ok(()) => {
+            let (stdout, stderr) = out.printed();
+            Reply {
+                served: true,
+                code: 0,
+                stdout,
+                stderr,
+            }
+        }
+        Err(e) => Reply {
+            served: true,
+            code: crate::exit_code(e.class()),
+            stdout: String::new(),
+            stderr: crate::error_text(&e, cli.global.json),
+        },
+    }
+}
+
+/// The commands a daemon answers: reads of one record or field.
+fn answered(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Get(_)
+            | Command::Secrets(SecretsCommand::Get { .. })
+            | Command::Passwords(PasswordsCommand::Get { .. })
+            | Command::Totp(TotpCommand::Code { .. })
+    )
+}
+
+/// A read, as `ravi` runs it, on the vault and credential held.
+fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<()> {
+    let vault = &held.vault;
+    crate::check_vault(&held.global, vault)?;
+    let ident =
+        crate::selected_identity_at(&cli.global, vault, &request.cwd, request.identity.as_deref())?;
+    let open_records = |f: &mut dyn FnMut(&vault_core::IdentityVault<'_>) -> Result<()>| {
+        let access = crate::access_with(vault, &held.credential)?;
+        crate::in_identity(vault, &access, &ident, f)
+    };
+    match &cli.command {
+        Command::Get(c) => {
+            crate::contact(c, &ident, out);
+            Ok(())
+        }
+        Command::Secrets(c) => open_records(&mut |iv| records::secrets(iv, c, out)),
+        Command::Passwords(c) => open_records(&mut |iv| records::passwords(iv, c, out)),
+        Command::Totp(c) => open_records(&mut |iv| records::totp(iv, c, out)),
+        _ => Err(Error::InvalidInput(
+            "ravi daemon does not run this command".into(),
+        )),
+    }
+}

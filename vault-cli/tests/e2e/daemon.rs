@@ -1,0 +1,369 @@
+//! `ravi daemon`: reads answered over its socket with the credential it
+//! holds, everything else run by the client itself, and every check a
+//! process makes still made (revocation, rollback) on each request.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// A running `ravi daemon`, killed when dropped.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `ravi daemon --socket <dir>/d.sock` with `credential` (the
+    /// variables and options that give it one) and waits for its line.
+    fn start(env: &Env, credential: &[(&str, &str)], args: &[&str]) -> Daemon {
+        let socket = env.dir.path().join("d.sock");
+        let mut c = env.command();
+        c.env_remove("RAVI_PASSPHRASE")
+            .args(["daemon", "--socket", socket.to_str().unwrap()])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in credential {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            format!("RAVI_DAEMON={}", socket.display()),
+            "the daemon did not start"
+        );
+        Daemon { child, socket }
+    }
+
+    /// The exit status within `limit`, if it ended.
+    fn ended_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client of `daemon`: no credential of its own.
+fn client(env: &Env, daemon: &Daemon) -> Command {
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE")
+        .env("RAVI_DAEMON", &daemon.socket);
+    c
+}
+
+fn ask(env: &Env, daemon: &Daemon, args: &[&str]) -> Run {
+    run_command(client(env, daemon).args(args))
+}
+
+fn session(env: &Env) -> String {
+    env.run(&["unlock", "--ttl", "1h"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// An identity with one record of each kind.
+fn stocked() -> Env {
+    let (env, _) = Env::with_identity("alice");
+    env.run_stdin(
+        &["secrets", "set", "API_KEY", "--value-stdin"],
+        "s3cret-value\n",
+    )
+    .ok();
+    env.run_stdin(
+        &[
+            "passwords",
+            "create",
+            "github.com",
+            "--username",
+            "alice",
+            "--password-stdin",
+        ],
+        "hunter2-pw\n",
+    )
+    .ok();
+    env.run(&[
+        "totp",
+        "add",
+        "github",
+        "--secret",
+        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
+    ])
+    .ok();
+    env
+}
+
+#[test]
+fn reads_are_answered_with_the_credential_the_daemon_holds() {
+    let env = stocked();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    let mode = std::fs::symlink_metadata(&d.socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+
+    // Each answer is the one the process itself gives (with the passphrase).
+    for args in [
+        &["secrets", "get", "API_KEY"][..],
+        &["secrets", "get", "API_KEY", "--json"],
+        &["passwords", "get", "github.com"],
+        &["passwords", "get", "github.com", "--json"],
+        &["get", "email"],
+        &["get", "phone", "--json"],
+        &["secrets", "get", "NOPE"],
+        &["secrets", "get", "NOPE", "--json"],
+        &["--identity", "nobody", "secrets", "get", "API_KEY"],
+    ] {
+        let there = ask(&env, &d, args);
+        let here = env.run(args);
+        assert_eq!(
+            (there.code, &there.stdout, &there.stderr),
+            (here.code, &here.stdout, &here.stderr),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
+        "s3cret-value\n"
+    );
+    let code = ask(&env, &d, &["totp", "code", "github", "--json"])
+        .ok()
+        .json();
+    let digits = code["code"].as_str().unwrap();
+    assert!(digits.len() == 6 && digits.bytes().all(|b| b.is_ascii_digit()));
+
+    // The identity a client selects: its --identity, its RAVI_IDENTITY, its
+    // working directory's .ravi/config.json.
+    env.run(&["identity", "create", "--name", "bob"]).ok();
+    env.run_stdin(
+        &[
+            "--identity",
+            "bob",
+            "secrets",
+            "set",
+            "API_KEY",
+            "--value-stdin",
+        ],
+        "bobs-value\n",
+    )
+    .ok();
+    assert_eq!(
+        ask(
+            &env,
+            &d,
+            &["--identity", "bob", "secrets", "get", "API_KEY"]
+        )
+        .ok()
+        .stdout,
+        "bobs-value\n"
+    );
+    let r = run_command(
+        client(&env, &d)
+            .env("RAVI_IDENTITY", "bob")
+            .args(["secrets", "get", "API_KEY"]),
+    );
+    assert_eq!(r.ok().stdout, "bobs-value\n");
+    let project = env.work.join("project");
+    std::fs::create_dir_all(project.join(".ravi")).unwrap();
+    std::fs::write(
+        project.join(".ravi/config.json"),
+        r#"{"identity_name": "bob"}"#,
+    )
+    .unwrap();
+    let r = run_command(
+        client(&env, &d)
+            .current_dir(&project)
+            .args(["secrets", "get", "API_KEY"]),
+    );
+    assert_eq!(r.ok().stdout, "bobs-value\n");
+}
+
+#[test]
+fn what_the_daemon_does_not_answer_runs_in_the_client() {
+    let env = stocked();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    // Writes and listings are not answered: the client, without a
+    // credential of its own, is refused, and nothing is written.
+    ask(&env, &d, &["secrets", "set", "OTHER", "x", "--json"]).fails(EXIT_LOCKED);
+    ask(&env, &d, &["secrets", "list"]).fails(EXIT_LOCKED);
+    ask(&env, &d, &["secrets", "get", "OTHER"]).fails(EXIT_NOT_FOUND);
+    // A credential or a vault on the client's command line is its own.
+    let other = Env::new();
+    let r = ask(
+        &env,
+        &d,
+        &[
+            "--vault",
+            other.vault.to_str().unwrap(),
+            "--identity",
+            "alice",
+            "secrets",
+            "get",
+            "API_KEY",
+        ],
+    );
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    let file = env.dir.path().join("session");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let r = ask(
+        &env,
+        &d,
+        &[
+            "--session-file",
+            file.to_str().unwrap(),
+            "secrets",
+            "get",
+            "API_KEY",
+        ],
+    );
+    assert_eq!(r.ok().stdout, "s3cret-value\n");
+    // A command line that does not parse gets the usual error.
+    let r = ask(&env, &d, &["secrets", "get"]).fails(EXIT_INVALID);
+    assert!(r.stderr.contains("<KEY>"), "{}", r.stderr);
+}
+
+#[test]
+fn revocation_and_rollback_reach_a_running_daemon() {
+    let env = stocked();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    ask(&env, &d, &["secrets", "get", "API_KEY"]).ok();
+    // A rotation changes nothing for the reader.
+    env.run(&["identity", "rotate", "alice"]).ok();
+    assert_eq!(
+        ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
+        "s3cret-value\n"
+    );
+    // A store rolled back to an older copy is caught at the next request.
+    let old = env.dir.path().join("old.db");
+    std::fs::copy(&env.vault, &old).unwrap();
+    env.run_stdin(&["secrets", "set", "API_KEY", "--value-stdin"], "newer\n")
+        .ok();
+    assert_eq!(
+        ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
+        "newer\n"
+    );
+    replace_vault(&env, &old);
+    ask(&env, &d, &["secrets", "get", "API_KEY"]).fails(EXIT_INTEGRITY);
+    drop(d);
+
+    // `ravi lock` ends the session the daemon holds.
+    let env = stocked();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    ask(&env, &d, &["secrets", "get", "API_KEY"]).ok();
+    env.run(&["lock"]).ok();
+    let r = ask(&env, &d, &["secrets", "get", "API_KEY"]).fails(EXIT_LOCKED);
+    assert!(!r.stdout.contains("s3cret"));
+    drop(d);
+
+    // A grant revoked is refused to the agent key the daemon holds.
+    let env = stocked();
+    let (key, public) = env.keygen("agent.key");
+    env.run(&["identity", "grant", "alice", "--to", &public])
+        .ok();
+    let d = Daemon::start(&env, &[("RAVI_AGENT_KEY_FILE", key.to_str().unwrap())], &[]);
+    assert_eq!(
+        ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
+        "s3cret-value\n"
+    );
+    env.run(&["identity", "revoke", "alice", "--from", &public])
+        .ok();
+    let r = ask(&env, &d, &["secrets", "get", "API_KEY"]);
+    assert_ne!(r.code, 0);
+    assert!(!r.stdout.contains("s3cret"), "{}", r.stdout);
+}
+
+/// Puts the copy `old` in place of the vault (its log emptied first).
+fn replace_vault(env: &Env, old: &Path) {
+    let db = env.db();
+    db.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .unwrap();
+    drop(db);
+    std::fs::copy(old, &env.vault).unwrap();
+}
+
+#[test]
+fn the_daemon_life_its_socket_and_what_it_refuses() {
+    let env = stocked();
+    // Never the passphrase.
+    let r = env.run(&[
+        "daemon",
+        "--socket",
+        env.dir.path().join("p.sock").to_str().unwrap(),
+    ]);
+    let r = r.fails(EXIT_INVALID);
+    assert!(r.stderr.contains("never the passphrase"), "{}", r.stderr);
+    let token = session(&env);
+    let mut d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    // One daemon per socket.
+    let mut second = env.command();
+    second
+        .env_remove("RAVI_PASSPHRASE")
+        .env("RAVI_SESSION", &token)
+        .args(["daemon", "--socket", d.socket.to_str().unwrap()]);
+    run_command(&mut second).fails(EXIT_CONFLICT);
+    // SIGTERM ends it and removes the socket.
+    let pid = d.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = d.ended_within(Duration::from_secs(10)).expect("it ended");
+    assert!(status.success(), "{status:?}");
+    assert!(!d.socket.exists());
+    // Gone, the client says so and runs the command itself.
+    let r = run_command(
+        env.command()
+            .env("RAVI_DAEMON", &d.socket)
+            .args(["secrets", "get", "API_KEY"]),
+    );
+    let r = r.ok();
+    assert_eq!(r.stdout, "s3cret-value\n");
+    assert!(r.stderr.contains("cannot use the daemon"), "{}", r.stderr);
+    // A socket left by a daemon that was killed is replaced.
+    let mut killed = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    assert!(killed.socket.exists());
+    let mut d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &["--ttl", "1s"]);
+    ask(&env, &d, &["get", "email"]).ok();
+    // Its lifetime ends it.
+    let status = d.ended_within(Duration::from_secs(20)).expect("it ended");
+    assert!(status.success(), "{status:?}");
+    assert!(!d.socket.exists());
+    // Anything else at the path is left alone.
+    std::fs::write(&d.socket, "not a socket").unwrap();
+    let mut c = env.command();
+    c.env_remove("RAVI_PASSPHRASE")
+        .env("RAVI_SESSION", &token)
+        .args(["daemon", "--socket", d.socket.to_str().unwrap()]);
+    run_command(&mut c).fails(EXIT_INVALID);
+    assert_eq!(std::fs::read(&d.socket).unwrap(), b"not a socket");
+}
