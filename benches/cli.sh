@@ -4,7 +4,9 @@
 # for scale) on a vault of N records (default 10000), next to process
 # start-up, `pass show` (gpg) and `oathtool --totp` on the same secrets;
 # then the same `secrets get` through a `ravi serve` on loopback (the vault
-# file copied into the server's store), next to local mode.
+# file copied into the server's store), next to local mode. The `daemon`
+# rows are processes that ask a `ravi daemon` (RAVI_DAEMON) holding the
+# session or the agent key and the vault open.
 #
 #   benches/cli.sh [N]        results: benches/results/cli.md
 #
@@ -31,7 +33,8 @@ rustc --edition 2024 -C opt-level=3 -C codegen-units=1 -C strip=symbols -o "$W/h
 rustc --edition 2024 -C opt-level=3 -C codegen-units=1 -C strip=symbols -C target-feature=+crt-static -o "$W/hello-static" "$W/hello.rs"
 HELLO=$W/hello
 SERVE_PID=""
-trap '[ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; gpgconf --homedir "$W/gnupg" --kill all >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
+DAEMON_PIDS=""
+trap '[ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; for p in $DAEMON_PIDS; do kill "$p" 2>/dev/null; done; gpgconf --homedir "$W/gnupg" --kill all >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
 export HOME=$W/home RAVI_VAULT=$W/vault.db RAVI_CONFIG_DIR=$W/cfg
 mkdir -p "$HOME"
 unset RAVI_SESSION RAVI_AGENT_KEY_FILE
@@ -54,6 +57,18 @@ pass show bench/KEY_42 >/dev/null
 mkdir -p benches/results
 S="--session-file $W/session"
 A="--agent-key-file $W/agent.key"
+# Two daemons: one holds the session, one the agent key. A process given a
+# credential on its command line (the rows with $S or $A) never asks one.
+start_daemon() { # NAME CREDENTIAL-OPTION...
+    local name=$1
+    shift
+    "$R" "$@" daemon --socket "$W/$name.sock" --ttl 2h > "$W/$name.out" &
+    DAEMON_PIDS="$DAEMON_PIDS $!"
+    for _ in $(seq 100); do grep -q RAVI_DAEMON "$W/$name.out" 2>/dev/null && break; sleep 0.05; done
+}
+start_daemon daemon-session $S
+start_daemon daemon-agent $A
+export RAVI_DAEMON=$W/daemon-session.sock
 hyperfine -N --warmup 10 --min-runs 50 --export-markdown benches/results/cli.md --export-json "$W/cli.json" \
     -n "hello-world Rust binary" "$HELLO" \
     -n "process start-up (ravi --version)" "$R --version" \
@@ -69,8 +84,22 @@ hyperfine -N --warmup 10 --min-runs 50 --export-markdown benches/results/cli.md 
     -n "static ravi secrets get (agent key)" "$RS $A secrets get KEY_42" \
     -n "static ravi totp code (session)" "$RS $S totp code bench-totp" \
     -n "static ravi totp code (agent key)" "$RS $A totp code bench-totp" \
+    -n "ravi secrets get (daemon, session)" "$R secrets get KEY_42" \
+    -n "ravi totp code (daemon, session)" "$R totp code bench-totp" \
+    -n "static ravi secrets get (daemon, session)" "$RS secrets get KEY_42" \
+    -n "static ravi totp code (daemon, session)" "$RS totp code bench-totp" \
     -n "pass show (gpg)" "pass show bench/KEY_42" \
     -n "oathtool --totp" "oathtool --totp -b GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+# The daemon that holds the agent key, with the same references.
+RAVI_DAEMON=$W/daemon-agent.sock hyperfine -N --warmup 10 --min-runs 50 --export-json "$W/cli-agent.json" \
+    -n "hello-world Rust binary" "$HELLO" \
+    -n "ravi secrets get (daemon, agent key)" "$R secrets get KEY_42" \
+    -n "ravi totp code (daemon, agent key)" "$R totp code bench-totp" \
+    -n "static ravi secrets get (daemon, agent key)" "$RS secrets get KEY_42" \
+    -n "static ravi totp code (daemon, agent key)" "$RS totp code bench-totp" \
+    -n "pass show (gpg)" "pass show bench/KEY_42" \
+    -n "oathtool --totp" "oathtool --totp -b GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"
+unset RAVI_DAEMON
 # The same vault behind `ravi serve` on loopback: the server's SQLite store
 # is a vault file plus its server_* tables, so a copy of the vault serves.
 cp "$RAVI_VAULT" "$W/server.db"
@@ -99,14 +128,17 @@ tail -n 1 "$W/remote-agent.md" >> benches/results/cli-remote.md
 hyperfine -N --warmup 2 --runs 10 --export-markdown benches/results/cli-passphrase.md \
     -n "ravi secrets get (passphrase, Argon2id 64 MiB t=3 p=4)" "$R --passphrase-file $W/pass secrets get KEY_42"
 
-python3 - "$W/cli.json" >> benches/results/cli.md <<'PY'
+python3 - "$W/cli.json" "$W/cli-agent.json" >> benches/results/cli.md <<'PY'
 import json, sys
-r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
-hello, oath, pass_ = r["hello-world Rust binary"], r["oathtool --totp"], r["pass show (gpg)"]
-print("\n| Command | Median [ms] | vs hello-world | vs oathtool | pass show / it |")
-print("|:---|---:|---:|---:|---:|")
-for name, m in r.items():
-    print("| `%s` | %.2f | %.2f | %.2f | %.1f |" % (name, m * 1000, m / hello, m / oath, pass_ / m))
+for i, path in enumerate(sys.argv[1:]):
+    r = {x["command"]: x["median"] for x in json.load(open(path))["results"]}
+    hello, oath, pass_ = r["hello-world Rust binary"], r["oathtool --totp"], r["pass show (gpg)"]
+    if i:
+        print("\nThe daemon holding the agent key (a second hyperfine run):")
+    print("\n| Command | Median [ms] | vs hello-world | vs oathtool | pass show / it |")
+    print("|:---|---:|---:|---:|---:|")
+    for name, m in r.items():
+        print("| `%s` | %.2f | %.2f | %.2f | %.1f |" % (name, m * 1000, m / hello, m / oath, pass_ / m))
 print()
 print("`static` rows: the build of README \"A static build\" (glibc linked in).")
 print("Targets: `ravi --version` within 1.1x of the hello-world binary; `totp code`")

@@ -144,15 +144,25 @@ struct Held {
 /// stops it, then removes its socket.
 pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
     let ttl = vault_core::parse_ttl(&a.ttl)?;
-    let credential = crate::credential(g)?;
-    if matches!(credential, Credential::Passphrase(_)) {
+    let set = |v: &str| std::env::var_os(v).is_some_and(|s| !s.is_empty());
+    // (checked before reading one: no passphrase prompt, nothing derived)
+    let offered = g.session_file.is_some()
+        || g.agent_key_file.is_some()
+        || set("RAVI_SESSION")
+        || set("RAVI_AGENT_KEY_FILE");
+    let credential = if offered {
+        Some(crate::credential(g)?)
+    } else {
+        None
+    };
+    let Some(credential) = credential.filter(|c| !matches!(c, Credential::Passphrase(_))) else {
         return Err(Error::InvalidInput(
             "ravi daemon holds a session or an agent key, never the passphrase: give it \
              a session (`ravi unlock`, then RAVI_SESSION or --session-file) or an agent key \
              (--agent-key-file)"
                 .into(),
         ));
-    }
+    };
     let vault = crate::open_vault(g)?;
     // A credential that opens nothing is refused now, not at each request.
     crate::access_with(&vault, &credential)?;
