@@ -367,3 +367,51 @@ fn the_daemon_life_its_socket_and_what_it_refuses() {
     run_command(&mut c).fails(EXIT_INVALID);
     assert_eq!(std::fs::read(&d.socket).unwrap(), b"not a socket");
 }
+
+#[test]
+fn garbage_on_the_socket_is_not_answered_and_the_daemon_carries_on() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let env = stocked();
+    let token = session(&env);
+    let mut d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    let exchange = |bytes: &[u8]| {
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        // (the daemon may close before reading everything)
+        let _ = s.write_all(bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply
+    };
+    for bytes in [
+        &b"not json\n"[..],
+        b"{\"argv\": 5}\n",
+        b"{\"argv\": [\"secrets\", \"get\", \"API_KEY\"]}\n",
+        &[0xff; 100_000],
+        b"",
+    ] {
+        let reply = exchange(bytes);
+        assert!(!reply.contains("s3cret"), "{reply}");
+        if !reply.is_empty() {
+            let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+            assert_eq!(v["served"], false, "{reply}");
+        }
+    }
+    // A well-formed request, without a client process.
+    let request = serde_json::json!({
+        "argv": ["secrets", "get", "API_KEY"],
+        "cwd": env.work,
+        "identity": null,
+    });
+    let reply: serde_json::Value =
+        serde_json::from_str(&exchange(format!("{request}\n").as_bytes())).unwrap();
+    assert_eq!(reply["served"], true);
+    assert_eq!(reply["code"], 0);
+    assert_eq!(reply["stdout"], "s3cret-value\n");
+    assert!(d.ended_within(Duration::from_millis(100)).is_none());
+    assert_eq!(
+        ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
+        "s3cret-value\n"
+    );
+}
