@@ -415,3 +415,41 @@ fn garbage_on_the_socket_is_not_answered_and_the_daemon_carries_on() {
         "s3cret-value\n"
     );
 }
+
+#[test]
+fn many_clients_at_once_while_the_identity_is_written() {
+    let env = stocked();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    std::thread::scope(|s| {
+        // A writer of the same identity, with its own credential.
+        let writer = s.spawn(|| {
+            for i in 0..20 {
+                env.run(&["secrets", "set", &format!("W{i}"), &format!("w{i}")])
+                    .ok();
+            }
+        });
+        let readers: Vec<_> = (0..6)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..15 {
+                        let r = ask(&env, &d, &["secrets", "get", "API_KEY"]);
+                        assert_eq!(r.ok().stdout, "s3cret-value\n");
+                    }
+                })
+            })
+            .collect();
+        writer.join().unwrap();
+        for r in readers {
+            r.join().unwrap();
+        }
+    });
+    for i in 0..20 {
+        assert_eq!(
+            ask(&env, &d, &["secrets", "get", &format!("W{i}")])
+                .ok()
+                .stdout,
+            format!("w{i}\n")
+        );
+    }
+}
