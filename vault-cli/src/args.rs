@@ -120,7 +120,7 @@ pub enum Command {
     #[command(subcommand)]
     Vault(VaultCommand),
     /// Hold a session or an agent key and the vault open, and answer the
-    /// `secrets get`, `passwords get`, `totp code` and `get email|phone` of
+    /// `secrets get`, `passwords get`, `totp code`, `get email|phone` and `read` of
     /// this user's processes that set RAVI_DAEMON to its socket
     Daemon(DaemonArgs),
     /// Serve vaults over HTTP to clients on other machines (stores only

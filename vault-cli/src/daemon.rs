@@ -26,7 +26,7 @@ use vault_core::{Credential, Error, Result, Vault};
 use crate::args::{
     Cli, Command, DaemonArgs, GlobalArgs, PasswordsCommand, SecretsCommand, TotpCommand,
 };
-use crate::{Output, records};
+use crate::{Output, records, refs};
 
 /// The variable that names a daemon's socket to its clients.
 pub const SOCKET_ENV: &str = "RAVI_DAEMON";
@@ -79,7 +79,7 @@ pub fn client() -> Option<ExitCode> {
             .any(|o| a == o || a.strip_prefix(o).is_some_and(|r| r.starts_with('=')))
     };
     // Only reads are answered: other commands need not ask.
-    if argv.iter().any(own) || !argv.iter().any(|a| a == "get" || a == "code") {
+    if argv.iter().any(own) || !argv.iter().any(|a| matches!(a.as_str(), "get" | "code" | "read")) {
         return None;
     }
     let request = Request {
@@ -354,6 +354,7 @@ fn answered(c: &Command) -> bool {
     matches!(
         c,
         Command::Get(_)
+            | Command::Read { .. }
             | Command::Secrets(SecretsCommand::Get { .. })
             | Command::Passwords(PasswordsCommand::Get { .. })
             | Command::Totp(TotpCommand::Code { .. })
@@ -364,8 +365,17 @@ fn answered(c: &Command) -> bool {
 fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<()> {
     let vault = &held.vault;
     crate::check_vault(&held.global, vault)?;
-    let ident =
-        crate::selected_identity_at(&cli.global, vault, &request.cwd, request.identity.as_deref())?;
+    let selected = || {
+        crate::selected_identity_at(&cli.global, vault, &request.cwd, request.identity.as_deref())
+    };
+    if let Command::Read { reference } = &cli.command {
+        let r = refs::parse(reference)?;
+        let access = crate::access_with(vault, &held.credential)?;
+        let value = refs::resolve_in(vault, &access, std::slice::from_ref(&r), selected)?.remove(0);
+        refs::emit_read(&r, &value, out);
+        return Ok(());
+    }
+    let ident = selected()?;
     let open_records = |f: &mut dyn FnMut(&vault_core::IdentityVault<'_>) -> Result<()>| {
         let access = crate::access_with(vault, &held.credential)?;
         crate::in_identity(vault, &access, &ident, f)

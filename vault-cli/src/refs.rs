@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use serde_json::json;
-use vault_core::{Error, IdentityVault, Result, SecretString};
+use vault_core::{Access, Error, Identity, IdentityVault, Result, SecretString, Vault};
 
 use crate::args::GlobalArgs;
 use crate::Output;
@@ -145,6 +145,17 @@ fn value_of(iv: &IdentityVault<'_>, item: &Item) -> Result<SecretString> {
 fn resolve(g: &GlobalArgs, refs: &[Ref]) -> Result<Vec<SecretString>> {
     let vault = crate::open_vault(g)?;
     let access = crate::access(g, &vault)?;
+    resolve_in(&vault, &access, refs, || crate::selected_identity(g, &vault))
+}
+
+/// The values `refs` name, through `access`; `selected` is the identity
+/// of references that name none.
+pub(crate) fn resolve_in(
+    vault: &Vault,
+    access: &Access<'_>,
+    refs: &[Ref],
+    selected: impl Fn() -> Result<Identity>,
+) -> Result<Vec<SecretString>> {
     let mut by_identity: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
     for (i, r) in refs.iter().enumerate() {
         by_identity.entry(r.identity.clone()).or_default().push(i);
@@ -159,14 +170,14 @@ fn resolve(g: &GlobalArgs, refs: &[Ref]) -> Result<Vec<SecretString>> {
         let first = &refs[idx[0]];
         let ident = match &identity {
             Some(sel) => vault.find_identity(sel),
-            None => crate::selected_identity(g, &vault),
+            None => selected(),
         }
         .map_err(|e| named(e, first))?;
-        let (iv, seen) = crate::checked_open(&vault, &access, &ident)?;
+        let (iv, seen) = crate::checked_open(vault, access, &ident)?;
         for i in idx {
             out[i] = Some(value_of(&iv, &refs[i].item).map_err(|e| named(e, &refs[i]))?);
         }
-        crate::raise_seen(&vault, &iv, seen)?;
+        crate::raise_seen(vault, &iv, seen)?;
     }
     Ok(out.into_iter().flatten().collect())
 }
@@ -175,11 +186,16 @@ fn resolve(g: &GlobalArgs, refs: &[Ref]) -> Result<Vec<SecretString>> {
 pub fn read(g: &GlobalArgs, reference: &str, out: &mut Output) -> Result<()> {
     let r = parse(reference)?;
     let value = resolve(g, std::slice::from_ref(&r))?.remove(0);
+    emit_read(&r, &value, out);
+    Ok(())
+}
+
+/// `ravi read`'s output for the value `r` names.
+pub(crate) fn emit_read(r: &Ref, value: &SecretString, out: &mut Output) {
     out.emit(
         json!({ "reference": r.text, "value": value.expose() }),
         value.expose().to_string(),
     );
-    Ok(())
 }
 
 /// The `{{ ravi://… }}` placeholders of a template: (start, end, ref text).
