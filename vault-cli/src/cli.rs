@@ -3,7 +3,7 @@
 
 mod access;
 mod args;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod daemon;
 mod export;
 mod import;
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
     }
     // A read command that a `ravi daemon` answers is asked of it, before
     // the command-line parser is built.
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     if let Some(code) = daemon::client() {
         return code;
     }
@@ -584,11 +584,11 @@ fn run(cli: &Cli, path: &[&str], out: &mut Output) -> Result<()> {
             all_secrets,
             command,
         } => refs::run(g, env, env_file, *all_secrets, command),
-        #[cfg(unix)]
+        #[cfg(target_os = "linux")]
         Command::Daemon(a) => daemon::serve(g, a),
-        #[cfg(not(unix))]
+        #[cfg(not(target_os = "linux"))]
         Command::Daemon(_) => Err(Error::InvalidInput(
-            "ravi daemon needs Unix sockets: it is not available on this system".into(),
+            "ravi daemon needs Linux (its socket's peer credentials): it is not available on this system".into(),
         )),
         Command::Vault(VaultCommand::Info) => {
             let info = open_vault(g)?.info();

@@ -117,6 +117,10 @@ pub fn client() -> Option<ExitCode> {
 
 fn ask(socket: &Path, request: &Request) -> std::io::Result<Reply> {
     let mut stream = UnixStream::connect(socket)?;
+    // Only a daemon of this user is believed: a socket another user made
+    // (in /tmp, say) could otherwise answer with codes and addresses of
+    // its choosing.
+    same_user(&stream, "the daemon runs as")?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
     let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
@@ -288,13 +292,7 @@ fn answer_one(
 ) -> std::io::Result<()> {
     // The socket's mode keeps other users out; the peer's user id is
     // checked too (a socket made in a directory others can enter).
-    let peer = rustix::net::sockopt::socket_peercred(&stream)?;
-    if peer.uid != rustix::process::geteuid() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!("refused a client of user id {}", peer.uid.as_raw()),
-        ));
-    }
+    same_user(&stream, "refused a client of")?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut line = Vec::new();
@@ -310,6 +308,18 @@ fn answer_one(
     let mut bytes = serde_json::to_vec(&reply)?;
     bytes.push(b'\n');
     stream.write_all(&bytes)
+}
+
+/// Whether the process at the other end of `stream` runs as this user.
+fn same_user(stream: &UnixStream, refusal: &str) -> std::io::Result<()> {
+    let peer = rustix::net::sockopt::socket_peercred(stream)?;
+    if peer.uid == rustix::process::geteuid() {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        format!("{refusal} user id {}", peer.uid.as_raw()),
+    ))
 }
 
 /// Runs a request's command if it is one the daemon answers.

@@ -5,7 +5,7 @@
 mod access;
 mod at_rest;
 mod common;
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod daemon;
 mod errors;
 mod export;

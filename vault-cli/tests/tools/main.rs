@@ -12,6 +12,7 @@ mod age;
 #[allow(dead_code)]
 #[path = "../e2e/common.rs"]
 mod common;
+mod daemon_users;
 mod independent;
 mod man;
 mod oathtool;
@@ -110,6 +111,12 @@ fn main() {
             runs("strace", "-V"),
             "strace is not installed (apt-get install strace)",
             syscalls::reads_write_nothing_to_the_vault,
+        ),
+        needs(
+            "a_daemon_of_another_user_is_not_believed",
+            cfg!(target_os = "linux") && daemon_users::as_nobody().is_some(),
+            "no way to run a process as user nobody (runuser as root, or sudo -n)",
+            daemon_users::a_daemon_of_another_user_is_not_believed,
         ),
         needs(
             "man_page_renders",
