@@ -238,6 +238,18 @@ pub fn run_command_stdin(c: &mut Command, stdin: &str) -> Run {
     to_run(child.wait_with_output().unwrap())
 }
 
+/// Starts `c` with its stdout piped and reads the first line it prints (a
+/// server's or daemon's "ready" line).
+pub fn spawn_for_line(c: &mut Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = c.stdout(Stdio::piped()).spawn().expect("spawn ravi");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("read its first line");
+    (child, line)
+}
+
 pub fn to_run(o: Output) -> Run {
     Run {
         code: o.status.code().unwrap_or(-1),

@@ -2,7 +2,6 @@
 //! holds, everything else run by the client itself, and every check a
 //! process makes still made (revocation, rollback) on each request.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,16 +23,11 @@ impl Daemon {
         c.env_remove("RAVI_PASSPHRASE")
             .args(["daemon", "--socket", socket.to_str().unwrap()])
             .args(args)
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         for (k, v) in credential {
             c.env(k, v);
         }
-        let mut child = c.spawn().unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_for_line(&mut c);
         assert_eq!(
             line.trim(),
             format!("RAVI_DAEMON={}", socket.display()),
@@ -82,40 +76,9 @@ fn session(env: &Env) -> String {
         .to_string()
 }
 
-/// An identity with one record of each kind.
-fn stocked() -> Env {
-    let (env, _) = Env::with_identity("alice");
-    env.run_stdin(
-        &["secrets", "set", "API_KEY", "--value-stdin"],
-        "s3cret-value\n",
-    )
-    .ok();
-    env.run_stdin(
-        &[
-            "passwords",
-            "create",
-            "github.com",
-            "--username",
-            "alice",
-            "--password-stdin",
-        ],
-        "hunter2-pw\n",
-    )
-    .ok();
-    env.run(&[
-        "totp",
-        "add",
-        "github",
-        "--secret",
-        "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ",
-    ])
-    .ok();
-    env
-}
-
 #[test]
 fn reads_are_answered_with_the_credential_the_daemon_holds() {
-    let env = stocked();
+    let env = crate::references::setup();
     let token = session(&env);
     let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
     let mode = std::fs::symlink_metadata(&d.socket).unwrap();
@@ -128,14 +91,14 @@ fn reads_are_answered_with_the_credential_the_daemon_holds() {
     for args in [
         &["secrets", "get", "API_KEY"][..],
         &["secrets", "get", "API_KEY", "--json"],
-        &["passwords", "get", "github.com"],
-        &["passwords", "get", "github.com", "--json"],
+        &["passwords", "get", "example.com"],
+        &["passwords", "get", "example.com", "--json"],
         &["get", "email"],
         &["get", "phone", "--json"],
         &["read", "ravi://secrets/API_KEY"],
         &[
             "read",
-            "ravi://alice/passwords/github.com/password",
+            "ravi://alice/passwords/example.com/password",
             "--json",
         ],
         &["read", "ravi://secrets/NOPE"],
@@ -155,7 +118,7 @@ fn reads_are_answered_with_the_credential_the_daemon_holds() {
     }
     assert_eq!(
         ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
-        "s3cret-value\n"
+        "alice-api-value\n"
     );
     let code = ask(&env, &d, &["totp", "code", "github", "--json"])
         .ok()
@@ -165,7 +128,7 @@ fn reads_are_answered_with_the_credential_the_daemon_holds() {
 
     // The identity a client selects: its --identity, its RAVI_IDENTITY, its
     // working directory's .ravi/config.json.
-    env.run(&["identity", "create", "--name", "bob"]).ok();
+    // (bob is the setup's second identity)
     env.run_stdin(
         &[
             "--identity",
@@ -211,7 +174,7 @@ fn reads_are_answered_with_the_credential_the_daemon_holds() {
 
 #[test]
 fn what_the_daemon_does_not_answer_runs_in_the_client() {
-    let env = stocked();
+    let env = crate::references::setup();
     let token = session(&env);
     let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
     // Writes and listings are not answered: the client, without a
@@ -248,7 +211,7 @@ fn what_the_daemon_does_not_answer_runs_in_the_client() {
             "API_KEY",
         ],
     );
-    assert_eq!(r.ok().stdout, "s3cret-value\n");
+    assert_eq!(r.ok().stdout, "alice-api-value\n");
     // A command line that does not parse gets the usual error.
     let r = ask(&env, &d, &["secrets", "get"]).fails(EXIT_INVALID);
     assert!(r.stderr.contains("<KEY>"), "{}", r.stderr);
@@ -256,7 +219,7 @@ fn what_the_daemon_does_not_answer_runs_in_the_client() {
 
 #[test]
 fn revocation_and_rollback_reach_a_running_daemon() {
-    let env = stocked();
+    let env = crate::references::setup();
     let token = session(&env);
     let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
     ask(&env, &d, &["secrets", "get", "API_KEY"]).ok();
@@ -264,7 +227,7 @@ fn revocation_and_rollback_reach_a_running_daemon() {
     env.run(&["identity", "rotate", "alice"]).ok();
     assert_eq!(
         ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
-        "s3cret-value\n"
+        "alice-api-value\n"
     );
     // A store rolled back to an older copy is caught at the next request.
     let old = env.dir.path().join("old.db");
@@ -280,30 +243,30 @@ fn revocation_and_rollback_reach_a_running_daemon() {
     drop(d);
 
     // `ravi lock` ends the session the daemon holds.
-    let env = stocked();
+    let env = crate::references::setup();
     let token = session(&env);
     let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
     ask(&env, &d, &["secrets", "get", "API_KEY"]).ok();
     env.run(&["lock"]).ok();
     let r = ask(&env, &d, &["secrets", "get", "API_KEY"]).fails(EXIT_LOCKED);
-    assert!(!r.stdout.contains("s3cret"));
+    assert!(!r.stdout.contains("alice-api"));
     drop(d);
 
     // A grant revoked is refused to the agent key the daemon holds.
-    let env = stocked();
+    let env = crate::references::setup();
     let (key, public) = env.keygen("agent.key");
     env.run(&["identity", "grant", "alice", "--to", &public])
         .ok();
     let d = Daemon::start(&env, &[("RAVI_AGENT_KEY_FILE", key.to_str().unwrap())], &[]);
     assert_eq!(
         ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
-        "s3cret-value\n"
+        "alice-api-value\n"
     );
     env.run(&["identity", "revoke", "alice", "--from", &public])
         .ok();
     let r = ask(&env, &d, &["secrets", "get", "API_KEY"]);
     assert_ne!(r.code, 0);
-    assert!(!r.stdout.contains("s3cret"), "{}", r.stdout);
+    assert!(!r.stdout.contains("alice-api"), "{}", r.stdout);
 }
 
 /// Puts the copy `old` in place of the vault (its log emptied first).
@@ -317,7 +280,7 @@ fn replace_vault(env: &Env, old: &Path) {
 
 #[test]
 fn the_daemon_life_its_socket_and_what_it_refuses() {
-    let env = stocked();
+    let env = crate::references::setup();
     // Never the passphrase.
     let r = env.run(&[
         "daemon",
@@ -354,7 +317,7 @@ fn the_daemon_life_its_socket_and_what_it_refuses() {
             .args(["secrets", "get", "API_KEY"]),
     );
     let r = r.ok();
-    assert_eq!(r.stdout, "s3cret-value\n");
+    assert_eq!(r.stdout, "alice-api-value\n");
     assert!(r.stderr.contains("cannot use the daemon"), "{}", r.stderr);
     // A socket left by a daemon that was killed is replaced.
     let mut killed = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
@@ -381,7 +344,7 @@ fn the_daemon_life_its_socket_and_what_it_refuses() {
 fn garbage_on_the_socket_is_not_answered_and_the_daemon_carries_on() {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
-    let env = stocked();
+    let env = crate::references::setup();
     let token = session(&env);
     let mut d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
     let exchange = |bytes: &[u8]| {
@@ -401,7 +364,7 @@ fn garbage_on_the_socket_is_not_answered_and_the_daemon_carries_on() {
         b"",
     ] {
         let reply = exchange(bytes);
-        assert!(!reply.contains("s3cret"), "{reply}");
+        assert!(!reply.contains("alice-api"), "{reply}");
         if !reply.is_empty() {
             let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
             assert_eq!(v["served"], false, "{reply}");
@@ -417,17 +380,17 @@ fn garbage_on_the_socket_is_not_answered_and_the_daemon_carries_on() {
         serde_json::from_str(&exchange(format!("{request}\n").as_bytes())).unwrap();
     assert_eq!(reply["served"], true);
     assert_eq!(reply["code"], 0);
-    assert_eq!(reply["stdout"], "s3cret-value\n");
+    assert_eq!(reply["stdout"], "alice-api-value\n");
     assert!(d.ended_within(Duration::from_millis(100)).is_none());
     assert_eq!(
         ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
-        "s3cret-value\n"
+        "alice-api-value\n"
     );
 }
 
 #[test]
 fn many_clients_at_once_while_the_identity_is_written() {
-    let env = stocked();
+    let env = crate::references::setup();
     let token = session(&env);
     let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
     std::thread::scope(|s| {
@@ -443,7 +406,7 @@ fn many_clients_at_once_while_the_identity_is_written() {
                 s.spawn(|| {
                     for _ in 0..15 {
                         let r = ask(&env, &d, &["secrets", "get", "API_KEY"]);
-                        assert_eq!(r.ok().stdout, "s3cret-value\n");
+                        assert_eq!(r.ok().stdout, "alice-api-value\n");
                     }
                 })
             })

@@ -4,7 +4,7 @@ use crate::common::*;
 
 /// alice (selected) with a secret, a password and a TOTP seed; bob with a
 /// secret.
-fn setup() -> Env {
+pub fn setup() -> Env {
     let (env, _) = Env::with_identity("alice");
     env.run_stdin(
         &["secrets", "set", "API_KEY", "--value-stdin"],

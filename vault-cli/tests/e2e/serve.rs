@@ -2,7 +2,7 @@
 //! directories) share one server; scoped tokens; canaries; an unreachable
 //! server; a server whose store lies.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -89,19 +89,14 @@ impl Server {
             .append(true)
             .open(log)
             .unwrap();
-        let mut child = Command::new(ravi_bin())
+        let mut command = Command::new(ravi_bin());
+        command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(store)
             .env_remove("RAVI_SERVER")
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+            .stderr(log);
+        let (child, line) = spawn_for_line(&mut command);
         let url = line
             .split_whitespace()
             .find(|w| w.starts_with("http://") || w.starts_with("https://"))

@@ -2,12 +2,12 @@
 //! believed by a client, and the daemon answers no client of another user.
 //! Needs a second user: `nobody`, through `runuser` (as root) or `sudo -n`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{PASSPHRASE, WEAK_KDF, ravi_bin, to_run};
+use crate::common::{PASSPHRASE, WEAK_KDF, ravi_bin, spawn_for_line, to_run};
 
 fn root() -> bool {
     std::fs::metadata("/proc/self")
@@ -72,7 +72,7 @@ pub fn a_daemon_of_another_user_is_not_believed() {
     vars.retain(|(k, _)| *k != "RAVI_PASSPHRASE");
     vars.push(("RAVI_SESSION", token));
     let socket = base.join("d.sock");
-    let mut child = as_nobody_run(
+    let mut daemon = as_nobody_run(
         &vars,
         ravi_bin(),
         &[
@@ -83,14 +83,8 @@ pub fn a_daemon_of_another_user_is_not_believed() {
             "--socket",
             socket.to_str().unwrap(),
         ],
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    );
+    let (mut child, line) = spawn_for_line(&mut daemon);
     let ready: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
     let pid = ready["pid"].as_u64().expect("the daemon's pid").to_string();
