@@ -332,15 +332,26 @@ fn open_vault(g: &GlobalArgs) -> Result<Vault> {
 }
 
 /// Checks an open vault against the owner key this client pinned and the
-/// newest vault head it saw (a vault held open is checked on every use).
-fn check_vault(g: &GlobalArgs, vault: &Vault) -> Result<()> {
+/// newest vault head it saw; returns the pinned owner keys.
+fn check_vault(g: &GlobalArgs, vault: &Vault) -> Result<Vec<vault_core::OwnerPublicKey>> {
     let cfg = config_dir()?;
-    pins::check(vault, &cfg, agent_key_path(g).as_deref())?;
-    // The vault head against the newest this client saw: remembered value
-    // first, then the head read again.
+    let pinned = pins::check(vault, &cfg, agent_key_path(g).as_deref())?;
+    check_head(vault, &pinned)?;
+    Ok(pinned)
+}
+
+/// The vault head against the newest this client saw: the remembered value
+/// first, then the head read again (with the header: its owner key is
+/// compared with `pinned` again). A vault held open (`ravi daemon`) is
+/// checked so on every use.
+fn check_head(vault: &Vault, pinned: &[vault_core::OwnerPublicKey]) -> Result<()> {
+    let cfg = config_dir()?;
     let vault_id = vault.info().vault_id;
     let newest = seen::newest_seen(&cfg, &vault_id, seen::VAULT_HEAD)?;
     let now = vault.refresh_head()?;
+    for k in pinned {
+        vault.check_owner(k)?;
+    }
     seen::check("the vault", newest, now)?;
     pins::best_effort(seen::raise(&cfg, &vault_id, seen::VAULT_HEAD, newest, now))
 }

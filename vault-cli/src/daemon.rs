@@ -142,6 +142,9 @@ struct Held {
     global: GlobalArgs,
     vault: Vault,
     credential: Credential,
+    /// The owner keys pinned for the vault, read once (as a process reads
+    /// them once); the vault's owner key is compared with them each time.
+    pinned: Vec<vault_core::OwnerPublicKey>,
 }
 
 /// `ravi daemon`: answers clients until its lifetime ends or a signal
@@ -168,6 +171,7 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
         ));
     };
     let vault = crate::open_vault(g)?;
+    let pinned = crate::check_vault(g, &vault)?;
     // A credential that opens nothing is refused now, not at each request.
     crate::access_with(&vault, &credential)?;
     let socket = match &a.socket {
@@ -210,6 +214,7 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
         global: g.clone(),
         vault,
         credential,
+        pinned,
     };
     let mut parser = crate::args::command();
     let deadline = Instant::now() + ttl;
@@ -374,7 +379,12 @@ fn answered(c: &Command) -> bool {
 /// A read, as `ravi` runs it, on the vault and credential held.
 fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<()> {
     let vault = &held.vault;
-    crate::check_vault(&held.global, vault)?;
+    if held.pinned.is_empty() {
+        // (a vault without an owner key yet: pinned on first sight)
+        crate::check_vault(&held.global, vault)?;
+    } else {
+        crate::check_head(vault, &held.pinned)?;
+    }
     let selected = || {
         crate::selected_identity_at(&cli.global, vault, &request.cwd, request.identity.as_deref())
     };

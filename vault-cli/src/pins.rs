@@ -192,7 +192,13 @@ pub fn new_vault_at(config_dir: &Path, location: &str) -> Result<()> {
 
 /// Checks the vault against what this client pinned, and pins its owner
 /// key on first use. `key_file` is the agent key file in use, if any.
-pub fn check(vault: &Vault, config_dir: &Path, key_file: Option<&Path>) -> Result<()> {
+///
+/// Returns the owner keys pinned for the vault (one written now included).
+pub fn check(
+    vault: &Vault,
+    config_dir: &Path,
+    key_file: Option<&Path>,
+) -> Result<Vec<OwnerPublicKey>> {
     let info = vault.info();
     let vault_id = info.vault_id;
     let id = uuid_text(&vault_id)?;
@@ -220,8 +226,11 @@ pub fn check(vault: &Vault, config_dir: &Path, key_file: Option<&Path>) -> Resul
         vault.check_owner(k)?;
     }
     match vault.owner_public_key() {
-        Some(owner) if pinned.is_empty() => best_effort(write_pin(config_dir, &vault_id, &owner)),
-        _ => Ok(()),
+        Some(owner) if pinned.is_empty() => {
+            best_effort(write_pin(config_dir, &vault_id, &owner))?;
+            Ok(vec![owner])
+        }
+        _ => Ok(pinned),
     }
 }
 

@@ -99,7 +99,12 @@ impl fmt::Debug for AgentPublicKey {
 
 /// An agent's X25519 secret key. Zeroized on drop, never printed by Debug.
 #[derive(Clone)]
-pub struct AgentSecretKey(SecretKey);
+pub struct AgentSecretKey {
+    secret: SecretKey,
+    /// `A = X25519(a, 9)`, computed once: every opening looks its grant up
+    /// by it (a `ravi daemon` opens identities with one key all day).
+    public: [u8; KEY_LEN],
+}
 
 impl fmt::Debug for AgentSecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -113,29 +118,34 @@ impl AgentSecretKey {
     /// # Errors
     /// Only if the OS random number generator fails.
     pub fn generate() -> Result<Self> {
-        Ok(AgentSecretKey(SecretKey::random()?))
+        Ok(AgentSecretKey::new(SecretKey::random()?))
+    }
+
+    fn new(secret: SecretKey) -> Self {
+        let public = x25519_public(secret.expose());
+        AgentSecretKey { secret, public }
     }
 
     /// A key from fixed bytes (test vectors and fuzzing only).
     #[cfg(any(test, feature = "hazmat"))]
     pub(crate) fn from_seed(seed: [u8; KEY_LEN]) -> Self {
-        AgentSecretKey(SecretKey::from_bytes(seed))
+        AgentSecretKey::new(SecretKey::from_bytes(seed))
     }
 
     #[cfg(test)]
     pub(crate) fn secret_bytes(&self) -> &[u8; KEY_LEN] {
-        self.0.expose()
+        self.secret.expose()
     }
 
     /// The matching public key.
     pub fn public(&self) -> AgentPublicKey {
-        AgentPublicKey(x25519_public(self.0.expose()))
+        AgentPublicKey(self.public)
     }
 
     /// The secret key's text form, `RAVI-AGENT-SECRET-KEY-1…`.
     pub fn to_text(&self) -> Zeroizing<String> {
         Zeroizing::new(
-            bech32::encode_upper::<Bech32>(hrp(SECRET_HRP), self.0.expose())
+            bech32::encode_upper::<Bech32>(hrp(SECRET_HRP), self.secret.expose())
                 .expect("32 bytes fit a Bech32 string"),
         )
     }
@@ -195,7 +205,7 @@ impl AgentSecretKey {
             ));
         }
         SecretKey::from_slice(&data)
-            .map(AgentSecretKey)
+            .map(AgentSecretKey::new)
             .ok_or_else(|| Error::invalid("the agent key file has a key of the wrong length"))
     }
 
@@ -331,7 +341,7 @@ pub(crate) fn unwrap_as_agent(
     wrapped: &[u8],
 ) -> Option<SecretKey> {
     let recipient = secret.public();
-    let shared = x25519_shared(secret.0.expose(), ephemeral)?;
+    let shared = x25519_shared(secret.secret.expose(), ephemeral)?;
     let key = grant_wrap_key(&shared, ephemeral, recipient.as_bytes());
     let pt = envelope::open(
         &key,
@@ -398,6 +408,25 @@ mod tests {
         }
         let pubtext = k.public().to_string();
         assert!(AgentSecretKey::parse_file_contents(&pubtext).is_err());
+    }
+
+    #[test]
+    fn the_public_key_is_rfc_7748s() {
+        // RFC 7748 §6.1: Alice's private key and X25519(a, 9).
+        let hex = |s: &str| -> [u8; 32] {
+            let v: Vec<u8> = (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect();
+            v.try_into().unwrap()
+        };
+        let a = hex("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a");
+        let public = hex("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a");
+        let k = AgentSecretKey::from_seed(a);
+        assert_eq!(k.public().as_bytes(), &public);
+        // (the same from its text form, and after a clone)
+        let back = AgentSecretKey::parse_file_contents(&k.to_text()).unwrap();
+        assert_eq!(back.clone().public().as_bytes(), &public);
     }
 
     #[test]
