@@ -379,37 +379,62 @@ fn answered(c: &Command) -> bool {
 /// A read, as `ravi` runs it, on the vault and credential held.
 fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<()> {
     let vault = &held.vault;
-    if held.pinned.is_empty() {
-        // (a vault without an owner key yet: pinned on first sight)
-        crate::check_vault(&held.global, vault)?;
-    } else {
-        crate::check_head(vault, &held.pinned)?;
-    }
-    let selected = || {
-        crate::selected_identity_at(&cli.global, vault, &request.cwd, request.identity.as_deref())
+    // (a reference that does not parse is refused before anything is read,
+    // as `ravi read` refuses it)
+    let reference = match &cli.command {
+        Command::Read { reference } => Some(refs::parse(reference)?),
+        _ => None,
     };
-    if let Command::Read { reference } = &cli.command {
-        let r = refs::parse(reference)?;
-        let access = crate::access_with(vault, &held.credential)?;
-        let value = refs::resolve_in(vault, &access, std::slice::from_ref(&r), selected)?.remove(0);
-        refs::emit_read(&r, &value, out);
-        return Ok(());
-    }
-    let ident = selected()?;
-    let open_records = |f: &mut dyn FnMut(&vault_core::IdentityVault<'_>) -> Result<()>| {
-        let access = crate::access_with(vault, &held.credential)?;
-        crate::in_identity(vault, &access, &ident, f)
+    // The credential first, outside the snapshot below: an owner's opening
+    // may write (identities requested over REST are adopted). `get
+    // email|phone` needs none.
+    let access = match &cli.command {
+        Command::Get(_) => None,
+        _ => Some(crate::access_with(vault, &held.credential)?),
     };
-    match &cli.command {
-        Command::Get(c) => {
-            crate::contact(c, &ident, out);
-            Ok(())
+    vault.read_consistently(|| {
+        if held.pinned.is_empty() {
+            // (a vault without an owner key yet: pinned on first sight)
+            crate::check_vault(&held.global, vault)?;
+        } else {
+            crate::check_head(vault, &held.pinned)?;
         }
-        Command::Secrets(c) => open_records(&mut |iv| records::secrets(iv, c, out)),
-        Command::Passwords(c) => open_records(&mut |iv| records::passwords(iv, c, out)),
-        Command::Totp(c) => open_records(&mut |iv| records::totp(iv, c, out)),
-        _ => Err(Error::InvalidInput(
-            "ravi daemon does not run this command".into(),
-        )),
-    }
+        let selected = || {
+            crate::selected_identity_at(
+                &cli.global,
+                vault,
+                &request.cwd,
+                request.identity.as_deref(),
+            )
+        };
+        let (access, command) = match (&access, &cli.command) {
+            (None, Command::Get(c)) => {
+                crate::contact(c, &selected()?, out);
+                return Ok(());
+            }
+            (Some(access), command) => (access, command),
+            (None, _) => {
+                return Err(Error::InvalidInput(
+                    "ravi daemon does not run this command".into(),
+                ));
+            }
+        };
+        if let Some(r) = &reference {
+            let value =
+                refs::resolve_in(vault, access, std::slice::from_ref(r), selected)?.remove(0);
+            refs::emit_read(r, &value, out);
+            return Ok(());
+        }
+        let open_records = |f: &mut dyn FnMut(&vault_core::IdentityVault<'_>) -> Result<()>| {
+            crate::in_identity(vault, access, &selected()?, f)
+        };
+        match command {
+            Command::Secrets(c) => open_records(&mut |iv| records::secrets(iv, c, out)),
+            Command::Passwords(c) => open_records(&mut |iv| records::passwords(iv, c, out)),
+            Command::Totp(c) => open_records(&mut |iv| records::totp(iv, c, out)),
+            _ => Err(Error::InvalidInput(
+                "ravi daemon does not run this command".into(),
+            )),
+        }
+    })
 }

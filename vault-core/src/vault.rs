@@ -224,6 +224,25 @@ impl Vault {
         Ok(self.state.vault_head_seq())
     }
 
+    /// Runs `read` on one snapshot of the store where it has them (SQLite:
+    /// one read transaction rather than one per query), for a process that
+    /// reads the same vault many times (`ravi daemon`). Everything `read`
+    /// does is checked as always; a write inside ends the snapshot first.
+    ///
+    /// # Errors
+    /// Whatever `read` returns; storage errors.
+    pub fn read_consistently<T>(&self, read: impl FnOnce() -> Result<T>) -> Result<T> {
+        let mut read = Some(read);
+        let mut value = None;
+        self.state.backend.read_snapshot(&mut || {
+            if let Some(read) = read.take() {
+                value = Some(read()?);
+            }
+            Ok(())
+        })?;
+        value.ok_or_else(|| Error::Storage("the store did not run the read".into()))
+    }
+
     /// Compares the vault's owner key with the one a client pinned.
     ///
     /// # Errors
@@ -423,6 +442,37 @@ mod tests {
     use crate::model::NewIdentity;
     use crate::records::NewPassword;
     use crate::secret::SecretString;
+
+    /// One snapshot: a commit by another connection is not seen inside it;
+    /// a write through this connection ends it, and what is read after
+    /// that is read afresh.
+    #[test]
+    fn a_snapshot_reads_one_state_and_a_write_inside_ends_it() {
+        use test_support::*;
+        let dir = tempfile::tempdir().unwrap();
+        let v = test_vault(&dir);
+        let u = v.unlock(&pass("pw")).unwrap();
+        let ident = new_identity(&u, "alice");
+        let iv = u.open_identity(&ident).unwrap();
+        iv.set_secret("K", &"one".into(), None).unwrap();
+        let other = Vault::open(&dir.path().join("v.db")).unwrap();
+        let u2 = other.unlock(&pass("pw")).unwrap();
+        let iv2 = u2.open_identity(&ident).unwrap();
+        let value =
+            |iv: &IdentityVault<'_>| iv.get_secret("K").map(|s| s.value.expose().to_string());
+        v.read_consistently(|| {
+            assert_eq!(value(&iv)?, "one");
+            iv2.set_secret("K", &"two".into(), None)?;
+            assert_eq!(value(&iv)?, "one", "the snapshot moved");
+            iv.set_secret("J", &"x".into(), None)?;
+            assert_eq!(value(&iv)?, "two");
+            Ok(())
+        })
+        .unwrap();
+        // (no transaction is left open: the other connection writes)
+        iv2.set_secret("K", &"three".into(), None).unwrap();
+        assert_eq!(value(&iv).unwrap(), "three");
+    }
 
     use super::test_support::{pass, test_vault as vault};
 

@@ -524,6 +524,17 @@ pub trait Backend: std::fmt::Debug {
         let batch = build()?;
         self.commit(&batch)
     }
+
+    /// Runs `read` on one snapshot of the store where the store has them
+    /// (one read transaction instead of one per query); a commit inside
+    /// ends the snapshot first, so what is read after it is read afresh.
+    /// The default just runs `read`.
+    ///
+    /// # Errors
+    /// Whatever `read` returns; storage errors.
+    fn read_snapshot(&self, read: &mut dyn FnMut() -> crate::Result<()>) -> crate::Result<()> {
+        read()
+    }
 }
 
 /// A SQLite store for unit tests whose commits go through `commit` (which

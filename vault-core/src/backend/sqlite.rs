@@ -217,6 +217,8 @@ pub struct SqliteBackend {
     /// This connection committed a change since it last emptied the log:
     /// it checkpoints when dropped.
     wrote: std::cell::Cell<bool>,
+    /// A read transaction of [`Backend::read_snapshot`] is open.
+    snapshot: std::cell::Cell<bool>,
 }
 
 impl Drop for SqliteBackend {
@@ -429,6 +431,7 @@ impl SqliteBackend {
             conn,
             path: path.to_path_buf(),
             wrote: std::cell::Cell::new(false),
+            snapshot: std::cell::Cell::new(false),
         })
     }
 
@@ -897,6 +900,15 @@ impl SqliteBackend {
         NO_WAIT.with(|w| w.set(false));
     }
 
+    /// Ends the read transaction of [`Backend::read_snapshot`], if one is
+    /// open (a read-only transaction: ending it changes nothing).
+    fn end_snapshot(&self) -> Result<()> {
+        if self.snapshot.replace(false) {
+            self.conn.prepare_cached("COMMIT").db()?.execute([]).db()?;
+        }
+        Ok(())
+    }
+
     /// One batch in one `BEGIN IMMEDIATE` transaction: applied whole, or
     /// rolled back. `build` runs inside the transaction, so what it reads
     /// cannot change before the batch is applied.
@@ -904,6 +916,7 @@ impl SqliteBackend {
         &self,
         build: impl FnOnce() -> Result<B>,
     ) -> std::result::Result<Changes, CommitError> {
+        self.end_snapshot()?;
         self.conn.execute_batch("BEGIN IMMEDIATE").db()?;
         let applied = build()
             .map_err(CommitError::Failed)
@@ -1168,6 +1181,23 @@ impl Backend for SqliteBackend {
     ) -> std::result::Result<Changes, CommitError> {
         // (its size is known only once built: the cache grows as used)
         self.with_cache(true, || self.commit_batch(build))?
+    }
+
+    fn read_snapshot(&self, read: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            // (inside a transaction already: that is the snapshot)
+            return read();
+        }
+        // A deferred transaction: the read lock and the snapshot are taken
+        // at the first query and held to the end.
+        self.conn.prepare_cached("BEGIN").db()?.execute([]).db()?;
+        self.snapshot.set(true);
+        let result = read();
+        let ended = self.end_snapshot();
+        if ended.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        result.and(ended)
     }
 }
 
