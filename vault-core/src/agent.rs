@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bech32::{Bech32, Hrp};
 use zeroize::Zeroizing;
@@ -104,7 +105,14 @@ pub struct AgentSecretKey {
     /// `A = X25519(a, 9)`, computed once: every opening looks its grant up
     /// by it (a `ravi daemon` opens identities with one key all day).
     public: [u8; KEY_LEN],
+    /// The last grant's ephemeral key `E` and `X25519(a, E)`: opening the
+    /// same grant again (each request to a `ravi daemon`) skips the
+    /// scalar multiplication. Shared by clones; zeroized with the last.
+    last_shared: Arc<Mutex<Option<SharedWith>>>,
 }
+
+/// An X25519 shared secret and the peer key it was computed with.
+type SharedWith = ([u8; KEY_LEN], Zeroizing<[u8; KEY_LEN]>);
 
 impl fmt::Debug for AgentSecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -123,7 +131,26 @@ impl AgentSecretKey {
 
     fn new(secret: SecretKey) -> Self {
         let public = x25519_public(secret.expose());
-        AgentSecretKey { secret, public }
+        AgentSecretKey {
+            secret,
+            public,
+            last_shared: Arc::default(),
+        }
+    }
+
+    /// `X25519(a, peer)`; `None` for a low-order peer key (all-zero output).
+    fn shared_with(&self, peer: &[u8; KEY_LEN]) -> Option<Zeroizing<[u8; KEY_LEN]>> {
+        if let Ok(last) = self.last_shared.lock()
+            && let Some((p, shared)) = last.as_ref()
+            && p == peer
+        {
+            return Some(shared.clone());
+        }
+        let shared = x25519_shared(self.secret.expose(), peer)?;
+        if let Ok(mut last) = self.last_shared.lock() {
+            *last = Some((*peer, shared.clone()));
+        }
+        Some(shared)
     }
 
     /// A key from fixed bytes (test vectors and fuzzing only).
@@ -341,7 +368,7 @@ pub(crate) fn unwrap_as_agent(
     wrapped: &[u8],
 ) -> Option<SecretKey> {
     let recipient = secret.public();
-    let shared = x25519_shared(secret.secret.expose(), ephemeral)?;
+    let shared = secret.shared_with(ephemeral)?;
     let key = grant_wrap_key(&shared, ephemeral, recipient.as_bytes());
     let pt = envelope::open(
         &key,
@@ -453,5 +480,20 @@ mod tests {
         bad_eph[0] ^= 1;
         assert!(unwrap_as_agent(&agent, &ctx(), &bad_eph, &wrapped).is_none());
         assert!(wrap_to_agent(&AgentPublicKey::from_bytes([0; 32]), &ctx(), &ik).is_err());
+        // The shared secret remembered for the last grant is the one for
+        // that grant's ephemeral key only: two grants taken in turn, by the
+        // key and by a clone (which shares it), and a low-order key between.
+        let ik2 = SecretKey::from_bytes([7; 32]);
+        let (eph2, wrapped2) = wrap_to_agent(&agent.public(), &ctx(), &ik2).unwrap();
+        let twin = agent.clone();
+        for _ in 0..2 {
+            assert_eq!(unwrap_as_agent(&agent, &ctx(), &eph, &wrapped).unwrap(), ik);
+            assert_eq!(
+                unwrap_as_agent(&twin, &ctx(), &eph2, &wrapped2).unwrap(),
+                ik2
+            );
+            assert!(unwrap_as_agent(&agent, &ctx(), &eph, &wrapped2).is_none());
+            assert!(unwrap_as_agent(&twin, &ctx(), &[0; 32], &wrapped).is_none());
+        }
     }
 }
