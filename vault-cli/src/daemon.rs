@@ -11,7 +11,7 @@
 //! connection and statements it keeps: a revoked session, a removed grant
 //! or a rolled-back store is refused at the next request.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -218,36 +218,157 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
     };
     let mut parser = crate::args::command();
     let deadline = Instant::now() + ttl;
+    listener.set_nonblocking(true).map_err(|e| Error::Io {
+        context: format!("cannot listen at {}", socket.display()),
+        source: e,
+    })?;
+    // Clients whose request has not arrived whole yet. One that is slow,
+    // silent or stopped waits here and holds up no other.
+    let mut pending: Vec<Pending> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             break;
         };
-        if !wait_for_client(&listener, left) {
-            continue;
-        }
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = answer_one(&held, &mut parser, stream) {
-                    eprintln!("ravi daemon: a request failed: {e}");
+        wait(&listener, &pending, left);
+        accept_all(&listener, &mut pending);
+        let now = Instant::now();
+        let mut i = 0;
+        while i < pending.len() {
+            match pending[i].read() {
+                Ok(false) if now.duration_since(pending[i].since) < REQUEST_TIME => i += 1,
+                Ok(false) => {
+                    // (its time is up: closed unanswered)
+                    pending.swap_remove(i);
+                }
+                Ok(true) => {
+                    let client = pending.swap_remove(i);
+                    if let Err(e) = client.answer(&held, &mut parser) {
+                        eprintln!("ravi daemon: a request failed: {e}");
+                    }
+                }
+                Err(_) => {
+                    pending.swap_remove(i);
                 }
             }
-            Err(e) => eprintln!("ravi daemon: cannot accept a client: {e}"),
         }
     }
     Ok(())
 }
 
-/// Waits at most `left` for a client; a signal ends the wait early.
-fn wait_for_client(listener: &UnixListener, left: Duration) -> bool {
+/// How long a client may take to send its request, and the daemon to
+/// send the reply; how many clients may be sending at once (beyond, the
+/// one that has waited longest is closed: its process runs the command
+/// itself).
+const REQUEST_TIME: Duration = Duration::from_secs(5);
+const MAX_PENDING: usize = 64;
+
+/// Waits at most `left` (and a second) for a new client or for bytes
+/// from one that is sending; a signal ends the wait early.
+fn wait(listener: &UnixListener, pending: &[Pending], left: Duration) {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    // (whole seconds at most: the lifetime is checked again after each)
-    let left = left.min(Duration::from_secs(1));
+    // (the lifetime, a signal and the clients' time are checked after each)
+    let mut left = left.min(Duration::from_secs(1));
+    if let Some(first) = pending.iter().map(|p| p.since).min() {
+        left = left.min((first + REQUEST_TIME).saturating_duration_since(Instant::now()));
+    }
     let timeout = Timespec {
         tv_sec: i64::try_from(left.as_secs()).unwrap_or(1),
         tv_nsec: i64::from(left.subsec_nanos()),
     };
-    let mut fds = [PollFd::new(listener, PollFlags::IN)];
-    matches!(poll(&mut fds, Some(&timeout)), Ok(n) if n > 0)
+    let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(listener, PollFlags::IN))
+        .chain(pending.iter().map(|p| PollFd::new(&p.stream, PollFlags::IN)))
+        .collect();
+    let _ = poll(&mut fds, Some(&timeout));
+}
+
+/// Takes every client waiting at the listener.
+fn accept_all(listener: &UnixListener, pending: &mut Vec<Pending>) {
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                // The socket's mode keeps other users out; the peer's user
+                // id is checked too (a socket made in a directory others
+                // can enter).
+                if let Err(e) = same_user(&stream, "refused a client of")
+                    .and_then(|()| stream.set_nonblocking(true))
+                {
+                    eprintln!("ravi daemon: {e}");
+                    continue;
+                }
+                if pending.len() >= MAX_PENDING {
+                    let oldest = (0..pending.len()).min_by_key(|&i| pending[i].since);
+                    if let Some(i) = oldest {
+                        pending.swap_remove(i);
+                    }
+                }
+                pending.push(Pending {
+                    stream,
+                    line: Vec::new(),
+                    since: Instant::now(),
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return,
+            Err(e) => {
+                eprintln!("ravi daemon: cannot accept a client: {e}");
+                return;
+            }
+        }
+    }
+}
+
+/// A client and the part of its request read so far.
+struct Pending {
+    stream: UnixStream,
+    line: Vec<u8>,
+    since: Instant,
+}
+
+impl Pending {
+    /// Reads what has arrived; `true` once the request is whole (a line,
+    /// the end of the stream, or more than a request may be).
+    fn read(&mut self) -> std::io::Result<bool> {
+        let mut buf = [0u8; 8192];
+        loop {
+            match (&self.stream).read(&mut buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    let chunk = &buf[..n];
+                    if let Some(end) = chunk.iter().position(|&b| b == b'\n') {
+                        self.line.extend_from_slice(&chunk[..=end]);
+                        return Ok(true);
+                    }
+                    self.line.extend_from_slice(chunk);
+                    if self.line.len() as u64 > MAX_REQUEST {
+                        return Ok(true);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Answers the request read, and writes the reply.
+    fn answer(self, held: &Held, parser: &mut clap::Command) -> std::io::Result<()> {
+        if self.line.is_empty() {
+            // (a connection that asks nothing: a probe whether one listens)
+            return Ok(());
+        }
+        let reply = match serde_json::from_slice::<Request>(&self.line) {
+            Ok(request) if self.line.len() as u64 <= MAX_REQUEST => {
+                answer(held, parser, &request)
+            }
+            _ => Reply::default(),
+        };
+        let mut bytes = serde_json::to_vec(&reply)?;
+        bytes.push(b'\n');
+        let mut stream = self.stream;
+        stream.set_nonblocking(false)?;
+        stream.set_write_timeout(Some(REQUEST_TIME))?;
+        stream.write_all(&bytes)
+    }
 }
 
 /// Listens at `socket`, mode 0600. A socket left by a daemon that ended
@@ -287,32 +408,6 @@ impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(self.0);
     }
-}
-
-/// One client: its user checked, one request read, one reply written.
-fn answer_one(
-    held: &Held,
-    parser: &mut clap::Command,
-    mut stream: UnixStream,
-) -> std::io::Result<()> {
-    // The socket's mode keeps other users out; the peer's user id is
-    // checked too (a socket made in a directory others can enter).
-    same_user(&stream, "refused a client of")?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = Vec::new();
-    BufReader::new((&stream).take(MAX_REQUEST)).read_until(b'\n', &mut line)?;
-    if line.is_empty() {
-        // (a connection that asks nothing: a probe whether one listens)
-        return Ok(());
-    }
-    let reply = match serde_json::from_slice::<Request>(&line) {
-        Ok(request) => answer(held, parser, &request),
-        Err(_) => Reply::default(),
-    };
-    let mut bytes = serde_json::to_vec(&reply)?;
-    bytes.push(b'\n');
-    stream.write_all(&bytes)
 }
 
 /// Whether the process at the other end of `stream` runs as this user.

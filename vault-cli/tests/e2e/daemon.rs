@@ -389,6 +389,46 @@ fn garbage_on_the_socket_is_not_answered_and_the_daemon_carries_on() {
 }
 
 #[test]
+fn a_client_that_never_finishes_its_request_holds_up_no_other() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let env = crate::references::setup();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        // Silent clients, and one that sends a byte of a request that never
+        // ends every 50 ms (a daemon that read it to its end would never
+        // answer anyone else).
+        let silent: Vec<_> = (0..3)
+            .map(|_| UnixStream::connect(&d.socket).unwrap())
+            .collect();
+        let trickler = s.spawn(|| {
+            let mut t = UnixStream::connect(&d.socket).unwrap();
+            let mut sent = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if t.write_all(b" ").is_err() {
+                    break;
+                }
+                sent += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            sent
+        });
+        for _ in 0..5 {
+            let r = ask(&env, &d, &["secrets", "get", "API_KEY"]).ok();
+            assert_eq!(r.stdout, "alice-api-value\n");
+            assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(silent);
+        // The reads above were answered while the trickle went on (it has
+        // not been cut off yet, or was after the daemon's 5 s).
+        assert!(trickler.join().unwrap() > 0);
+    });
+}
+
+#[test]
 fn many_clients_at_once_while_the_identity_is_written() {
     let env = crate::references::setup();
     let token = session(&env);
