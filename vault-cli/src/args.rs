@@ -227,6 +227,11 @@ pub struct DaemonArgs {
     /// SIGTERM, SIGINT or SIGHUP, and removes its socket
     #[arg(long, value_name = "DURATION", default_value = "1h")]
     pub ttl: String,
+    /// A command to run, after --, with RAVI_DAEMON naming this daemon:
+    /// the daemon answers until the command exits, then exits with its
+    /// status (no line is printed; the socket defaults to daemon-PID.sock)
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 #[derive(Args, Debug)]

@@ -17,7 +17,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -174,24 +174,119 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
     let pinned = crate::check_vault(g, &vault)?;
     // A credential that opens nothing is refused now, not at each request.
     crate::access_with(&vault, &credential)?;
-    let socket = match &a.socket {
-        Some(p) => p.clone(),
-        None => crate::config_dir()?.join("daemon.sock"),
+    let socket = match (&a.socket, a.command.is_empty()) {
+        (Some(p), _) => p.clone(),
+        (None, true) => crate::config_dir()?.join("daemon.sock"),
+        // (one per command: daemons wrapping commands side by side)
+        (None, false) => crate::config_dir()?.join(format!("daemon-{}.sock", std::process::id())),
     };
-    let listener = bind(&socket)?;
-    let _remove = RemoveOnDrop(&socket);
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(|e| Error::Io {
+    let held = Held {
+        global: g.clone(),
+        vault,
+        credential,
+        pinned,
+    };
+    let (ending, child) = {
+        let listener = bind(&socket)?;
+        let _remove = RemoveOnDrop(&socket);
+        let signals = Signals::register(!a.command.is_empty())?;
+        let child = match a.command.split_first() {
+            Some((program, args)) => Some(spawn(program, args, &socket)?),
+            None => {
+                ready(g, &socket, ttl)?;
+                None
+            }
+        };
+        let ending = answer_until(&held, &listener, &signals, Instant::now() + ttl, child)?;
+        // (the socket is removed here, before waiting for a command)
+        ending
+    };
+    let status = match (ending, child) {
+        (Ending::Exited(status), _) => status,
+        (_, None) => return Ok(()),
+        (Ending::Signal(signal), Some(mut child)) => {
+            // Passed on to the command, whose status is the daemon's.
+            if let Some(signal) = i32::try_from(signal)
+                .ok()
+                .and_then(rustix::process::Signal::from_named_raw)
+            {
+                let _ = rustix::process::kill_process(
+                    rustix::process::Pid::from_child(&child),
+                    signal,
+                );
+            }
+            wait_for(&mut child)?
+        }
+        (Ending::Expired, Some(mut child)) => {
+            eprintln!(
+                "ravi daemon: its --ttl has ended; the command goes on without it"
+            );
+            wait_for(&mut child)?
+        }
+    };
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1);
+    std::process::exit(code);
+}
+
+/// Why a daemon stopped answering.
+enum Ending {
+    /// SIGTERM, SIGINT or SIGHUP (its number).
+    Signal(usize),
+    /// Its `--ttl` ended.
+    Expired,
+    /// The command it ran exited.
+    Exited(std::process::ExitStatus),
+}
+
+/// The signals that end a daemon (TERM, INT, HUP), and for one that runs
+/// a command, CHLD: each sets a flag and wakes the wait for clients.
+struct Signals {
+    last: Arc<AtomicUsize>,
+    wake: UnixStream,
+}
+
+impl Signals {
+    fn register(child: bool) -> Result<Signals> {
+        let io = |e| Error::Io {
             context: "cannot handle signals".into(),
             source: e,
-        })?;
+        };
+        let (wake, notify) = UnixStream::pair().map_err(io)?;
+        wake.set_nonblocking(true).map_err(io)?;
+        let last = Arc::new(AtomicUsize::new(0));
+        use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+        for signal in [SIGTERM, SIGINT, SIGHUP] {
+            let n = usize::try_from(signal).unwrap_or(usize::MAX);
+            signal_hook::flag::register_usize(signal, Arc::clone(&last), n).map_err(io)?;
+        }
+        let wakers: &[i32] = if child {
+            &[SIGTERM, SIGINT, SIGHUP, SIGCHLD]
+        } else {
+            &[SIGTERM, SIGINT, SIGHUP]
+        };
+        for &signal in wakers {
+            signal_hook::low_level::pipe::register(signal, notify.try_clone().map_err(io)?)
+                .map_err(io)?;
+        }
+        Ok(Signals { last, wake })
     }
-    let ready = if g.json {
+
+    /// The ending signal received, if one was.
+    fn received(&self) -> Option<usize> {
+        // (what woke the wait is read away)
+        let mut buf = [0u8; 64];
+        while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
+        Some(self.last.load(Ordering::SeqCst)).filter(|&s| s != 0)
+    }
+}
+
+/// The line that says the daemon listens (a daemon without a command).
+fn ready(g: &GlobalArgs, socket: &Path, ttl: Duration) -> Result<()> {
+    let line = if g.json {
         serde_json::json!({
             "socket": socket,
             "pid": std::process::id(),
@@ -201,36 +296,75 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
     } else {
         format!("{SOCKET_ENV}={}", socket.display())
     };
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "{ready}")
-            .and_then(|()| out.flush())
-            .map_err(|e| Error::Io {
-                context: "cannot write standard output".into(),
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::Io {
+            context: "cannot write standard output".into(),
+            source: e,
+        })
+}
+
+/// Starts the command a daemon runs, with `RAVI_DAEMON` naming its socket.
+fn spawn(
+    program: &std::ffi::OsStr,
+    args: &[std::ffi::OsString],
+    socket: &Path,
+) -> Result<std::process::Child> {
+    std::process::Command::new(program)
+        .args(args)
+        .env(SOCKET_ENV, socket)
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(format!(
+                "cannot run {}: not found",
+                Path::new(program).display()
+            )),
+            _ => Error::Io {
+                context: format!("cannot run {}", Path::new(program).display()),
                 source: e,
-            })?;
-    }
-    let held = Held {
-        global: g.clone(),
-        vault,
-        credential,
-        pinned,
-    };
-    let mut parsed = Parsed::new();
-    let deadline = Instant::now() + ttl;
+            },
+        })
+}
+
+fn wait_for(child: &mut std::process::Child) -> Result<std::process::ExitStatus> {
+    child.wait().map_err(|e| Error::Io {
+        context: "cannot wait for the command".into(),
+        source: e,
+    })
+}
+
+/// Answers clients until a signal, the end of the lifetime, or the exit
+/// of the command the daemon runs.
+fn answer_until(
+    held: &Held,
+    listener: &UnixListener,
+    signals: &Signals,
+    deadline: Instant,
+    mut child: Option<std::process::Child>,
+) -> Result<(Ending, Option<std::process::Child>)> {
     listener.set_nonblocking(true).map_err(|e| Error::Io {
-        context: format!("cannot listen at {}", socket.display()),
+        context: "cannot listen".into(),
         source: e,
     })?;
+    let mut parsed = Parsed::new();
     // Clients whose request has not arrived whole yet. One that is slow,
     // silent or stopped waits here and holds up no other.
     let mut pending: Vec<Pending> = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    loop {
+        if let Some(signal) = signals.received() {
+            return Ok((Ending::Signal(signal), child));
+        }
+        if let Some(c) = child.as_mut()
+            && let Ok(Some(status)) = c.try_wait()
+        {
+            return Ok((Ending::Exited(status), None));
+        }
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            break;
+            return Ok((Ending::Expired, child));
         };
-        wait(&listener, &pending, left);
-        accept_all(&listener, &mut pending);
+        wait(listener, &signals.wake, &pending, left);
+        accept_all(listener, &mut pending);
         let now = Instant::now();
         let mut i = 0;
         while i < pending.len() {
@@ -242,7 +376,7 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
                 }
                 Ok(true) => {
                     let client = pending.swap_remove(i);
-                    if let Err(e) = client.answer(&held, &mut parsed) {
+                    if let Err(e) = client.answer(held, &mut parsed) {
                         eprintln!("ravi daemon: a request failed: {e}");
                     }
                 }
@@ -252,7 +386,6 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 /// How long a client may take to send its request, and the daemon to
@@ -264,7 +397,7 @@ const MAX_PENDING: usize = 64;
 
 /// Waits at most `left` (and a second) for a new client or for bytes
 /// from one that is sending; a signal ends the wait early.
-fn wait(listener: &UnixListener, pending: &[Pending], left: Duration) {
+fn wait(listener: &UnixListener, wake: &UnixStream, pending: &[Pending], left: Duration) {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     // (the lifetime, a signal and the clients' time are checked after each)
     let mut left = left.min(Duration::from_secs(1));
@@ -275,8 +408,12 @@ fn wait(listener: &UnixListener, pending: &[Pending], left: Duration) {
         tv_sec: i64::try_from(left.as_secs()).unwrap_or(1),
         tv_nsec: i64::from(left.subsec_nanos()),
     };
-    let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(listener, PollFlags::IN))
-        .chain(pending.iter().map(|p| PollFd::new(&p.stream, PollFlags::IN)))
+    let mut fds: Vec<PollFd<'_>> = [
+        PollFd::new(listener, PollFlags::IN),
+        PollFd::new(wake, PollFlags::IN),
+    ]
+    .into_iter()
+    .chain(pending.iter().map(|p| PollFd::new(&p.stream, PollFlags::IN)))
         .collect();
     let _ = poll(&mut fds, Some(&timeout));
 }
@@ -537,51 +674,79 @@ fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<(
         Command::Get(_) => None,
         _ => Some(crate::access_with(vault, &held.credential)?),
     };
-    vault.read_consistently(|| {
-        if held.pinned.is_empty() {
-            // (a vault without an owner key yet: pinned on first sight)
-            crate::check_vault(&held.global, vault)?;
-        } else {
-            crate::check_head(vault, &held.pinned)?;
+    // The client's `state` files (the newest heads seen) are read inside
+    // the snapshot, after it began: a write committed meanwhile, whose
+    // writer then recorded its newer head there, makes the snapshot look
+    // rolled back. Such a request runs again on a new snapshot, which
+    // begins after that record; a store that did roll back fails each time.
+    let mut tries = 0;
+    loop {
+        let mut attempt = Output::new(&cli.global);
+        let done = vault.read_consistently(|| {
+            snapshot_read(held, cli, request, access.as_ref(), reference.as_ref(), &mut attempt)
+        });
+        match done {
+            Err(Error::Integrity(_)) if tries < 2 => tries += 1,
+            done => {
+                *out = attempt;
+                return done;
+            }
         }
-        let selected = || {
-            crate::selected_identity_at(
-                &cli.global,
-                vault,
-                &request.cwd,
-                request.identity.as_deref(),
-            )
-        };
-        let (access, command) = match (&access, &cli.command) {
-            (None, Command::Get(c)) => {
-                crate::contact(c, &selected()?, out);
-                return Ok(());
-            }
-            (Some(access), command) => (access, command),
-            (None, _) => {
-                return Err(Error::InvalidInput(
-                    "ravi daemon does not run this command".into(),
-                ));
-            }
-        };
-        if let Some(r) = &reference {
-            let value =
-                refs::resolve_in(vault, access, std::slice::from_ref(r), selected)?.remove(0);
-            refs::emit_read(r, &value, out);
+    }
+}
+
+/// The part of a read that runs on one snapshot of the store.
+fn snapshot_read(
+    held: &Held,
+    cli: &Cli,
+    request: &Request,
+    access: Option<&vault_core::Access<'_>>,
+    reference: Option<&refs::Ref>,
+    out: &mut Output,
+) -> Result<()> {
+    let vault = &held.vault;
+    if held.pinned.is_empty() {
+        // (a vault without an owner key yet: pinned on first sight)
+        crate::check_vault(&held.global, vault)?;
+    } else {
+        crate::check_head(vault, &held.pinned)?;
+    }
+    let selected = || {
+        crate::selected_identity_at(
+            &cli.global,
+            vault,
+            &request.cwd,
+            request.identity.as_deref(),
+        )
+    };
+    let (access, command) = match (access, &cli.command) {
+        (None, Command::Get(c)) => {
+            crate::contact(c, &selected()?, out);
             return Ok(());
         }
-        let open_records = |f: &mut dyn FnMut(&vault_core::IdentityVault<'_>) -> Result<()>| {
-            crate::in_identity(vault, access, &selected()?, f)
-        };
-        match command {
-            Command::Secrets(c) => open_records(&mut |iv| records::secrets(iv, c, out)),
-            Command::Passwords(c) => open_records(&mut |iv| records::passwords(iv, c, out)),
-            Command::Totp(c) => open_records(&mut |iv| records::totp(iv, c, out)),
-            _ => Err(Error::InvalidInput(
+        (Some(access), command) => (access, command),
+        (None, _) => {
+            return Err(Error::InvalidInput(
                 "ravi daemon does not run this command".into(),
-            )),
+            ));
         }
-    })
+    };
+    if let Some(r) = reference {
+        let value = refs::resolve_in(vault, access, std::slice::from_ref(r), selected)?.remove(0);
+        refs::emit_read(r, &value, out);
+        return Ok(());
+    }
+    let open_records = |f: &mut dyn FnMut(&vault_core::IdentityVault<'_>) -> Result<()>| {
+        crate::in_identity(vault, access, &selected()?, f)
+    };
+    match command {
+        Command::Secrets(c) => open_records(&mut |iv| records::secrets(iv, c, out)),
+        Command::Passwords(c) => open_records(&mut |iv| records::passwords(iv, c, out)),
+        Command::Totp(c) => open_records(&mut |iv| records::totp(iv, c, out)),
+        _ => Err(Error::InvalidInput(
+            "ravi daemon does not run this command".into(),
+        )),
+    }
 }
 
 #[cfg(test)]
