@@ -201,6 +201,8 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
         // (the socket is removed here, before waiting for a command)
         ending
     };
+    // The credential is not held while the command goes on alone.
+    drop(held);
     let status = match (ending, child) {
         (Ending::Exited(status), _) => status,
         (_, None) => return Ok(()),
