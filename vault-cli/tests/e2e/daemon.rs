@@ -468,32 +468,50 @@ fn many_clients_at_once_while_the_identity_is_written() {
 
 /// `ravi daemon -- CMD`: the command runs with `RAVI_DAEMON` set; the
 /// daemon answers it, ends when it does and exits with its status.
-fn wrapping(env: &Env, token_file: &Path, script: &str) -> Command {
+fn wrapping(env: &Env, token_file: &Path, command: &[&str]) -> Command {
     let mut c = env.command();
-    c.env_remove("RAVI_PASSPHRASE").args([
-        "--session-file",
-        token_file.to_str().unwrap(),
-        "daemon",
-        "--",
-        "sh",
-        "-c",
-        script,
-    ]);
+    c.env_remove("RAVI_PASSPHRASE")
+        .args([
+            "--session-file",
+            token_file.to_str().unwrap(),
+            "daemon",
+            "--",
+        ])
+        .args(command);
     c
+}
+
+fn sh(env: &Env, token_file: &Path, script: &str) -> Command {
+    wrapping(env, token_file, &["sh", "-c", script])
+}
+
+/// The references' setup, and a file holding a session token.
+fn with_token_file() -> (Env, PathBuf) {
+    let env = crate::references::setup();
+    let token_file = env.dir.path().join("session");
+    std::fs::write(&token_file, session(&env)).unwrap();
+    (env, token_file)
+}
+
+/// The sockets left in the config directory.
+fn sockets_left(env: &Env) -> Vec<String> {
+    std::fs::read_dir(&env.config_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sock"))
+        .collect()
 }
 
 #[test]
 fn a_daemon_that_runs_a_command_answers_it_and_exits_with_its_status() {
-    let env = crate::references::setup();
-    let token_file = env.dir.path().join("session");
-    std::fs::write(&token_file, session(&env)).unwrap();
+    let (env, token_file) = with_token_file();
     let r = ravi_bin().display().to_string();
     // The command's reads have no credential of their own: only the
     // daemon can answer them.
     let script = format!(
         "{r} secrets get API_KEY && {r} totp code github && echo \"$RAVI_DAEMON\" && exit 7"
     );
-    let run = run_command(&mut wrapping(&env, &token_file, &script));
+    let run = run_command(&mut sh(&env, &token_file, &script));
     assert_eq!(run.code, 7, "{}", run.stderr);
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(
@@ -526,42 +544,24 @@ fn a_daemon_that_runs_a_command_answers_it_and_exits_with_its_status() {
     );
     assert!(!run.stderr.contains("warning"), "{}", run.stderr);
     // Its status, also when a signal ends it (128 + the signal).
+    assert_eq!(run_command(&mut sh(&env, &token_file, "exit 0")).code, 0);
     assert_eq!(
-        run_command(&mut wrapping(&env, &token_file, "exit 0")).code,
-        0
-    );
-    assert_eq!(
-        run_command(&mut wrapping(&env, &token_file, "kill -TERM $$")).code,
+        run_command(&mut sh(&env, &token_file, "kill -TERM $$")).code,
         128 + 15
     );
     // A command that does not exist: the daemon's error, nothing left.
-    let mut c = env.command();
-    c.env_remove("RAVI_PASSPHRASE").args([
-        "--session-file",
-        token_file.to_str().unwrap(),
-        "daemon",
-        "--",
-        "/nonexistent/command",
-    ]);
-    let missing = run_command(&mut c).fails(3);
+    let missing = run_command(&mut wrapping(&env, &token_file, &["/nonexistent/command"])).fails(3);
     assert!(missing.stderr.contains("cannot run"), "{}", missing.stderr);
-    let left: Vec<_> = std::fs::read_dir(&env.config_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".sock"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+    assert!(sockets_left(&env).is_empty(), "{:?}", sockets_left(&env));
 }
 
 #[test]
 fn a_signal_to_a_daemon_that_runs_a_command_is_passed_on() {
-    let env = crate::references::setup();
-    let token_file = env.dir.path().join("session");
-    std::fs::write(&token_file, session(&env)).unwrap();
+    let (env, token_file) = with_token_file();
     let r = ravi_bin().display().to_string();
     // The command says it can read through the daemon, then waits.
     let script = format!("{r} secrets get API_KEY && exec sleep 60");
-    let mut c = wrapping(&env, &token_file, &script);
+    let mut c = sh(&env, &token_file, &script);
     let (mut child, line) = spawn_for_line(&mut c);
     assert_eq!(line.trim(), "alice-api-value");
     let pid = rustix::process::Pid::from_child(&child);
@@ -569,15 +569,5 @@ fn a_signal_to_a_daemon_that_runs_a_command_is_passed_on() {
     let status = child.wait().unwrap();
     // The command (sleep) was ended by the TERM the daemon passed on.
     assert_eq!(status.code(), Some(128 + 15));
-    let left = std::fs::read_dir(&env.config_dir)
-        .unwrap()
-        .filter(|e| {
-            e.as_ref()
-                .unwrap()
-                .file_name()
-                .to_string_lossy()
-                .ends_with(".sock")
-        })
-        .count();
-    assert_eq!(left, 0);
+    assert!(sockets_left(&env).is_empty(), "{:?}", sockets_left(&env));
 }
