@@ -415,12 +415,20 @@ fn a_client_that_never_finishes_its_request_holds_up_no_other() {
             }
             sent
         });
+        // (the trickle stops when the reads are done, or when one failed)
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stop = Done(&done);
         for _ in 0..5 {
             let r = ask(&env, &d, &["secrets", "get", "API_KEY"]).ok();
             assert_eq!(r.stdout, "alice-api-value\n");
             assert!(!r.stderr.contains("warning"), "{}", r.stderr);
         }
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop(stop);
         drop(silent);
         // The reads above were answered while the trickle went on (it has
         // not been cut off yet, or was after the daemon's 5 s).
