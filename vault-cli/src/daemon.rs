@@ -62,6 +62,21 @@ struct Reply {
     code: u8,
     stdout: String,
     stderr: String,
+    /// `ravi run`: the command the client becomes, and its environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    exec: Option<Exec>,
+}
+
+/// What `ravi run` makes of its command line through a daemon: the
+/// client runs `program` with `args`, the values in its environment.
+/// (No `Debug`: `env` holds secrets.)
+#[derive(Serialize, Deserialize)]
+struct Exec {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// Whether an error running it is said as JSON (`--json`).
+    json: bool,
 }
 
 /// Asks the daemon that `RAVI_DAEMON` names to run this process's command.
@@ -79,7 +94,11 @@ pub fn client() -> Option<ExitCode> {
             .any(|o| a == o || a.strip_prefix(o).is_some_and(|r| r.starts_with('=')))
     };
     // Only reads are answered: other commands need not ask.
-    if argv.iter().any(own) || !argv.iter().any(|a| matches!(a.as_str(), "get" | "code" | "read")) {
+    if argv.iter().any(own)
+        || !argv
+            .iter()
+            .any(|a| matches!(a.as_str(), "get" | "code" | "read" | "run"))
+    {
         return None;
     }
     let request = Request {
@@ -92,6 +111,10 @@ pub fn client() -> Option<ExitCode> {
         Ok(reply) if reply.served => {
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(reply.stderr.as_bytes());
+            if let Some(exec) = reply.exec {
+                drop(err);
+                return Some(run_as(exec));
+            }
             let mut out = std::io::stdout().lock();
             match out
                 .write_all(reply.stdout.as_bytes())
@@ -113,6 +136,21 @@ pub fn client() -> Option<ExitCode> {
             None
         }
     }
+}
+
+/// `ravi run` answered by a daemon: this process becomes the command.
+fn run_as(exec: Exec) -> ExitCode {
+    let mut cmd = std::process::Command::new(&exec.program);
+    cmd.args(&exec.args);
+    for (k, v) in &exec.env {
+        cmd.env(k, v);
+    }
+    let e = refs::exec_error(
+        std::ffi::OsStr::new(&exec.program),
+        crate::become_command(&mut cmd),
+    );
+    eprint!("{}", crate::error_text(&e, exec.json));
+    ExitCode::from(crate::exit_code(e.class()))
 }
 
 fn ask(socket: &Path, request: &Request) -> std::io::Result<Reply> {
@@ -630,13 +668,14 @@ fn answer(held: &Held, parsed: &mut Parsed, request: &Request) -> Reply {
     let done = crate::refuse_unused_options(&cli.global, &path)
         .and_then(|()| read(held, cli, request, &mut out));
     match done {
-        Ok(()) => {
+        Ok(exec) => {
             let (stdout, stderr) = out.printed();
             Reply {
                 served: true,
                 code: 0,
                 stdout,
                 stderr,
+                exec,
             }
         }
         Err(e) => Reply {
@@ -644,6 +683,7 @@ fn answer(held: &Held, parsed: &mut Parsed, request: &Request) -> Reply {
             code: crate::exit_code(e.class()),
             stdout: String::new(),
             stderr: crate::error_text(&e, cli.global.json),
+            exec: None,
         },
     }
 }
@@ -657,11 +697,13 @@ fn answered(c: &Command) -> bool {
             | Command::Secrets(SecretsCommand::Get { .. })
             | Command::Passwords(PasswordsCommand::Get { .. })
             | Command::Totp(TotpCommand::Code { .. })
+            | Command::Run { .. }
     )
 }
 
-/// A read, as `ravi` runs it, on the vault and credential held.
-fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<()> {
+/// A read, as `ravi` runs it, on the vault and credential held (for
+/// `ravi run`, what the client then runs).
+fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<Option<Exec>> {
     let vault = &held.vault;
     // (a reference that does not parse is refused before anything is read,
     // as `ravi read` refuses it)
@@ -705,7 +747,7 @@ fn snapshot_read(
     access: Option<&vault_core::Access<'_>>,
     reference: Option<&refs::Ref>,
     out: &mut Output,
-) -> Result<()> {
+) -> Result<Option<Exec>> {
     let vault = &held.vault;
     if held.pinned.is_empty() {
         // (a vault without an owner key yet: pinned on first sight)
@@ -724,7 +766,7 @@ fn snapshot_read(
     let (access, command) = match (access, &cli.command) {
         (None, Command::Get(c)) => {
             crate::contact(c, &selected()?, out);
-            return Ok(());
+            return Ok(None);
         }
         (Some(access), command) => (access, command),
         (None, _) => {
@@ -736,7 +778,35 @@ fn snapshot_read(
     if let Some(r) = reference {
         let value = refs::resolve_in(vault, access, std::slice::from_ref(r), selected)?.remove(0);
         refs::emit_read(r, &value, out);
-        return Ok(());
+        return Ok(None);
+    }
+    if let Command::Run {
+        env,
+        env_file,
+        all_secrets,
+        command,
+    } = command
+    {
+        // (relative env files are the client's: from its directory)
+        let (wanted, plain) = refs::run_wanted(env, env_file, Some(&request.cwd))?;
+        let resolved = refs::run_values(vault, access, selected, &wanted, *all_secrets)?;
+        let mut words = command.iter().map(|w| {
+            w.to_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Error::InvalidInput("the command is not UTF-8".into()))
+        });
+        let program = words
+            .next()
+            .ok_or_else(|| Error::InvalidInput("give the command to run after --".into()))??;
+        return Ok(Some(Exec {
+            program,
+            args: words.collect::<Result<_>>()?,
+            env: plain
+                .into_iter()
+                .chain(resolved.into_iter().map(|(k, v)| (k, v.expose().to_owned())))
+                .collect(),
+            json: cli.global.json,
+        }));
     }
     let open_records = |f: &mut dyn FnMut(&vault_core::IdentityVault<'_>) -> Result<()>| {
         crate::in_identity(vault, access, &selected()?, f)
@@ -749,6 +819,7 @@ fn snapshot_read(
             "ravi daemon does not run this command".into(),
         )),
     }
+    .map(|()| None)
 }
 
 #[cfg(test)]

@@ -354,11 +354,58 @@ pub fn run(
     let Some((program, args)) = command.split_first() else {
         return Err(Error::InvalidInput("give the command to run after --".into()));
     };
-    // (name, reference) pairs, and plain values from env files
+    let (wanted, plain) = run_wanted(envs, env_files, None)?;
+    let resolved = if all_secrets || !wanted.is_empty() {
+        let vault = crate::open_vault(g)?;
+        let access = crate::access(g, &vault)?;
+        run_values(&vault, &access, || crate::selected_identity(g, &vault), &wanted, all_secrets)?
+    } else {
+        Vec::new()
+    };
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    for (k, v) in &plain {
+        cmd.env(k, v);
+    }
+    for (k, v) in &resolved {
+        cmd.env(k, v.expose());
+    }
+    Err(exec_error(program, crate::become_command(&mut cmd)))
+}
+
+/// Why `program` could not be run.
+pub(crate) fn exec_error(program: &std::ffi::OsStr, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Error::NotFound(format!(
+            "cannot run {}: not found",
+            Path::new(program).display()
+        )),
+        _ => Error::Io {
+            context: format!("cannot run {}", Path::new(program).display()),
+            source: e,
+        },
+    }
+}
+
+/// Variable names and the references whose values they get.
+pub(crate) type Wanted = Vec<(String, Ref)>;
+
+/// What `ravi run`'s options ask for: (name, reference) pairs, and the
+/// plain values of its env files. Relative env-file paths start at `base`
+/// (the process's own directory when `None`).
+pub(crate) fn run_wanted(
+    envs: &[String],
+    env_files: &[std::path::PathBuf],
+    base: Option<&Path>,
+) -> Result<(Wanted, Vec<(String, String)>)> {
     let mut wanted: Vec<(String, Ref)> = Vec::new();
     let mut plain: Vec<(String, String)> = Vec::new();
     for f in env_files {
-        for (name, value) in env_file(f)? {
+        let f = match base {
+            Some(base) if f.is_relative() => base.join(f),
+            _ => f.clone(),
+        };
+        for (name, value) in env_file(&f)? {
             if value.starts_with(SCHEME) {
                 wanted.push((name, parse(&value)?));
             } else {
@@ -377,14 +424,26 @@ pub fn run(
         }
         wanted.push((name.to_string(), parse(r)?));
     }
+    Ok((wanted, plain))
+}
+
+/// The values `ravi run` puts in its command's environment, through
+/// `access`: every secret of the selected identity whose key is a variable
+/// name (with `all_secrets`), then the references `wanted` names (which
+/// win over a secret of the same name).
+pub(crate) fn run_values(
+    vault: &Vault,
+    access: &Access<'_>,
+    selected: impl Fn() -> Result<Identity>,
+    wanted: &[(String, Ref)],
+    all_secrets: bool,
+) -> Result<Vec<(String, SecretString)>> {
     let mut resolved: Vec<(String, SecretString)> = Vec::new();
     if all_secrets {
-        let vault = crate::open_vault(g)?;
-        let access = crate::access(g, &vault)?;
-        let ident = crate::selected_identity(g, &vault)?;
-        let (iv, seen) = crate::checked_open(&vault, &access, &ident)?;
+        let ident = selected()?;
+        let (iv, seen) = crate::checked_open(vault, access, &ident)?;
         let secrets = iv.secrets()?;
-        crate::raise_seen(&vault, &iv, seen)?;
+        crate::raise_seen(vault, &iv, seen)?;
         let mapped: Vec<&str> = wanted
             .iter()
             .filter_map(|(_, r)| match (&r.identity, &r.item) {
@@ -412,29 +471,11 @@ pub fn run(
     }
     if !wanted.is_empty() {
         let refs: Vec<Ref> = wanted.iter().map(|(_, r)| r.clone()).collect();
-        for ((name, _), v) in wanted.iter().zip(resolve(g, &refs)?) {
+        for ((name, _), v) in wanted.iter().zip(resolve_in(vault, access, &refs, &selected)?) {
             resolved.push((name.clone(), v));
         }
     }
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args);
-    for (k, v) in &plain {
-        cmd.env(k, v);
-    }
-    for (k, v) in &resolved {
-        cmd.env(k, v.expose());
-    }
-    let e = crate::become_command(&mut cmd);
-    Err(match e.kind() {
-        std::io::ErrorKind::NotFound => Error::NotFound(format!(
-            "cannot run {}: not found",
-            Path::new(program).display()
-        )),
-        _ => Error::Io {
-            context: format!("cannot run {}", Path::new(program).display()),
-            source: e,
-        },
-    })
+    Ok(resolved)
 }
 
 #[cfg(test)]

@@ -579,3 +579,51 @@ fn a_signal_to_a_daemon_that_runs_a_command_is_passed_on() {
     assert_eq!(status.code(), Some(128 + 15));
     assert!(sockets_left(&env).is_empty(), "{:?}", sockets_left(&env));
 }
+
+#[test]
+fn ravi_run_through_a_daemon_gets_its_values_from_it() {
+    let env = crate::references::setup();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    // An env file relative to the client's own directory, not the daemon's.
+    let sub = env.work.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("e.env"), "Y=ravi://secrets/API_KEY\nZ=plain\n").unwrap();
+    let run = |args: &[&str]| run_command(client(&env, &d).current_dir(&sub).args(args));
+    let r = run(&[
+        "run",
+        "--env",
+        "X=ravi://secrets/API_KEY",
+        "--env-file",
+        "e.env",
+        "--",
+        "sh",
+        "-c",
+        "printf '%s|%s|%s' \"$X\" \"$Y\" \"$Z\"",
+    ])
+    .ok();
+    assert_eq!(r.stdout, "alice-api-value|alice-api-value|plain");
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let r = run(&[
+        "run",
+        "--all-secrets",
+        "--",
+        "sh",
+        "-c",
+        "printf %s \"$API_KEY\"",
+    ])
+    .ok();
+    assert_eq!(r.stdout, "alice-api-value");
+    // The command's status is the client's; errors are the daemon's.
+    assert_eq!(run(&["run", "--", "sh", "-c", "exit 9"]).code, 9);
+    let missing = run(&["run", "--env", "X=ravi://secrets/NOPE", "--", "true"]).fails(3);
+    assert!(
+        missing.stderr.contains("ravi://secrets/NOPE"),
+        "{}",
+        missing.stderr
+    );
+    let r = run(&["--json", "run", "--", "/nonexistent/command"]).fails(3);
+    assert_eq!(r.error_json()["error"]["code"], "not_found", "{}", r.stderr);
+    // A value never reaches the client's command line or its stderr.
+    assert!(!r.stderr.contains("alice-api-value"));
+}
