@@ -355,16 +355,7 @@ fn spawn(
         .args(args)
         .env(SOCKET_ENV, socket)
         .spawn()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound(format!(
-                "cannot run {}: not found",
-                Path::new(program).display()
-            )),
-            _ => Error::Io {
-                context: format!("cannot run {}", Path::new(program).display()),
-                source: e,
-            },
-        })
+        .map_err(|e| refs::exec_error(program, e))
 }
 
 fn wait_for(child: &mut std::process::Child) -> Result<std::process::ExitStatus> {
