@@ -140,14 +140,10 @@ pub fn client() -> Option<ExitCode> {
 
 /// `ravi run` answered by a daemon: this process becomes the command.
 fn run_as(exec: Exec) -> ExitCode {
-    let mut cmd = std::process::Command::new(&exec.program);
-    cmd.args(&exec.args);
-    for (k, v) in &exec.env {
-        cmd.env(k, v);
-    }
-    let e = refs::exec_error(
+    let e = refs::become_with(
         std::ffi::OsStr::new(&exec.program),
-        crate::become_command(&mut cmd),
+        &exec.args,
+        exec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     );
     eprint!("{}", crate::error_text(&e, exec.json));
     ExitCode::from(crate::exit_code(e.class()))
@@ -224,43 +220,33 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
         credential,
         pinned,
     };
-    let (ending, child) = {
+    let mut child = None;
+    let ending = {
         let listener = bind(&socket)?;
         let _remove = RemoveOnDrop(&socket);
         let signals = Signals::register(!a.command.is_empty())?;
-        let child = match a.command.split_first() {
-            Some((program, args)) => Some(spawn(program, args, &socket)?),
-            None => {
-                ready(g, &socket, ttl)?;
-                None
-            }
-        };
-        let ending = answer_until(&held, &listener, &signals, Instant::now() + ttl, child)?;
-        // (the socket is removed here, before waiting for a command)
-        ending
+        match a.command.split_first() {
+            Some((program, args)) => child = Some(spawn(program, args, &socket)?),
+            None => ready(g, &socket, ttl)?,
+        }
+        // (the socket is removed at the end of this block, before waiting
+        // for a command)
+        answer_until(&held, &listener, &signals, Instant::now() + ttl, child.as_mut())?
     };
     // The credential is not held while the command goes on alone.
     drop(held);
-    let status = match (ending, child) {
-        (Ending::Exited(status), _) => status,
-        (_, None) => return Ok(()),
-        (Ending::Signal(signal), Some(mut child)) => {
+    let Some(mut child) = child else {
+        return Ok(());
+    };
+    let status = match ending {
+        Ending::Exited(status) => status,
+        Ending::Signal(signal) => {
             // Passed on to the command, whose status is the daemon's.
-            if let Some(signal) = i32::try_from(signal)
-                .ok()
-                .and_then(rustix::process::Signal::from_named_raw)
-            {
-                let _ = rustix::process::kill_process(
-                    rustix::process::Pid::from_child(&child),
-                    signal,
-                );
-            }
+            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal);
             wait_for(&mut child)?
         }
-        (Ending::Expired, Some(mut child)) => {
-            eprintln!(
-                "ravi daemon: its --ttl has ended; the command goes on without it"
-            );
+        Ending::Expired => {
+            eprintln!("ravi daemon: its --ttl has ended; the command goes on without it");
             wait_for(&mut child)?
         }
     };
@@ -274,8 +260,8 @@ pub fn serve(g: &GlobalArgs, a: &DaemonArgs) -> Result<()> {
 
 /// Why a daemon stopped answering.
 enum Ending {
-    /// SIGTERM, SIGINT or SIGHUP (its number).
-    Signal(usize),
+    /// SIGTERM, SIGINT or SIGHUP.
+    Signal(rustix::process::Signal),
     /// Its `--ttl` ended.
     Expired,
     /// The command it ran exited.
@@ -299,16 +285,15 @@ impl Signals {
         wake.set_nonblocking(true).map_err(io)?;
         let last = Arc::new(AtomicUsize::new(0));
         use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
-        for signal in [SIGTERM, SIGINT, SIGHUP] {
+        let mut wakers = vec![SIGTERM, SIGINT, SIGHUP];
+        for &signal in &wakers {
             let n = usize::try_from(signal).unwrap_or(usize::MAX);
             signal_hook::flag::register_usize(signal, Arc::clone(&last), n).map_err(io)?;
         }
-        let wakers: &[i32] = if child {
-            &[SIGTERM, SIGINT, SIGHUP, SIGCHLD]
-        } else {
-            &[SIGTERM, SIGINT, SIGHUP]
-        };
-        for &signal in wakers {
+        if child {
+            wakers.push(SIGCHLD);
+        }
+        for signal in wakers {
             signal_hook::low_level::pipe::register(signal, notify.try_clone().map_err(io)?)
                 .map_err(io)?;
         }
@@ -316,11 +301,13 @@ impl Signals {
     }
 
     /// The ending signal received, if one was.
-    fn received(&self) -> Option<usize> {
+    fn received(&self) -> Option<rustix::process::Signal> {
         // (what woke the wait is read away)
         let mut buf = [0u8; 64];
         while matches!((&self.wake).read(&mut buf), Ok(n) if n > 0) {}
-        Some(self.last.load(Ordering::SeqCst)).filter(|&s| s != 0)
+        i32::try_from(self.last.load(Ordering::SeqCst))
+            .ok()
+            .and_then(rustix::process::Signal::from_named_raw)
     }
 }
 
@@ -372,8 +359,8 @@ fn answer_until(
     listener: &UnixListener,
     signals: &Signals,
     deadline: Instant,
-    mut child: Option<std::process::Child>,
-) -> Result<(Ending, Option<std::process::Child>)> {
+    mut child: Option<&mut std::process::Child>,
+) -> Result<Ending> {
     listener.set_nonblocking(true).map_err(|e| Error::Io {
         context: "cannot listen".into(),
         source: e,
@@ -382,19 +369,23 @@ fn answer_until(
     // Clients whose request has not arrived whole yet. One that is slow,
     // silent or stopped waits here and holds up no other.
     let mut pending: Vec<Pending> = Vec::new();
+    // (a signal may have come before the first wait)
+    let mut woken = true;
     loop {
-        if let Some(signal) = signals.received() {
-            return Ok((Ending::Signal(signal), child));
-        }
-        if let Some(c) = child.as_mut()
-            && let Ok(Some(status)) = c.try_wait()
-        {
-            return Ok((Ending::Exited(status), None));
+        if woken {
+            if let Some(signal) = signals.received() {
+                return Ok(Ending::Signal(signal));
+            }
+            if let Some(c) = child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                return Ok(Ending::Exited(status));
+            }
         }
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-            return Ok((Ending::Expired, child));
+            return Ok(Ending::Expired);
         };
-        wait(listener, &signals.wake, &pending, left);
+        woken = wait(listener, &signals.wake, &pending, left);
         accept_all(listener, &mut pending);
         let now = Instant::now();
         let mut i = 0;
@@ -427,8 +418,8 @@ const REQUEST_TIME: Duration = Duration::from_secs(5);
 const MAX_PENDING: usize = 64;
 
 /// Waits at most `left` (and a second) for a new client or for bytes
-/// from one that is sending; a signal ends the wait early.
-fn wait(listener: &UnixListener, wake: &UnixStream, pending: &[Pending], left: Duration) {
+/// from one that is sending; a signal ends the wait early (`true`).
+fn wait(listener: &UnixListener, wake: &UnixStream, pending: &[Pending], left: Duration) -> bool {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     // (the lifetime, a signal and the clients' time are checked after each)
     let mut left = left.min(Duration::from_secs(1));
@@ -447,6 +438,7 @@ fn wait(listener: &UnixListener, wake: &UnixStream, pending: &[Pending], left: D
     .chain(pending.iter().map(|p| PollFd::new(&p.stream, PollFlags::IN)))
         .collect();
     let _ = poll(&mut fds, Some(&timeout));
+    !fds[1].revents().is_empty()
 }
 
 /// Takes every client waiting at the listener.
@@ -696,11 +688,17 @@ fn answered(c: &Command) -> bool {
 /// `ravi run`, what the client then runs).
 fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<Option<Exec>> {
     let vault = &held.vault;
-    // (a reference that does not parse is refused before anything is read,
-    // as `ravi read` refuses it)
-    let reference = match &cli.command {
-        Command::Read { reference } => Some(refs::parse(reference)?),
-        _ => None,
+    // What the client gave that is not in the vault, read once: a
+    // reference that does not parse is refused before anything is read,
+    // as `ravi read` refuses it; `ravi run`'s env files are read from the
+    // client's directory.
+    let given = match &cli.command {
+        Command::Read { reference } => Given::Reference(refs::parse(reference)?),
+        Command::Run { env, env_file, .. } => {
+            let (wanted, plain) = refs::run_wanted(env, env_file, Some(&request.cwd))?;
+            Given::Run { wanted, plain }
+        }
+        _ => Given::Nothing,
     };
     // The credential first, outside the snapshot below: an owner's opening
     // may write (identities requested over REST are adopted). `get
@@ -718,7 +716,7 @@ fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<O
     loop {
         let mut attempt = Output::new(&cli.global);
         let done = vault.read_consistently(|| {
-            snapshot_read(held, cli, request, access.as_ref(), reference.as_ref(), &mut attempt)
+            snapshot_read(held, cli, request, access.as_ref(), &given, &mut attempt)
         });
         match done {
             Err(Error::Integrity(_)) if tries < 2 => tries += 1,
@@ -730,13 +728,25 @@ fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<O
     }
 }
 
+/// What a request gives besides its command that `read` needs.
+enum Given {
+    Nothing,
+    /// `ravi read REF`, parsed.
+    Reference(refs::Ref),
+    /// `ravi run`: the references asked for, and the env files' plain values.
+    Run {
+        wanted: refs::Wanted,
+        plain: Vec<(String, String)>,
+    },
+}
+
 /// The part of a read that runs on one snapshot of the store.
 fn snapshot_read(
     held: &Held,
     cli: &Cli,
     request: &Request,
     access: Option<&vault_core::Access<'_>>,
-    reference: Option<&refs::Ref>,
+    given: &Given,
     out: &mut Output,
 ) -> Result<Option<Exec>> {
     let vault = &held.vault;
@@ -766,21 +776,21 @@ fn snapshot_read(
             ));
         }
     };
-    if let Some(r) = reference {
+    if let Given::Reference(r) = given {
         let value = refs::resolve_in(vault, access, std::slice::from_ref(r), selected)?.remove(0);
         refs::emit_read(r, &value, out);
         return Ok(None);
     }
-    if let Command::Run {
-        env,
-        env_file,
-        all_secrets,
-        command,
-    } = command
+    if let (
+        Given::Run { wanted, plain },
+        Command::Run {
+            all_secrets,
+            command,
+            ..
+        },
+    ) = (given, command)
     {
-        // (relative env files are the client's: from its directory)
-        let (wanted, plain) = refs::run_wanted(env, env_file, Some(&request.cwd))?;
-        let resolved = refs::run_values(vault, access, selected, &wanted, *all_secrets)?;
+        let resolved = refs::run_values(vault, access, selected, wanted, *all_secrets)?;
         let mut words = command.iter().map(|w| {
             w.to_str()
                 .map(str::to_owned)
@@ -793,7 +803,8 @@ fn snapshot_read(
             program,
             args: words.collect::<Result<_>>()?,
             env: plain
-                .into_iter()
+                .iter()
+                .cloned()
                 .chain(resolved.into_iter().map(|(k, v)| (k, v.expose().to_owned())))
                 .collect(),
             json: cli.global.json,

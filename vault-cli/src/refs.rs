@@ -362,15 +362,26 @@ pub fn run(
     } else {
         Vec::new()
     };
+    let vars = plain
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(resolved.iter().map(|(k, v)| (k.as_str(), v.expose())));
+    Err(become_with(program, args, vars))
+}
+
+/// This process becomes `program` with `args`, `vars` added to its
+/// environment in order (a later one wins); what it returns is why not.
+pub(crate) fn become_with<'a>(
+    program: &std::ffi::OsStr,
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+    vars: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Error {
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);
-    for (k, v) in &plain {
+    for (k, v) in vars {
         cmd.env(k, v);
     }
-    for (k, v) in &resolved {
-        cmd.env(k, v.expose());
-    }
-    Err(exec_error(program, crate::become_command(&mut cmd)))
+    exec_error(program, crate::become_command(&mut cmd))
 }
 
 /// Why `program` could not be run.
