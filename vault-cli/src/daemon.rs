@@ -791,17 +791,14 @@ fn snapshot_read(
     ) = (given, command)
     {
         let resolved = refs::run_values(vault, access, selected, wanted, *all_secrets)?;
-        let mut words = command.iter().map(|w| {
-            w.to_str()
-                .map(str::to_owned)
-                .ok_or_else(|| Error::InvalidInput("the command is not UTF-8".into()))
-        });
+        // (the words came from the request's UTF-8 strings)
+        let mut words = command.iter().map(|w| w.to_string_lossy().into_owned());
         let program = words
             .next()
-            .ok_or_else(|| Error::InvalidInput("give the command to run after --".into()))??;
+            .ok_or_else(|| Error::InvalidInput("give the command to run after --".into()))?;
         return Ok(Some(Exec {
             program,
-            args: words.collect::<Result<_>>()?,
+            args: words.collect(),
             env: plain
                 .iter()
                 .cloned()
