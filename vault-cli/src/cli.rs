@@ -199,6 +199,9 @@ struct Output {
     /// The command wrote its data to stdout itself (a template, an
     /// export): nothing more goes there, not even a JSON `null`.
     streamed: bool,
+    /// In a daemon: what is streamed is kept here for the client's reply
+    /// instead of going to the daemon's own stdout.
+    captured: Option<Vec<u8>>,
 }
 
 impl Output {
@@ -210,6 +213,16 @@ impl Output {
             text: String::new(),
             talk: false,
             streamed: false,
+            captured: None,
+        }
+    }
+
+    /// An output whose streamed data is kept (a daemon's, for its reply).
+    #[cfg(target_os = "linux")]
+    fn captured(g: &GlobalArgs) -> Output {
+        Output {
+            captured: Some(Vec::new()),
+            ..Output::new(g)
         }
     }
 
@@ -227,9 +240,24 @@ impl Output {
         self.talk = true;
     }
 
-    /// The data went to stdout as it is (see `streamed`).
-    fn streamed(&mut self) {
+    /// Data written to stdout as it is made (see `streamed`), or kept for
+    /// a daemon's reply.
+    fn stream(
+        &mut self,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<()> {
         self.streamed = true;
+        let written = match &mut self.captured {
+            Some(kept) => write(kept),
+            None => {
+                let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+                write(&mut w).and_then(|()| w.flush())
+            }
+        };
+        written.map_err(|e| Error::Io {
+            context: "cannot write standard output".into(),
+            source: e,
+        })
     }
 
     /// A listing written to stdout as it is serialised, without a JSON
@@ -240,18 +268,15 @@ impl Output {
         items: &[T],
         line: impl Fn(&T) -> String,
     ) -> Result<()> {
-        self.streamed();
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
-        let written = if self.json {
-            serde_json::to_writer(&mut w, items)
-                .map_err(std::io::Error::from)
-                .and_then(|()| writeln!(w))
-        } else {
-            items.iter().try_for_each(|i| writeln!(w, "{}", line(i)))
-        };
-        written.and_then(|()| w.flush()).map_err(|e| Error::Io {
-            context: "cannot write standard output".into(),
-            source: e,
+        let json = self.json;
+        self.stream(|w| {
+            if json {
+                serde_json::to_writer(&mut *w, items)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(w))
+            } else {
+                items.iter().try_for_each(|i| writeln!(w, "{}", line(i)))
+            }
         })
     }
 
@@ -259,7 +284,10 @@ impl Output {
     fn printed(self) -> (String, String) {
         let line = |t: &str| format!("{}\n", t.trim_end_matches('\n'));
         if self.streamed {
-            (String::new(), String::new())
+            let kept = self.captured.unwrap_or_default();
+            let kept = String::from_utf8(kept)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            (kept, String::new())
         } else if self.json {
             (line(&self.doc.unwrap_or(Value::Null).to_string()), String::new())
         } else if self.text.is_empty() || (self.talk && self.quiet) {

@@ -40,8 +40,10 @@ const OWN_OPTIONS: [&str; 4] = [
     "--agent-key-file",
 ];
 
-/// Bounds of one exchange: a request is a command line, a reply a record.
-const MAX_REQUEST: u64 = 64 * 1024;
+/// Bounds of one exchange: a request is a command line (and, for `ravi
+/// inject`, a template from standard input), a reply a record, a listing
+/// or a rendered template.
+const MAX_REQUEST: u64 = 4 * 1024 * 1024;
 const MAX_REPLY: u64 = 16 * 1024 * 1024;
 
 /// A client's question: its arguments (without the program name), its
@@ -51,6 +53,10 @@ struct Request {
     argv: Vec<String>,
     cwd: PathBuf,
     identity: Option<String>,
+    /// `ravi inject` without `--in`: the template, once the daemon asks
+    /// for it (`send_stdin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    stdin: Option<String>,
 }
 
 /// The answer: `served: false` when the daemon does not run this command
@@ -65,6 +71,23 @@ struct Reply {
     /// `ravi run`: the command the client becomes, and its environment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     exec: Option<Exec>,
+    /// `ravi inject` without `--in`: ask again with standard input.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    send_stdin: bool,
+    /// `ravi inject -o OUT`: the file the client writes before it prints
+    /// `stdout` and `stderr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<FileOut>,
+}
+
+/// A file the client writes (mode 0600, all or nothing), its path as the
+/// client gave it. (No `Debug`: `content` holds secrets.)
+#[derive(Serialize, Deserialize)]
+struct FileOut {
+    path: PathBuf,
+    content: String,
+    /// Whether an error writing it is said as JSON (`--json`).
+    json: bool,
 }
 
 /// What `ravi run` makes of its command line through a daemon: the
@@ -95,20 +118,54 @@ pub fn client() -> Option<ExitCode> {
     };
     // Only reads are answered: other commands need not ask.
     if argv.iter().any(own)
-        || !argv
-            .iter()
-            .any(|a| matches!(a.as_str(), "get" | "code" | "read" | "run"))
+        || !argv.iter().any(|a| {
+            matches!(
+                a.as_str(),
+                "get" | "code" | "read" | "run" | "list" | "show" | "uri" | "inject"
+            )
+        })
     {
         return None;
     }
-    let request = Request {
+    let mut request = Request {
         argv,
         cwd: std::env::current_dir().ok()?,
         identity: std::env::var("RAVI_IDENTITY").ok().filter(|v| !v.is_empty()),
+        stdin: None,
     };
     let socket = PathBuf::from(socket);
-    match ask(&socket, &request) {
-        Ok(reply) if reply.served => {
+    let mut answered = ask(&socket, &request);
+    if let Ok(Reply {
+        send_stdin: true, ..
+    }) = answered
+    {
+        let json = request.argv.iter().any(|a| a == "--json");
+        match refs::template_from_stdin().and_then(|t| {
+            if t.len() as u64 > MAX_REQUEST - 64 * 1024 {
+                return Err(Error::InvalidInput(format!(
+                    "the template on standard input is over {} MiB, more than a daemon takes: give it with --in FILE",
+                    (MAX_REQUEST - 64 * 1024) >> 20
+                )));
+            }
+            Ok(t)
+        }) {
+            Ok(template) => request.stdin = Some(template),
+            Err(e) => {
+                eprint!("{}", crate::error_text(&e, json));
+                return Some(ExitCode::from(crate::exit_code(e.class())));
+            }
+        }
+        answered = ask(&socket, &request);
+    }
+    match answered {
+        // (a daemon asks for standard input once)
+        Ok(reply) if reply.served && !reply.send_stdin => {
+            if let Some(file) = reply.file
+                && let Err(e) = vault_cli::config::write_private_file(&file.path, file.content.as_bytes())
+            {
+                eprint!("{}", crate::error_text(&e, file.json));
+                return Some(ExitCode::from(crate::exit_code(e.class())));
+            }
             let mut err = std::io::stderr().lock();
             let _ = err.write_all(reply.stderr.as_bytes());
             if let Some(exec) = reply.exec {
@@ -390,19 +447,29 @@ fn answer_until(
         let now = Instant::now();
         let mut i = 0;
         while i < pending.len() {
-            match pending[i].read() {
-                Ok(false) if now.duration_since(pending[i].since) < REQUEST_TIME => i += 1,
-                Ok(false) => {
-                    // (its time is up: closed unanswered)
+            let client = &mut pending[i];
+            let progress = if client.reply.is_some() {
+                client.send()
+            } else {
+                client.read().and_then(|whole| {
+                    if !whole {
+                        return Ok(false);
+                    }
+                    client.answer(held, &mut parsed)?;
+                    client.send()
+                })
+            };
+            match progress {
+                // (within its time: waits for more bytes, or for room to send)
+                Ok(false) if now.duration_since(client.since) < REQUEST_TIME => i += 1,
+                // (done; or its time is up: closed, unanswered or part-answered)
+                Ok(_) => {
                     pending.swap_remove(i);
                 }
-                Ok(true) => {
-                    let client = pending.swap_remove(i);
-                    if let Err(e) = client.answer(held, &mut parsed) {
-                        eprintln!("ravi daemon: a request failed: {e}");
+                Err(e) => {
+                    if client.reply.is_some() && e.kind() != std::io::ErrorKind::BrokenPipe {
+                        eprintln!("ravi daemon: a reply failed: {e}");
                     }
-                }
-                Err(_) => {
                     pending.swap_remove(i);
                 }
             }
@@ -410,15 +477,16 @@ fn answer_until(
     }
 }
 
-/// How long a client may take to send its request, and the daemon to
-/// send the reply; how many clients may be sending at once (beyond, the
-/// one that has waited longest is closed: its process runs the command
-/// itself).
+/// How long a client may take to send its request, and to take its
+/// reply; how many clients may be sending or receiving at once (beyond,
+/// the one that has waited longest is closed: its process runs the
+/// command itself).
 const REQUEST_TIME: Duration = Duration::from_secs(5);
 const MAX_PENDING: usize = 64;
 
-/// Waits at most `left` (and a second) for a new client or for bytes
-/// from one that is sending; a signal ends the wait early (`true`).
+/// Waits at most `left` (and a second) for a new client, for bytes from
+/// one that is sending, or for room to send one its reply; a signal ends
+/// the wait early (`true`).
 fn wait(listener: &UnixListener, wake: &UnixStream, pending: &[Pending], left: Duration) -> bool {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     // (the lifetime, a signal and the clients' time are checked after each)
@@ -435,7 +503,14 @@ fn wait(listener: &UnixListener, wake: &UnixStream, pending: &[Pending], left: D
         PollFd::new(wake, PollFlags::IN),
     ]
     .into_iter()
-    .chain(pending.iter().map(|p| PollFd::new(&p.stream, PollFlags::IN)))
+    .chain(pending.iter().map(|p| {
+        let wanted = if p.reply.is_some() {
+            PollFlags::OUT
+        } else {
+            PollFlags::IN
+        };
+        PollFd::new(&p.stream, wanted)
+    }))
         .collect();
     let _ = poll(&mut fds, Some(&timeout));
     !fds[1].revents().is_empty()
@@ -465,6 +540,7 @@ fn accept_all(listener: &UnixListener, pending: &mut Vec<Pending>) {
                     stream,
                     line: Vec::new(),
                     since: Instant::now(),
+                    reply: None,
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
@@ -477,11 +553,16 @@ fn accept_all(listener: &UnixListener, pending: &mut Vec<Pending>) {
     }
 }
 
-/// A client and the part of its request read so far.
+/// A client: the part of its request read so far, then its reply and how
+/// much of it is sent. Neither waits for the client: one that is slow to
+/// send or to read holds up no other.
 struct Pending {
     stream: UnixStream,
     line: Vec<u8>,
+    /// When it connected; once answered, when the reply was made.
     since: Instant,
+    /// (No `Debug`: the reply holds secrets.)
+    reply: Option<(Vec<u8>, usize)>,
 }
 
 impl Pending {
@@ -510,10 +591,12 @@ impl Pending {
         }
     }
 
-    /// Answers the request read, and writes the reply.
-    fn answer(self, held: &Held, parsed: &mut Parsed) -> std::io::Result<()> {
+    /// Answers the request read: the reply to send.
+    fn answer(&mut self, held: &Held, parsed: &mut Parsed) -> std::io::Result<()> {
+        self.since = Instant::now();
         if self.line.is_empty() {
             // (a connection that asks nothing: a probe whether one listens)
+            self.reply = Some((Vec::new(), 0));
             return Ok(());
         }
         let reply = match serde_json::from_slice::<Request>(&self.line) {
@@ -523,11 +606,39 @@ impl Pending {
             _ => Reply::default(),
         };
         let mut bytes = serde_json::to_vec(&reply)?;
+        if bytes.len() as u64 >= MAX_REPLY {
+            // (more than a client reads: said, instead of cut)
+            let e = Error::InvalidInput(format!(
+                "the answer is over {} MiB, more than a daemon sends: run this command with a credential of its own",
+                MAX_REPLY >> 20
+            ));
+            bytes = serde_json::to_vec(&Reply {
+                served: true,
+                code: crate::exit_code(e.class()),
+                stderr: crate::error_text(&e, false),
+                ..Reply::default()
+            })?;
+        }
         bytes.push(b'\n');
-        let mut stream = self.stream;
-        stream.set_nonblocking(false)?;
-        stream.set_write_timeout(Some(REQUEST_TIME))?;
-        stream.write_all(&bytes)
+        self.reply = Some((bytes, 0));
+        Ok(())
+    }
+
+    /// Sends what the socket takes of the reply; `true` once all is sent.
+    fn send(&mut self) -> std::io::Result<bool> {
+        let Some((bytes, sent)) = &mut self.reply else {
+            return Ok(false);
+        };
+        while *sent < bytes.len() {
+            match (&self.stream).write(&bytes[*sent..]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => *sent += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -647,46 +758,69 @@ fn answer(held: &Held, parsed: &mut Parsed, request: &Request) -> Reply {
     };
     let (cli, path) = (&line.cli, &line.path);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
-    let mut out = Output::new(&cli.global);
+    let mut out = Output::captured(&cli.global);
     let done = crate::refuse_unused_options(&cli.global, &path)
         .and_then(|()| read(held, cli, request, &mut out));
     match done {
-        Ok(exec) => {
+        Ok(extra) => {
             let (stdout, stderr) = out.printed();
-            Reply {
+            let mut reply = Reply {
                 served: true,
-                code: 0,
                 stdout,
                 stderr,
-                exec,
+                ..Reply::default()
+            };
+            match extra {
+                Extra::Nothing => {}
+                Extra::Exec(exec) => reply.exec = Some(exec),
+                Extra::SendStdin => reply.send_stdin = true,
+                Extra::File(file) => reply.file = Some(file),
             }
+            reply
         }
         Err(e) => Reply {
             served: true,
             code: crate::exit_code(e.class()),
-            stdout: String::new(),
             stderr: crate::error_text(&e, cli.global.json),
-            exec: None,
+            ..Reply::default()
         },
     }
 }
 
-/// The commands a daemon answers: reads of one record or field.
+/// What a read gives the client besides what it prints.
+enum Extra {
+    Nothing,
+    /// `ravi run`: the command to become.
+    Exec(Exec),
+    /// `ravi inject` without `--in`: the template is the client's stdin.
+    SendStdin,
+    /// `ravi inject -o OUT`: the file to write.
+    File(FileOut),
+}
+
+/// The commands a daemon answers: the reads of a credential (one record
+/// or field, a listing, references resolved), none that writes the vault.
 fn answered(c: &Command) -> bool {
     matches!(
         c,
         Command::Get(_)
             | Command::Read { .. }
-            | Command::Secrets(SecretsCommand::Get { .. })
-            | Command::Passwords(PasswordsCommand::Get { .. })
-            | Command::Totp(TotpCommand::Code { .. })
+            | Command::Inject { .. }
             | Command::Run { .. }
+            | Command::Secrets(SecretsCommand::Get { .. } | SecretsCommand::List)
+            | Command::Passwords(PasswordsCommand::Get { .. } | PasswordsCommand::List)
+            | Command::Totp(
+                TotpCommand::Code { .. }
+                    | TotpCommand::List
+                    | TotpCommand::Show { .. }
+                    | TotpCommand::Uri { .. }
+            )
     )
 }
 
 /// A read, as `ravi` runs it, on the vault and credential held (for
 /// `ravi run`, what the client then runs).
-fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<Option<Exec>> {
+fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<Extra> {
     let vault = &held.vault;
     // What the client gave that is not in the vault, read once: a
     // reference that does not parse is refused before anything is read,
@@ -697,6 +831,14 @@ fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<O
         Command::Run { env, env_file, .. } => {
             let (wanted, plain) = refs::run_wanted(env, env_file, Some(&request.cwd))?;
             Given::Run { wanted, plain }
+        }
+        Command::Inject { input, .. } => {
+            let text = match (input, &request.stdin) {
+                (Some(p), _) => refs::read_template(p, Some(&request.cwd))?,
+                (None, Some(text)) => text.clone(),
+                (None, None) => return Ok(Extra::SendStdin),
+            };
+            Given::Template(refs::Template::parse(text)?)
         }
         _ => Given::Nothing,
     };
@@ -714,7 +856,7 @@ fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<O
     // begins after that record; a store that did roll back fails each time.
     let mut tries = 0;
     loop {
-        let mut attempt = Output::new(&cli.global);
+        let mut attempt = Output::captured(&cli.global);
         let done = vault.read_consistently(|| {
             snapshot_read(held, cli, request, access.as_ref(), &given, &mut attempt)
         });
@@ -738,6 +880,8 @@ enum Given {
         wanted: refs::Wanted,
         plain: Vec<(String, String)>,
     },
+    /// `ravi inject`: the template, parsed.
+    Template(refs::Template),
 }
 
 /// The part of a read that runs on one snapshot of the store.
@@ -748,7 +892,7 @@ fn snapshot_read(
     access: Option<&vault_core::Access<'_>>,
     given: &Given,
     out: &mut Output,
-) -> Result<Option<Exec>> {
+) -> Result<Extra> {
     let vault = &held.vault;
     if held.pinned.is_empty() {
         // (a vault without an owner key yet: pinned on first sight)
@@ -767,7 +911,7 @@ fn snapshot_read(
     let (access, command) = match (access, &cli.command) {
         (None, Command::Get(c)) => {
             crate::contact(c, &selected()?, out);
-            return Ok(None);
+            return Ok(Extra::Nothing);
         }
         (Some(access), command) => (access, command),
         (None, _) => {
@@ -779,7 +923,28 @@ fn snapshot_read(
     if let Given::Reference(r) = given {
         let value = refs::resolve_in(vault, access, std::slice::from_ref(r), selected)?.remove(0);
         refs::emit_read(r, &value, out);
-        return Ok(None);
+        return Ok(Extra::Nothing);
+    }
+    if let (Given::Template(t), Command::Inject { output, .. }) = (given, command) {
+        let values = if t.refs.is_empty() {
+            Vec::new()
+        } else {
+            refs::resolve_in(vault, access, &t.refs, selected)?
+        };
+        let rendered = t.render(&values);
+        return match output {
+            Some(p) => {
+                t.wrote(p, out);
+                Ok(Extra::File(FileOut {
+                    path: p.clone(),
+                    content: rendered.as_str().to_owned(),
+                    json: cli.global.json,
+                }))
+            }
+            None => out
+                .stream(|w| w.write_all(rendered.as_bytes()))
+                .map(|()| Extra::Nothing),
+        };
     }
     if let (
         Given::Run { wanted, plain },
@@ -796,7 +961,7 @@ fn snapshot_read(
         let program = words
             .next()
             .ok_or_else(|| Error::InvalidInput("give the command to run after --".into()))?;
-        return Ok(Some(Exec {
+        return Ok(Extra::Exec(Exec {
             program,
             args: words.collect(),
             env: plain
@@ -818,7 +983,7 @@ fn snapshot_read(
             "ravi daemon does not run this command".into(),
         )),
     }
-    .map(|()| None)
+    .map(|()| Extra::Nothing)
 }
 
 #[cfg(test)]
@@ -838,8 +1003,22 @@ mod tests {
         assert_eq!(a.path, ["secrets", "get"]);
         assert!(!a.cli.global.json);
         assert!(p.get(&argv("--json totp code X")).unwrap().cli.global.json);
-        // A write, a listing, a line that does not parse: the client's.
-        for line in ["secrets set K", "secrets list", "secrets get", "secrets get K --nope"] {
+        // Listings, shows, references: answered.
+        for line in ["secrets list", "--json passwords list", "totp show X", "totp uri X", "inject -i t"] {
+            assert!(p.get(&argv(line)).is_some(), "{line}");
+        }
+        // A write, a line that does not parse, a command needing no
+        // credential: the client's.
+        for line in [
+            "secrets set K",
+            "secrets delete K",
+            "totp add X",
+            "passwords generate",
+            "export",
+            "identity list",
+            "secrets get",
+            "secrets get K --nope",
+        ] {
             assert!(p.get(&argv(line)).is_none(), "{line}");
             assert!(p.get(&argv(line)).is_none(), "{line}");
         }

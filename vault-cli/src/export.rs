@@ -254,15 +254,6 @@ pub fn run(
             out.said(doc, text);
             Ok(())
         }
-        None => {
-            out.streamed();
-            let mut so = std::io::stdout().lock();
-            so.write_all(&bytes)
-                .and_then(|()| so.flush())
-                .map_err(|e| Error::Io {
-                    context: "cannot write standard output".into(),
-                    source: e,
-                })
-        }
+        None => out.stream(|w| w.write_all(&bytes)),
     }
 }

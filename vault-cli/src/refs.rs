@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use serde_json::json;
@@ -224,65 +224,92 @@ pub fn inject(
     output: Option<&Path>,
     out: &mut Output,
 ) -> Result<()> {
-    let mut template = String::new();
-    match input {
-        Some(p) => {
-            template = std::fs::read_to_string(p).map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => {
-                    Error::InvalidInput(format!("no template at {}", p.display()))
-                }
-                _ => Error::Io {
-                    context: format!("cannot read {}", p.display()),
-                    source: e,
-                },
-            })?;
-        }
-        None => {
-            std::io::stdin()
-                .read_to_string(&mut template)
-                .map_err(|e| Error::Io {
-                    context: "cannot read the template from standard input".into(),
-                    source: e,
-                })?;
-        }
-    }
-    let spots = placeholders(&template);
-    let refs = spots
-        .iter()
-        .map(|(_, _, t)| parse(t))
-        .collect::<Result<Vec<_>>>()?;
-    let values = if refs.is_empty() {
+    let template = match input {
+        Some(p) => read_template(p, None)?,
+        None => template_from_stdin()?,
+    };
+    let template = Template::parse(template)?;
+    let values = if template.refs.is_empty() {
         Vec::new()
     } else {
-        resolve(g, &refs)?
+        resolve(g, &template.refs)?
     };
-    let mut rendered = zeroize::Zeroizing::new(String::with_capacity(template.len()));
-    let mut at = 0;
-    for ((start, end, _), v) in spots.iter().zip(&values) {
-        rendered.push_str(&template[at..*start]);
-        rendered.push_str(v.expose());
-        at = *end;
-    }
-    rendered.push_str(&template[at..]);
+    let rendered = template.render(&values);
     match output {
         Some(p) => {
             vault_cli::config::write_private_file(p, rendered.as_bytes())?;
-            out.said(
-                json!({ "path": p.display().to_string(), "references": refs.len() }),
-                format!("Wrote {} ({} reference(s))", p.display(), refs.len()),
-            );
+            template.wrote(p, out);
             Ok(())
         }
-        None => {
-            out.streamed();
-            let mut so = std::io::stdout().lock();
-            so.write_all(rendered.as_bytes())
-                .and_then(|()| so.flush())
-                .map_err(|e| Error::Io {
-                    context: "cannot write standard output".into(),
-                    source: e,
-                })
+        None => out.stream(|w| w.write_all(rendered.as_bytes())),
+    }
+}
+
+/// The template file at `p` (relative to `base` when given: a daemon's
+/// client's working directory).
+pub(crate) fn read_template(p: &Path, base: Option<&Path>) -> Result<String> {
+    let at = base.map_or_else(|| p.to_path_buf(), |b| b.join(p));
+    std::fs::read_to_string(at).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::InvalidInput(format!("no template at {}", p.display()))
         }
+        _ => Error::Io {
+            context: format!("cannot read {}", p.display()),
+            source: e,
+        },
+    })
+}
+
+/// The template on standard input.
+pub(crate) fn template_from_stdin() -> Result<String> {
+    let mut template = String::new();
+    std::io::stdin()
+        .read_to_string(&mut template)
+        .map_err(|e| Error::Io {
+            context: "cannot read the template from standard input".into(),
+            source: e,
+        })?;
+    Ok(template)
+}
+
+/// A template and its references, parsed (one that does not parse fails
+/// the whole render, before anything is resolved).
+pub(crate) struct Template {
+    text: String,
+    spots: Vec<(usize, usize, String)>,
+    pub(crate) refs: Vec<Ref>,
+}
+
+impl Template {
+    pub(crate) fn parse(text: String) -> Result<Template> {
+        let spots = placeholders(&text);
+        let refs = spots
+            .iter()
+            .map(|(_, _, t)| parse(t))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Template { text, spots, refs })
+    }
+
+    /// The text with each reference replaced by its value (`values` in
+    /// the order of `refs`).
+    pub(crate) fn render(&self, values: &[SecretString]) -> zeroize::Zeroizing<String> {
+        let mut rendered = zeroize::Zeroizing::new(String::with_capacity(self.text.len()));
+        let mut at = 0;
+        for ((start, end, _), v) in self.spots.iter().zip(values) {
+            rendered.push_str(&self.text[at..*start]);
+            rendered.push_str(v.expose());
+            at = *end;
+        }
+        rendered.push_str(&self.text[at..]);
+        rendered
+    }
+
+    /// What `ravi inject -o P` says once `P` is written.
+    pub(crate) fn wrote(&self, p: &Path, out: &mut Output) {
+        out.said(
+            json!({ "path": p.display().to_string(), "references": self.refs.len() }),
+            format!("Wrote {} ({} reference(s))", p.display(), self.refs.len()),
+        );
     }
 }
 

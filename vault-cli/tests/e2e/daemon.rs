@@ -173,15 +173,114 @@ fn reads_are_answered_with_the_credential_the_daemon_holds() {
 }
 
 #[test]
+fn listings_and_templates_are_answered_too() {
+    let env = crate::references::setup();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    // Each answer is the one the process itself gives (with the passphrase).
+    for args in [
+        &["secrets", "list"][..],
+        &["secrets", "list", "--json"],
+        &["--identity", "bob", "secrets", "list"],
+        &["passwords", "list"],
+        &["--json", "passwords", "list"],
+        &["totp", "list", "--json"],
+        &["totp", "show", "github"],
+        &["totp", "uri", "github", "--json"],
+        &["totp", "show", "nope"],
+        &["inject", "-i", "no-such-template"],
+    ] {
+        let there = ask(&env, &d, args);
+        let here = env.run(args);
+        assert_eq!(
+            (there.code, &there.stdout, &there.stderr),
+            (here.code, &here.stdout, &here.stderr),
+            "{args:?}"
+        );
+    }
+    let listed = ask(&env, &d, &["secrets", "list", "--json"]).ok().json();
+    assert_eq!(listed[0]["key"], "API_KEY", "{listed}");
+    assert!(!listed.to_string().contains("alice-api-value"));
+
+    // A template and its output, named relative to the client's directory:
+    // the daemon reads the template there, the client writes the output.
+    let project = env.work.join("templates");
+    std::fs::create_dir_all(&project).unwrap();
+    let template =
+        "key={{ ravi://secrets/API_KEY }}\nuser={{ravi://passwords/example.com/username}}\n";
+    let rendered = "key=alice-api-value\nuser=bot@example.com\n";
+    std::fs::write(project.join("app.tpl"), template).unwrap();
+    let r = run_command(
+        client(&env, &d)
+            .current_dir(&project)
+            .args(["inject", "-i", "app.tpl"]),
+    );
+    assert_eq!(r.ok().stdout, rendered);
+    let r = run_command(
+        client(&env, &d)
+            .current_dir(&project)
+            .args(["--json", "inject", "-i", "app.tpl", "-o", "app.env"]),
+    )
+    .ok();
+    assert_eq!(r.json()["path"], "app.env");
+    assert_eq!(r.json()["references"], 2);
+    let written = project.join("app.env");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), rendered);
+    let mode = std::fs::metadata(&written).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
+    // Without --in, the template is the client's standard input.
+    let r = run_command_stdin(client(&env, &d).args(["inject"]), template);
+    assert_eq!(r.ok().stdout, rendered);
+    let r = run_command_stdin(
+        client(&env, &d).args(["inject"]),
+        "{{ ravi://secrets/NOPE }}",
+    )
+    .fails(EXIT_NOT_FOUND);
+    assert!(r.stderr.contains("NOPE"), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    // An output the client cannot write is its error, said as the
+    // process itself says it.
+    let args = [
+        "--json",
+        "inject",
+        "-i",
+        "app.tpl",
+        "-o",
+        "no-such-dir/app.env",
+    ];
+    let there = run_command(client(&env, &d).current_dir(&project).args(args));
+    let here = run_command(env.command().current_dir(&project).args(args));
+    assert_ne!(there.code, 0);
+    let said = |r: &Run| {
+        let e = r.error_json();
+        let m = e["error"]["message"].as_str().unwrap().to_string();
+        // (the message ends with the temporary file's random name)
+        (
+            r.code,
+            r.stdout.clone(),
+            e["error"]["code"].clone(),
+            m[..m.find(" at path").unwrap_or(m.len())].to_string(),
+        )
+    };
+    assert_eq!(said(&there), said(&here));
+    assert!(!project.join("no-such-dir").exists());
+}
+
+#[test]
 fn what_the_daemon_does_not_answer_runs_in_the_client() {
     let env = crate::references::setup();
     let token = session(&env);
     let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
-    // Writes and listings are not answered: the client, without a
-    // credential of its own, is refused, and nothing is written.
+    // Writes are not answered: the client, without a credential of its
+    // own, is refused, and nothing is written.
     ask(&env, &d, &["secrets", "set", "OTHER", "x", "--json"]).fails(EXIT_LOCKED);
-    ask(&env, &d, &["secrets", "list"]).fails(EXIT_LOCKED);
+    ask(&env, &d, &["secrets", "delete", "API_KEY"]).fails(EXIT_LOCKED);
+    ask(&env, &d, &["export"]).fails(EXIT_LOCKED);
     ask(&env, &d, &["secrets", "get", "OTHER"]).fails(EXIT_NOT_FOUND);
+    ask(&env, &d, &["secrets", "get", "API_KEY"]).ok();
     // A credential or a vault on the client's command line is its own.
     let other = Env::new();
     let r = ask(
@@ -434,6 +533,41 @@ fn a_client_that_never_finishes_its_request_holds_up_no_other() {
         // not been cut off yet, or was after the daemon's 5 s).
         assert!(trickler.join().unwrap() > 0);
     });
+}
+
+#[test]
+fn a_client_that_does_not_take_its_reply_holds_up_no_other() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+    let env = crate::references::setup();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    // A request whose reply (a 2 MiB template rendered) is far more than
+    // the socket holds, from a client that does not read it yet.
+    let template = "x".repeat(2 << 20);
+    let request = serde_json::json!({
+        "argv": ["inject"],
+        "cwd": env.work,
+        "identity": null,
+        "stdin": template,
+    });
+    let mut slow = UnixStream::connect(&d.socket).unwrap();
+    slow.write_all(format!("{request}\n").as_bytes()).unwrap();
+    // Others are answered meanwhile: a daemon that waited on the slow
+    // client's reply would answer them only once it gave up on it (5 s),
+    // with that reply cut short.
+    for _ in 0..5 {
+        let r = ask(&env, &d, &["secrets", "get", "API_KEY"]).ok();
+        assert_eq!(r.stdout, "alice-api-value\n");
+        assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    }
+    let mut reply = Vec::new();
+    slow.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    slow.read_to_end(&mut reply).unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&reply).expect("the whole reply");
+    assert_eq!(reply["code"], 0);
+    assert_eq!(reply["stdout"].as_str().map(str::len), Some(template.len()));
 }
 
 #[test]
