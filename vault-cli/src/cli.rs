@@ -470,13 +470,26 @@ fn selected_identity_at(
     cwd: &std::path::Path,
     from_env: Option<&str>,
 ) -> Result<Identity> {
-    // --identity, then RAVI_IDENTITY, then config files
-    let sel = config::resolve_identity(
+    identity_selected_by(vault, selection_at(g, cwd, from_env)?)
+}
+
+/// What selects the identity for a process in `cwd`: `--identity`, then
+/// `RAVI_IDENTITY` (`from_env`), then config files.
+fn selection_at(
+    g: &GlobalArgs,
+    cwd: &std::path::Path,
+    from_env: Option<&str>,
+) -> Result<Selection> {
+    config::resolve_identity(
         g.one_identity()?.or(from_env),
         cwd,
         &config_dir()?,
         home_dir().as_deref(),
-    )?;
+    )
+}
+
+/// The identity `sel` names.
+fn identity_selected_by(vault: &Vault, sel: Selection) -> Result<Identity> {
     match sel {
         Selection::Explicit(s) => vault.find_identity(&s),
         Selection::File { selector, path } => vault.find_identity(&selector).map_err(|e| match e {

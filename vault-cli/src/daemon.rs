@@ -423,6 +423,7 @@ fn answer_until(
         source: e,
     })?;
     let mut parsed = Parsed::new();
+    let mut memo = Memo::new();
     // Clients whose request has not arrived whole yet. One that is slow,
     // silent or stopped waits here and holds up no other.
     let mut pending: Vec<Pending> = Vec::new();
@@ -455,7 +456,7 @@ fn answer_until(
                     if !whole {
                         return Ok(false);
                     }
-                    client.answer(held, &mut parsed)?;
+                    client.answer(held, &mut parsed, &mut memo)?;
                     client.send()
                 })
             };
@@ -592,19 +593,28 @@ impl Pending {
     }
 
     /// Answers the request read: the reply to send.
-    fn answer(&mut self, held: &Held, parsed: &mut Parsed) -> std::io::Result<()> {
+    fn answer(&mut self, held: &Held, parsed: &mut Parsed, memo: &mut Memo) -> std::io::Result<()> {
         self.since = Instant::now();
         if self.line.is_empty() {
             // (a connection that asks nothing: a probe whether one listens)
             self.reply = Some((Vec::new(), 0));
             return Ok(());
         }
-        let reply = match serde_json::from_slice::<Request>(&self.line) {
-            Ok(request) if self.line.len() as u64 <= MAX_REQUEST => {
-                answer(held, parsed, &request)
+        let request = match serde_json::from_slice::<Request>(&self.line) {
+            Ok(request) if self.line.len() as u64 <= MAX_REQUEST => request,
+            _ => {
+                let mut bytes = serde_json::to_vec(&Reply::default())?;
+                bytes.push(b'\n');
+                self.reply = Some((bytes, 0));
+                return Ok(());
             }
-            _ => Reply::default(),
         };
+        if let Some(bytes) = memo.reply(held, parsed, &request) {
+            self.reply = Some((bytes, 0));
+            return Ok(());
+        }
+        let began = memo.now();
+        let (reply, basis) = answer(held, parsed, &request);
         let mut bytes = serde_json::to_vec(&reply)?;
         if bytes.len() as u64 >= MAX_REPLY {
             // (more than a client reads: said, instead of cut)
@@ -620,6 +630,9 @@ impl Pending {
             })?;
         }
         bytes.push(b'\n');
+        if let (Some(began), Some(basis), 0) = (began, basis, reply.code) {
+            memo.keep(&request, began, basis, &bytes);
+        }
         self.reply = Some((bytes, 0));
         Ok(())
     }
@@ -752,9 +765,9 @@ impl Parsed {
 }
 
 /// Runs a request's command if it is one the daemon answers.
-fn answer(held: &Held, parsed: &mut Parsed, request: &Request) -> Reply {
+fn answer(held: &Held, parsed: &mut Parsed, request: &Request) -> (Reply, Option<Basis>) {
     let Some(line) = parsed.get(&request.argv) else {
-        return Reply::default();
+        return (Reply::default(), None);
     };
     let (cli, path) = (&line.cli, &line.path);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
@@ -762,7 +775,7 @@ fn answer(held: &Held, parsed: &mut Parsed, request: &Request) -> Reply {
     let done = crate::refuse_unused_options(&cli.global, &path)
         .and_then(|()| read(held, cli, request, &mut out));
     match done {
-        Ok(extra) => {
+        Ok((extra, basis)) => {
             let (stdout, stderr) = out.printed();
             let mut reply = Reply {
                 served: true,
@@ -776,14 +789,149 @@ fn answer(held: &Held, parsed: &mut Parsed, request: &Request) -> Reply {
                 Extra::SendStdin => reply.send_stdin = true,
                 Extra::File(file) => reply.file = Some(file),
             }
-            reply
+            (reply, basis)
         }
-        Err(e) => Reply {
-            served: true,
-            code: crate::exit_code(e.class()),
-            stderr: crate::error_text(&e, cli.global.json),
-            ..Reply::default()
-        },
+        Err(e) => (
+            Reply {
+                served: true,
+                code: crate::exit_code(e.class()),
+                stderr: crate::error_text(&e, cli.global.json),
+                ..Reply::default()
+            },
+            None,
+        ),
+    }
+}
+
+/// The commands whose replies may be kept (`Memo`): reads of the selected
+/// identity's records, which depend on nothing but the store, the
+/// selection, the client-side heads and the second of the clock (a TOTP
+/// code; a session's expiry). Not `read`, `run` or `inject` (other
+/// identities; the client's files), and not while no owner key is pinned
+/// (the pins file is then read at each request).
+fn keepable(held: &Held, c: &Command) -> bool {
+    !held.pinned.is_empty()
+        && matches!(
+            c,
+            Command::Secrets(SecretsCommand::Get { .. } | SecretsCommand::List)
+                | Command::Passwords(PasswordsCommand::Get { .. } | PasswordsCommand::List)
+                | Command::Totp(
+                    TotpCommand::Code { .. }
+                        | TotpCommand::List
+                        | TotpCommand::Show { .. }
+                        | TotpCommand::Uri { .. }
+                )
+        )
+}
+
+/// The identity a request's records were read in, and its head then.
+struct Opened {
+    identity_uuid: String,
+    identity_head: Option<u64>,
+}
+
+/// What a reply was made from, besides the request and the second.
+struct Basis {
+    /// The store's version (`Vault::store_version`), the same before the
+    /// credential was presented and in the snapshot read.
+    store: [u64; 2],
+    selection: crate::Selection,
+    /// The heads the checks accepted (the vault's, the identity's).
+    vault_head: Option<u64>,
+    opened: Opened,
+}
+
+/// Replies made in the current second of the clock, kept for the same
+/// request (command line, directory, `RAVI_IDENTITY`) while what they
+/// were made from is unchanged: the store's version, the identity
+/// selection, and the client-side heads no newer than those the reply's
+/// checks accepted (SPEC §11). Each is dropped (zeroised) when the second
+/// ends.
+struct Memo {
+    second: u64,
+    kept: std::collections::HashMap<MemoKey, Kept>,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct MemoKey {
+    argv: Vec<String>,
+    cwd: PathBuf,
+    identity: Option<String>,
+}
+
+struct Kept {
+    basis: Basis,
+    reply: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl Memo {
+    /// At most this many replies are kept in one second.
+    const KEPT: usize = 256;
+
+    fn new() -> Memo {
+        Memo {
+            second: 0,
+            kept: std::collections::HashMap::new(),
+        }
+    }
+
+    fn key(request: &Request) -> MemoKey {
+        MemoKey {
+            argv: request.argv.clone(),
+            cwd: request.cwd.clone(),
+            identity: request.identity.clone(),
+        }
+    }
+
+    /// The second of the clock now; a new one drops what was kept.
+    fn now(&mut self) -> Option<u64> {
+        let now = vault_core::Clock::now(&vault_core::SystemClock).ok()?;
+        if now != self.second {
+            self.kept.clear();
+            self.second = now;
+        }
+        Some(now)
+    }
+
+    /// The reply kept for `request`, if nothing it was made from changed.
+    fn reply(&mut self, held: &Held, parsed: &mut Parsed, request: &Request) -> Option<Vec<u8>> {
+        self.now()?;
+        if request.stdin.is_some() {
+            return None;
+        }
+        let kept = self.kept.get(&Memo::key(request))?;
+        let line = parsed.get(&request.argv)?;
+        let basis = &kept.basis;
+        let selection =
+            crate::selection_at(&line.cli.global, &request.cwd, request.identity.as_deref()).ok()?;
+        if selection != basis.selection {
+            return None;
+        }
+        let vault = &held.vault;
+        if vault.read_consistently(|| vault.store_version()).ok()?? != basis.store {
+            return None;
+        }
+        // (read after the store's version, as a process reads them before
+        // the heads: a newer one seen since is the rollback check's)
+        let (cfg, vault_id) = (crate::config_dir().ok()?, vault.info().vault_id);
+        let seen = |key: &str| crate::seen::newest_seen(&cfg, &vault_id, key).ok();
+        crate::seen::check("", seen(crate::seen::VAULT_HEAD)?, basis.vault_head).ok()?;
+        let identity = &basis.opened;
+        crate::seen::check("", seen(&identity.identity_uuid)?, identity.identity_head).ok()?;
+        Some(kept.reply.to_vec())
+    }
+
+    /// Keeps a reply made in the second `made` (it began and ended in it).
+    fn keep(&mut self, request: &Request, made: u64, basis: Basis, reply: &[u8]) {
+        if self.now() == Some(made) && self.kept.len() < Memo::KEPT {
+            self.kept.insert(
+                Memo::key(request),
+                Kept {
+                    basis,
+                    reply: zeroize::Zeroizing::new(reply.to_vec()),
+                },
+            );
+        }
     }
 }
 
@@ -820,27 +968,47 @@ fn answered(c: &Command) -> bool {
 
 /// A read, as `ravi` runs it, on the vault and credential held (for
 /// `ravi run`, what the client then runs).
-fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<Extra> {
+fn read(
+    held: &Held,
+    cli: &Cli,
+    request: &Request,
+    out: &mut Output,
+) -> Result<(Extra, Option<Basis>)> {
     let vault = &held.vault;
     // What the client gave that is not in the vault, read once: a
     // reference that does not parse is refused before anything is read,
     // as `ravi read` refuses it; `ravi run`'s env files are read from the
     // client's directory.
-    let given = match &cli.command {
-        Command::Read { reference } => Given::Reference(refs::parse(reference)?),
+    let what = match &cli.command {
+        Command::Read { reference } => Gave::Reference(refs::parse(reference)?),
         Command::Run { env, env_file, .. } => {
             let (wanted, plain) = refs::run_wanted(env, env_file, Some(&request.cwd))?;
-            Given::Run { wanted, plain }
+            Gave::Run { wanted, plain }
         }
         Command::Inject { input, .. } => {
             let text = match (input, &request.stdin) {
                 (Some(p), _) => refs::read_template(p, Some(&request.cwd))?,
                 (None, Some(text)) => text.clone(),
-                (None, None) => return Ok(Extra::SendStdin),
+                (None, None) => return Ok((Extra::SendStdin, None)),
             };
-            Given::Template(refs::Template::parse(text)?)
+            Gave::Template(refs::Template::parse(text)?)
         }
-        _ => Given::Nothing,
+        _ => Gave::Nothing,
+    };
+    // A reply that may be kept (`Memo`) is made for one selection, and
+    // from one version of the store, read before the credential is
+    // presented: a change committed between that and the snapshot (a
+    // revocation) keeps it from being kept.
+    let keepable = keepable(held, &cli.command);
+    let given = Given {
+        what,
+        selection: keepable
+            .then(|| crate::selection_at(&cli.global, &request.cwd, request.identity.as_deref())),
+    };
+    let before = if keepable {
+        vault.read_consistently(|| vault.store_version())?
+    } else {
+        None
     };
     // The credential first, outside the snapshot below: an owner's opening
     // may write (identities requested over REST are adopted). `get
@@ -857,21 +1025,59 @@ fn read(held: &Held, cli: &Cli, request: &Request, out: &mut Output) -> Result<E
     let mut tries = 0;
     loop {
         let mut attempt = Output::captured(&cli.global);
+        let mut opened = None;
         let done = vault.read_consistently(|| {
-            snapshot_read(held, cli, request, access.as_ref(), &given, &mut attempt)
+            let extra = snapshot_read(
+                held,
+                cli,
+                request,
+                access.as_ref(),
+                &given,
+                &mut attempt,
+                &mut opened,
+            )?;
+            let version = if keepable {
+                vault.store_version()?
+            } else {
+                None
+            };
+            Ok((extra, version))
         });
         match done {
             Err(Error::Integrity(_)) if tries < 2 => tries += 1,
             done => {
                 *out = attempt;
-                return done;
+                let (extra, version) = done?;
+                let basis = match (before, version, given.selection, opened) {
+                    (Some(before), Some(store), Some(Ok(selection)), Some(opened))
+                        if before == store =>
+                    {
+                        Some(Basis {
+                            store,
+                            selection,
+                            vault_head: vault.head_seq(),
+                            opened,
+                        })
+                    }
+                    _ => None,
+                };
+                return Ok((extra, basis));
             }
         }
     }
 }
 
-/// What a request gives besides its command that `read` needs.
-enum Given {
+/// What a request gives besides its command that `read` needs, read once
+/// before the snapshot (and its retries).
+struct Given {
+    what: Gave,
+    /// The identity selection (config files), for a command whose reply
+    /// may be kept: what the reply is then made for.
+    selection: Option<Result<crate::Selection>>,
+}
+
+/// What the client gave that is not in the vault.
+enum Gave {
     Nothing,
     /// `ravi read REF`, parsed.
     Reference(refs::Ref),
@@ -892,6 +1098,7 @@ fn snapshot_read(
     access: Option<&vault_core::Access<'_>>,
     given: &Given,
     out: &mut Output,
+    opened: &mut Option<Opened>,
 ) -> Result<Extra> {
     let vault = &held.vault;
     if held.pinned.is_empty() {
@@ -900,13 +1107,15 @@ fn snapshot_read(
     } else {
         crate::check_head(vault, &held.pinned)?;
     }
-    let selected = || {
-        crate::selected_identity_at(
+    let selected = || match &given.selection {
+        // (resolved once before the snapshot: what a kept reply was made for)
+        Some(Ok(sel)) => crate::identity_selected_by(vault, sel.clone()),
+        _ => crate::selected_identity_at(
             &cli.global,
             vault,
             &request.cwd,
             request.identity.as_deref(),
-        )
+        ),
     };
     let (access, command) = match (access, &cli.command) {
         (None, Command::Get(c)) => {
@@ -920,12 +1129,12 @@ fn snapshot_read(
             ));
         }
     };
-    if let Given::Reference(r) = given {
+    if let Gave::Reference(r) = &given.what {
         let value = refs::resolve_in(vault, access, std::slice::from_ref(r), selected)?.remove(0);
         refs::emit_read(r, &value, out);
         return Ok(Extra::Nothing);
     }
-    if let (Given::Template(t), Command::Inject { output, .. }) = (given, command) {
+    if let (Gave::Template(t), Command::Inject { output, .. }) = (&given.what, command) {
         let values = if t.refs.is_empty() {
             Vec::new()
         } else {
@@ -947,13 +1156,13 @@ fn snapshot_read(
         };
     }
     if let (
-        Given::Run { wanted, plain },
+        Gave::Run { wanted, plain },
         Command::Run {
             all_secrets,
             command,
             ..
         },
-    ) = (given, command)
+    ) = (&given.what, command)
     {
         let resolved = refs::run_values(vault, access, selected, wanted, *all_secrets)?;
         // (the words came from the request's UTF-8 strings)
@@ -972,8 +1181,15 @@ fn snapshot_read(
             json: cli.global.json,
         }));
     }
-    let open_records = |f: &mut dyn FnMut(&vault_core::IdentityVault<'_>) -> Result<()>| {
-        crate::in_identity(vault, access, &selected()?, f)
+    let mut open_records = |f: &mut dyn FnMut(&vault_core::IdentityVault<'_>) -> Result<()>| {
+        crate::in_identity(vault, access, &selected()?, |iv| {
+            let done = f(iv);
+            *opened = Some(Opened {
+                identity_uuid: iv.identity().uuid.clone(),
+                identity_head: iv.head_seq(),
+            });
+            done
+        })
     };
     match command {
         Command::Secrets(c) => open_records(&mut |iv| records::secrets(iv, c, out)),

@@ -224,6 +224,26 @@ impl Vault {
         Ok(self.state.vault_head_seq())
     }
 
+    /// The sequence number of the vault head as last read (by
+    /// [`Vault::refresh_head`] or on opening); `None` for a vault made
+    /// before signing.
+    pub fn head_seq(&self) -> Option<u64> {
+        self.state.vault_head_seq()
+    }
+
+    /// A value that differs whenever the store's rows, as this handle
+    /// reads them, may differ from when it last gave the same value
+    /// (inside [`Vault::read_consistently`]: that snapshot's). `None` when
+    /// the store gives none (a remote store): then nothing may be assumed
+    /// unchanged. For a process that keeps what it derived from the store
+    /// (`ravi daemon`).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn store_version(&self) -> Result<Option<[u64; 2]>> {
+        self.state.backend.version()
+    }
+
     /// Runs `read` on one snapshot of the store where it has them (SQLite:
     /// one read transaction rather than one per query), for a process that
     /// reads the same vault many times (`ravi daemon`). Everything `read`

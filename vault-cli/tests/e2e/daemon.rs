@@ -269,6 +269,110 @@ fn listings_and_templates_are_answered_too() {
     assert!(!project.join("no-such-dir").exists());
 }
 
+/// Runs `round` (a request, a change, the same request again) until one
+/// round began and ended in one second of the clock, in which the daemon
+/// answers the second request from the reply it kept for the first when
+/// it finds nothing changed: the round checks that it does find the change.
+fn within_one_second(mut round: impl FnMut()) {
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    for _ in 0..20 {
+        let began = second();
+        round();
+        if second() == began {
+            return;
+        }
+    }
+    panic!("no round took less than a second");
+}
+
+#[test]
+fn a_kept_reply_is_not_given_once_anything_it_was_made_from_changed() {
+    let env = crate::references::setup();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    let get = || ask(&env, &d, &["secrets", "get", "API_KEY"]);
+    // The same request again, nothing changed: the same reply.
+    let first = get().ok().stdout;
+    assert_eq!(get().ok().stdout, first);
+
+    // The store changed: a write by a client with a config directory of
+    // its own (another machine's), which records the head it wrote in its
+    // own `state` files, not in this client's.
+    let elsewhere = env.dir.path().join("elsewhere");
+    let mut n = 0;
+    within_one_second(|| {
+        n += 1;
+        let before = get().ok().stdout;
+        run_command_stdin(
+            env.command().env("RAVI_CONFIG_DIR", &elsewhere).args([
+                "--identity",
+                "alice",
+                "secrets",
+                "set",
+                "API_KEY",
+                "--value-stdin",
+            ]),
+            &format!("value-{n}"),
+        )
+        .ok();
+        let after = get().ok().stdout;
+        assert_ne!(after, before);
+        assert_eq!(after, format!("value-{n}\n"));
+    });
+
+    // The identity selection changed (the config file; bob has API_KEY too).
+    env.run_stdin(
+        &[
+            "--identity",
+            "bob",
+            "secrets",
+            "set",
+            "API_KEY",
+            "--value-stdin",
+        ],
+        "bobs-value",
+    )
+    .ok();
+    within_one_second(|| {
+        env.run(&["identity", "use", "alice"]).ok();
+        assert_ne!(get().ok().stdout, "bobs-value\n");
+        env.run(&["identity", "use", "bob"]).ok();
+        assert_eq!(get().ok().stdout, "bobs-value\n");
+    });
+    env.run(&["identity", "use", "alice"]).ok();
+
+    // A newer head seen by another process (its `state` file) than the one
+    // the store shows: the rollback check refuses, kept reply or not.
+    let vault_id = env.run(&["vault", "info", "--json"]).ok().json()["vault_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uuid = env.run(&["identity", "show", "--json"]).ok().json()["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let state = env.config_dir.join("state").join(&vault_id).join(&uuid);
+    let seen = std::fs::read_to_string(&state).unwrap();
+    within_one_second(|| {
+        get().ok();
+        std::fs::write(&state, "1000000\n").unwrap();
+        let r = get().fails(EXIT_INTEGRITY);
+        assert!(r.stderr.contains("rollback"), "{}", r.stderr);
+        std::fs::write(&state, &seen).unwrap();
+    });
+
+    // The session ended (`ravi lock`): the next request is refused.
+    get().ok();
+    env.run(&["lock"]).ok();
+    let r = get().fails(EXIT_LOCKED);
+    assert!(!r.stdout.contains("value"), "{}", r.stdout);
+}
+
 #[test]
 fn what_the_daemon_does_not_answer_runs_in_the_client() {
     let env = crate::references::setup();

@@ -535,6 +535,17 @@ pub trait Backend: std::fmt::Debug {
     fn read_snapshot(&self, read: &mut dyn FnMut() -> crate::Result<()>) -> crate::Result<()> {
         read()
     }
+
+    /// A value that differs whenever what this handle reads may differ
+    /// from what it read when it last gave the same value: inside
+    /// [`Backend::read_snapshot`], that snapshot's. `None` where the store
+    /// gives none (the default): nothing may then be assumed unchanged.
+    ///
+    /// # Errors
+    /// Storage errors.
+    fn version(&self) -> crate::Result<Option<[u64; 2]>> {
+        Ok(None)
+    }
 }
 
 /// A SQLite store for unit tests whose commits go through `commit` (which

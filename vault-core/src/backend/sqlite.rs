@@ -1183,6 +1183,19 @@ impl Backend for SqliteBackend {
         self.with_cache(true, || self.commit_batch(build))?
     }
 
+    /// SQLite's `data_version` (changed by every commit of another
+    /// connection, as of this connection's current read transaction, which
+    /// the pragma itself begins) and this connection's own changes.
+    fn version(&self) -> Result<Option<[u64; 2]>> {
+        let others: i64 = self
+            .conn
+            .prepare_cached("PRAGMA data_version")
+            .db()?
+            .query_row([], |r| r.get(0))
+            .db()?;
+        Ok(Some([others.cast_unsigned(), self.conn.total_changes()]))
+    }
+
     fn read_snapshot(&self, read: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         if !self.conn.is_autocommit() {
             // (inside a transaction already: that is the snapshot)
@@ -1346,6 +1359,38 @@ mod tests {
     /// SQLite is built without the modules ravi never uses
     /// (`.cargo/config.toml`): a vault file's schema cannot instantiate
     /// them, and extensions cannot be loaded.
+    /// The version changes with every commit, another connection's or its
+    /// own, and not otherwise; inside a snapshot it is the snapshot's.
+    #[test]
+    fn the_version_changes_with_every_commit_and_only_then() {
+        let files = harness();
+        let path = files.0.path().join("v.db");
+        let b = SqliteBackend::open(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        let v0 = b.version().unwrap().unwrap();
+        assert_eq!(b.version().unwrap().unwrap(), v0);
+        b.header().unwrap();
+        assert_eq!(b.version().unwrap().unwrap(), v0, "a read changed it");
+        other.execute_batch("CREATE TABLE scratch(x)").unwrap();
+        let v1 = b.version().unwrap().unwrap();
+        assert_ne!(v1, v0);
+        b.conn
+            .execute("INSERT INTO scratch VALUES (1)", [])
+            .unwrap();
+        let v2 = b.version().unwrap().unwrap();
+        assert_ne!(v2, v1, "its own write");
+        let mut inside = Vec::new();
+        b.read_snapshot(&mut || {
+            inside.push(b.version()?.unwrap());
+            other.execute("INSERT INTO scratch VALUES (2)", []).unwrap();
+            inside.push(b.version()?.unwrap());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(inside, [v2, v2]);
+        assert_ne!(b.version().unwrap().unwrap(), v2);
+    }
+
     #[test]
     fn unused_sqlite_modules_are_left_out() {
         let files = harness();
