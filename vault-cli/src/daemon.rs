@@ -78,6 +78,16 @@ struct Reply {
     /// `stdout` and `stderr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     file: Option<FileOut>,
+    /// `ravi totp code --min-validity N`: the code is the next window's,
+    /// and the client waits this many seconds, until it begins, before it
+    /// prints it (the daemon does not wait: it answers others meanwhile).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    wait_seconds: u64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // (serde's signature)
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A file the client writes (mode 0600, all or nothing), its path as the
@@ -160,6 +170,9 @@ pub fn client() -> Option<ExitCode> {
     match answered {
         // (a daemon asks for standard input once)
         Ok(reply) if reply.served && !reply.send_stdin => {
+            if reply.wait_seconds > 0 {
+                std::thread::sleep(Duration::from_secs(reply.wait_seconds));
+            }
             if let Some(file) = reply.file
                 && let Err(e) = vault_cli::config::write_private_file(&file.path, file.content.as_bytes())
             {
@@ -440,6 +453,9 @@ fn answer_until(
                 return Ok(Ending::Exited(status));
             }
         }
+        // (a reply kept from a second that has ended is dropped now: at
+        // most about a second later, the wait being at most a second)
+        memo.now();
         let Some(left) = deadline.checked_duration_since(Instant::now()) else {
             return Ok(Ending::Expired);
         };
@@ -788,6 +804,7 @@ fn answer(held: &Held, parsed: &mut Parsed, request: &Request) -> (Reply, Option
                 Extra::Exec(exec) => reply.exec = Some(exec),
                 Extra::SendStdin => reply.send_stdin = true,
                 Extra::File(file) => reply.file = Some(file),
+                Extra::Wait(seconds) => reply.wait_seconds = seconds,
             }
             (reply, basis)
         }
@@ -816,8 +833,10 @@ fn keepable(held: &Held, c: &Command) -> bool {
             Command::Secrets(SecretsCommand::Get { .. } | SecretsCommand::List)
                 | Command::Passwords(PasswordsCommand::Get { .. } | PasswordsCommand::List)
                 | Command::Totp(
-                    TotpCommand::Code { .. }
-                        | TotpCommand::List
+                    TotpCommand::Code {
+                        min_validity: None,
+                        ..
+                    } | TotpCommand::List
                         | TotpCommand::Show { .. }
                         | TotpCommand::Uri { .. }
                 )
@@ -944,6 +963,25 @@ enum Extra {
     SendStdin,
     /// `ravi inject -o OUT`: the file to write.
     File(FileOut),
+    /// `ravi totp code --min-validity`: print after this many seconds.
+    Wait(u64),
+}
+
+/// A clock that does not wait: a wait moves its time on instead, and the
+/// client does the waiting (`Reply::wait_seconds`).
+#[derive(Default)]
+struct Planned {
+    waited: std::cell::Cell<u64>,
+}
+
+impl vault_core::Clock for Planned {
+    fn now(&self) -> Result<u64> {
+        Ok(vault_core::SystemClock.now()?.saturating_add(self.waited.get()))
+    }
+
+    fn sleep(&self, d: Duration) {
+        self.waited.set(self.waited.get().saturating_add(d.as_secs()));
+    }
 }
 
 /// The commands a daemon answers: the reads of a credential (one record
@@ -1191,6 +1229,20 @@ fn snapshot_read(
             done
         })
     };
+    if let Command::Totp(TotpCommand::Code {
+        name,
+        min_validity: Some(m),
+        at: None,
+    }) = command
+    {
+        let clock = Planned::default();
+        open_records(&mut |iv| {
+            let code = iv.totp_code_with(&clock, name, None, Some(*m))?;
+            out.emit(crate::to_json(&code)?, code.code.clone());
+            Ok(())
+        })?;
+        return Ok(Extra::Wait(clock.waited.get()));
+    }
     match command {
         Command::Secrets(c) => open_records(&mut |iv| records::secrets(iv, c, out)),
         Command::Passwords(c) => open_records(&mut |iv| records::passwords(iv, c, out)),

@@ -675,6 +675,62 @@ fn a_client_that_does_not_take_its_reply_holds_up_no_other() {
 }
 
 #[test]
+fn a_code_that_must_wait_for_its_window_holds_up_no_other() {
+    let env = crate::references::setup();
+    env.run(&[
+        "totp",
+        "add",
+        "slow",
+        "--secret",
+        "JBSWY3DPEHPK3PXP",
+        "--period",
+        "10",
+    ])
+    .ok();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    // (in the middle of a 10 s window: the code asked for, with 9 s of
+    // validity, is the next window's, 2 to 8 s away)
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    while !(2..=8).contains(&(10 - now() % 10)) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let asked = now();
+    let mut waiting = client(&env, &d)
+        .args(["totp", "code", "slow", "--min-validity", "9", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Others are answered while it waits (a daemon that waited for it
+    // would answer them only once its window began).
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..3 {
+        let r = ask(&env, &d, &["secrets", "get", "API_KEY"]).ok();
+        assert_eq!(r.stdout, "alice-api-value\n");
+    }
+    assert!(
+        waiting.try_wait().unwrap().is_none(),
+        "the code was printed before its window"
+    );
+    let r = to_run(waiting.wait_with_output().unwrap()).ok();
+    let code = r.json();
+    // The next window's code, printed once that window began.
+    assert!(now() >= asked - asked % 10 + 10);
+    assert!(code["remaining_seconds"].as_u64().unwrap() >= 9, "{code}");
+    let at = (asked - asked % 10 + 10).to_string();
+    let expected = env
+        .run(&["totp", "code", "slow", "--at", &at, "--json"])
+        .ok()
+        .json();
+    assert_eq!(code["code"], expected["code"]);
+}
+
+#[test]
 fn many_clients_at_once_while_the_identity_is_written() {
     let env = crate::references::setup();
     let token = session(&env);
