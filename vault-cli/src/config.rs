@@ -107,7 +107,8 @@ pub fn read_config(path: &Path) -> Result<Option<IdentityConfig>> {
     if meta.len() > MAX_CONFIG_LEN {
         return Err(invalid(format!("{} is too large", path.display())));
     }
-    let mut bytes = Vec::new();
+    // (sized to the file: read in one call, not in growing probes)
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
     {
         use std::io::Read;
         fs::File::open(path)
