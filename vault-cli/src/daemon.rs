@@ -166,6 +166,24 @@ pub fn client() -> Option<ExitCode> {
             }
         }
         answered = ask(&socket, &request);
+        // (standard input is spent: running the command here would render
+        // an empty template)
+        let lost = match &answered {
+            Ok(reply) if reply.served && !reply.send_stdin => None,
+            Ok(_) => Some("it did not answer".to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = lost {
+            let e = Error::Io {
+                context: format!(
+                    "the daemon at {} did not render the template sent to it from standard input",
+                    socket.display()
+                ),
+                source: std::io::Error::other(why),
+            };
+            eprint!("{}", crate::error_text(&e, json));
+            return Some(ExitCode::from(crate::exit_code(e.class())));
+        }
     }
     match answered {
         // (a daemon asks for standard input once)

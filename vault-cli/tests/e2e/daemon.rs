@@ -374,6 +374,47 @@ fn a_kept_reply_is_not_given_once_anything_it_was_made_from_changed() {
 }
 
 #[test]
+fn a_template_sent_to_a_daemon_that_then_fails_is_not_rendered_empty() {
+    use std::io::{BufRead, Write};
+    use std::os::unix::net::UnixListener;
+    let env = crate::references::setup();
+    let socket = env.dir.path().join("fake.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    // Asks for standard input, then closes the connection that brings it.
+    let fake = std::thread::spawn(move || {
+        for asked in 0..2 {
+            let (stream, _) = listener.accept().unwrap();
+            let mut line = String::new();
+            std::io::BufReader::new(&stream)
+                .read_line(&mut line)
+                .unwrap();
+            if asked == 0 {
+                (&stream)
+                    .write_all(b"{\"served\":true,\"code\":0,\"stdout\":\"\",\"stderr\":\"\",\"send_stdin\":true}\n")
+                    .unwrap();
+            } else {
+                assert!(line.contains("API_KEY"), "{line}");
+            }
+        }
+    });
+    let r = run_command_stdin(
+        env.command()
+            .env_remove("RAVI_PASSPHRASE")
+            .env("RAVI_DAEMON", &socket)
+            .args(["inject"]),
+        "key={{ ravi://secrets/API_KEY }}\n",
+    );
+    fake.join().unwrap();
+    assert_eq!(r.code, EXIT_INTERNAL, "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("did not render the template"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn what_the_daemon_does_not_answer_runs_in_the_client() {
     let env = crate::references::setup();
     let token = session(&env);
