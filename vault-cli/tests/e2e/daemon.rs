@@ -68,6 +68,35 @@ fn ask(env: &Env, daemon: &Daemon, args: &[&str]) -> Run {
     run_command(client(env, daemon).args(args))
 }
 
+/// The daemon's answer to `args` is the one the process itself gives
+/// (with the passphrase).
+#[track_caller]
+fn answered_as_the_process_answers(env: &Env, d: &Daemon, args: &[&str]) {
+    let there = ask(env, d, args);
+    let here = env.run(args);
+    assert_eq!(
+        (there.code, &there.stdout, &there.stderr),
+        (here.code, &here.stdout, &here.stderr),
+        "{args:?}"
+    );
+}
+
+/// Sets bob's `API_KEY` (bob is the setup's second identity).
+fn set_bobs_key(env: &Env, value: &str) {
+    env.run_stdin(
+        &[
+            "--identity",
+            "bob",
+            "secrets",
+            "set",
+            "API_KEY",
+            "--value-stdin",
+        ],
+        value,
+    )
+    .ok();
+}
+
 fn session(env: &Env) -> String {
     env.run(&["unlock", "--ttl", "1h"])
         .ok()
@@ -108,13 +137,7 @@ fn reads_are_answered_with_the_credential_the_daemon_holds() {
         &["secrets", "get", "NOPE", "--json"],
         &["--identity", "nobody", "secrets", "get", "API_KEY"],
     ] {
-        let there = ask(&env, &d, args);
-        let here = env.run(args);
-        assert_eq!(
-            (there.code, &there.stdout, &there.stderr),
-            (here.code, &here.stdout, &here.stderr),
-            "{args:?}"
-        );
+        answered_as_the_process_answers(&env, &d, args);
     }
     assert_eq!(
         ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
@@ -128,19 +151,7 @@ fn reads_are_answered_with_the_credential_the_daemon_holds() {
 
     // The identity a client selects: its --identity, its RAVI_IDENTITY, its
     // working directory's .ravi/config.json.
-    // (bob is the setup's second identity)
-    env.run_stdin(
-        &[
-            "--identity",
-            "bob",
-            "secrets",
-            "set",
-            "API_KEY",
-            "--value-stdin",
-        ],
-        "bobs-value\n",
-    )
-    .ok();
+    set_bobs_key(&env, "bobs-value\n");
     assert_eq!(
         ask(
             &env,
@@ -190,13 +201,7 @@ fn listings_and_templates_are_answered_too() {
         &["totp", "show", "nope"],
         &["inject", "-i", "no-such-template"],
     ] {
-        let there = ask(&env, &d, args);
-        let here = env.run(args);
-        assert_eq!(
-            (there.code, &there.stdout, &there.stderr),
-            (here.code, &here.stdout, &here.stderr),
-            "{args:?}"
-        );
+        answered_as_the_process_answers(&env, &d, args);
     }
     let listed = ask(&env, &d, &["secrets", "list", "--json"]).ok().json();
     assert_eq!(listed[0]["key"], "API_KEY", "{listed}");
@@ -326,18 +331,7 @@ fn a_kept_reply_is_not_given_once_anything_it_was_made_from_changed() {
     });
 
     // The identity selection changed (the config file; bob has API_KEY too).
-    env.run_stdin(
-        &[
-            "--identity",
-            "bob",
-            "secrets",
-            "set",
-            "API_KEY",
-            "--value-stdin",
-        ],
-        "bobs-value",
-    )
-    .ok();
+    set_bobs_key(&env, "bobs-value");
     within_one_second(|| {
         env.run(&["identity", "use", "alice"]).ok();
         assert_ne!(get().ok().stdout, "bobs-value\n");
