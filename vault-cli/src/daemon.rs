@@ -643,14 +643,25 @@ impl Pending {
                 return Ok(());
             }
         };
-        if let Some(bytes) = memo.reply(held, parsed, &request) {
+        let Some(line) = parsed.get(&request.argv) else {
+            // (not a command the daemon answers: the client runs it)
+            let mut bytes = serde_json::to_vec(&Reply::default())?;
+            bytes.push(b'\n');
+            self.reply = Some((bytes, 0));
+            return Ok(());
+        };
+        let facts = keepable(held, &line.cli.command).then(|| Facts::read(held, &line.cli, &request));
+        if let Some(facts) = &facts
+            && let Some(bytes) = memo.reply(held, &request, facts)
+        {
             self.reply = Some((bytes, 0));
             return Ok(());
         }
         let began = memo.now();
-        let (reply, basis) = answer(held, parsed, &request);
+        let (reply, mut basis) = answer(held, &line, &request, facts);
         let mut bytes = serde_json::to_vec(&reply)?;
         if bytes.len() as u64 >= MAX_REPLY {
+            basis = None;
             // (more than a client reads: said, instead of cut)
             let e = Error::InvalidInput(format!(
                 "the answer is over {} MiB, more than a daemon sends: run this command with a credential of its own",
@@ -799,15 +810,17 @@ impl Parsed {
 }
 
 /// Runs a request's command if it is one the daemon answers.
-fn answer(held: &Held, parsed: &mut Parsed, request: &Request) -> (Reply, Option<Basis>) {
-    let Some(line) = parsed.get(&request.argv) else {
-        return (Reply::default(), None);
-    };
+fn answer(
+    held: &Held,
+    line: &ParsedLine,
+    request: &Request,
+    facts: Option<Facts>,
+) -> (Reply, Option<Basis>) {
     let (cli, path) = (&line.cli, &line.path);
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     let mut out = Output::captured(&cli.global);
     let done = crate::refuse_unused_options(&cli.global, &path)
-        .and_then(|()| read(held, cli, request, &mut out));
+        .and_then(|()| read(held, cli, request, facts, &mut out));
     match done {
         Ok((extra, basis)) => {
             let (stdout, stderr) = out.printed();
@@ -878,6 +891,31 @@ struct Basis {
     opened: Opened,
 }
 
+/// What a kept reply must have been made from, read once for a request
+/// whose reply may be kept, before anything else (the credential
+/// included): compared with a kept reply's `Basis`, else what a new reply
+/// is made for.
+struct Facts {
+    /// The identity selection (`None`: it failed, which the read then says).
+    selection: Option<crate::Selection>,
+    /// The store's version (`None`: it gives none, or reading it failed).
+    store: Option<[u64; 2]>,
+}
+
+impl Facts {
+    fn read(held: &Held, cli: &Cli, request: &Request) -> Facts {
+        let vault = &held.vault;
+        Facts {
+            selection: crate::selection_at(&cli.global, &request.cwd, request.identity.as_deref())
+                .ok(),
+            store: vault
+                .read_consistently(|| vault.store_version())
+                .ok()
+                .flatten(),
+        }
+    }
+}
+
 /// Replies made in the current second of the clock, kept for the same
 /// request (command line, directory, `RAVI_IDENTITY`) while what they
 /// were made from is unchanged: the store's version, the identity
@@ -930,27 +968,18 @@ impl Memo {
         Some(now)
     }
 
-    /// The reply kept for `request`, if nothing it was made from changed.
-    fn reply(&mut self, held: &Held, parsed: &mut Parsed, request: &Request) -> Option<Vec<u8>> {
+    /// The reply kept for `request`, if nothing it was made from changed:
+    /// the selection and the store's version as `facts` found them now.
+    fn reply(&mut self, held: &Held, request: &Request, facts: &Facts) -> Option<Vec<u8>> {
         self.now()?;
-        if request.stdin.is_some() {
-            return None;
-        }
         let kept = self.kept.get(&Memo::key(request))?;
-        let line = parsed.get(&request.argv)?;
         let basis = &kept.basis;
-        let selection =
-            crate::selection_at(&line.cli.global, &request.cwd, request.identity.as_deref()).ok()?;
-        if selection != basis.selection {
-            return None;
-        }
-        let vault = &held.vault;
-        if vault.read_consistently(|| vault.store_version()).ok()?? != basis.store {
+        if facts.selection.as_ref() != Some(&basis.selection) || facts.store != Some(basis.store) {
             return None;
         }
         // (read after the store's version, as a process reads them before
         // the heads: a newer one seen since is the rollback check's)
-        let (cfg, vault_id) = (crate::config_dir().ok()?, vault.info().vault_id);
+        let (cfg, vault_id) = (crate::config_dir().ok()?, held.vault.info().vault_id);
         let seen = |key: &str| crate::seen::newest_seen(&cfg, &vault_id, key).ok();
         crate::seen::check("", seen(crate::seen::VAULT_HEAD)?, basis.vault_head).ok()?;
         let identity = &basis.opened;
@@ -1028,6 +1057,7 @@ fn read(
     held: &Held,
     cli: &Cli,
     request: &Request,
+    facts: Option<Facts>,
     out: &mut Output,
 ) -> Result<(Extra, Option<Basis>)> {
     let vault = &held.vault;
@@ -1051,21 +1081,12 @@ fn read(
         }
         _ => Gave::Nothing,
     };
-    // A reply that may be kept (`Memo`) is made for one selection, and
-    // from one version of the store, read before the credential is
-    // presented: a change committed between that and the snapshot (a
+    // A reply that may be kept (`Memo`) is made for the selection and
+    // from the version of the store in `facts`, read before the credential
+    // is presented: a change committed between that and the snapshot (a
     // revocation) keeps it from being kept.
-    let keepable = keepable(held, &cli.command);
-    let given = Given {
-        what,
-        selection: keepable
-            .then(|| crate::selection_at(&cli.global, &request.cwd, request.identity.as_deref())),
-    };
-    let before = if keepable {
-        vault.read_consistently(|| vault.store_version())?
-    } else {
-        None
-    };
+    let (selection, before) = facts.map_or((None, None), |f| (f.selection, f.store));
+    let given = Given { what, selection };
     // The credential first, outside the snapshot below: an owner's opening
     // may write (identities requested over REST are adopted). `get
     // email|phone` needs none.
@@ -1092,7 +1113,7 @@ fn read(
                 &mut attempt,
                 &mut opened,
             )?;
-            let version = if keepable {
+            let version = if before.is_some() {
                 vault.store_version()?
             } else {
                 None
@@ -1105,7 +1126,7 @@ fn read(
                 *out = attempt;
                 let (extra, version) = done?;
                 let basis = match (before, version, given.selection, opened) {
-                    (Some(before), Some(store), Some(Ok(selection)), Some(opened))
+                    (Some(before), Some(store), Some(selection), Some(opened))
                         if before == store =>
                     {
                         Some(Basis {
@@ -1129,7 +1150,7 @@ struct Given {
     what: Gave,
     /// The identity selection (config files), for a command whose reply
     /// may be kept: what the reply is then made for.
-    selection: Option<Result<crate::Selection>>,
+    selection: Option<crate::Selection>,
 }
 
 /// What the client gave that is not in the vault.
@@ -1165,7 +1186,7 @@ fn snapshot_read(
     }
     let selected = || match &given.selection {
         // (resolved once before the snapshot: what a kept reply was made for)
-        Some(Ok(sel)) => crate::identity_selected_by(vault, sel.clone()),
+        Some(sel) => crate::identity_selected_by(vault, sel.clone()),
         _ => crate::selected_identity_at(
             &cli.global,
             vault,
