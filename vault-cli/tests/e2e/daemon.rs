@@ -368,6 +368,32 @@ fn a_kept_reply_is_not_given_once_anything_it_was_made_from_changed() {
 }
 
 #[test]
+fn a_template_or_an_answer_too_large_for_the_daemon_is_refused_with_a_reason() {
+    let env = crate::references::setup();
+    let token = session(&env);
+    let d = Daemon::start(&env, &[("RAVI_SESSION", &token)], &[]);
+    // A template on standard input over what a request may carry.
+    let r = run_command_stdin(client(&env, &d).args(["inject"]), &"x".repeat(4 << 20))
+        .fails(EXIT_INVALID);
+    assert!(r.stderr.contains("--in FILE"), "{}", r.stderr);
+    assert!(r.stdout.is_empty());
+    // An answer over what a reply may carry (a 17 MiB template rendered).
+    std::fs::write(env.work.join("big.tpl"), "x".repeat(17 << 20)).unwrap();
+    let r = ask(&env, &d, &["inject", "-i", "big.tpl"]).fails(EXIT_INVALID);
+    assert!(
+        r.stderr.contains("more than a daemon sends"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+    // The daemon answers on.
+    assert_eq!(
+        ask(&env, &d, &["secrets", "get", "API_KEY"]).ok().stdout,
+        "alice-api-value\n"
+    );
+}
+
+#[test]
 fn a_template_sent_to_a_daemon_that_then_fails_is_not_rendered_empty() {
     use std::io::{BufRead, Write};
     use std::os::unix::net::UnixListener;
